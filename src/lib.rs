@@ -1,1 +1,50 @@
+//! partyring: a PartyKit-compatible realtime room server, thread-per-core on io_uring.
+//!
+//! Rooms live at `/parties/:party/:room` (and `/party/:room` for party `main`). A room's
+//! WebSockets, broadcasts and message history all stay on one core, chosen by a stable hash of
+//! party and room; a connection that arrives on another core is handed to the owner before
+//! anything is answered. Nothing on the hot path is shared between cores.
+//!
+//! # Layout
+//!
+//! - [`config`]: every knob, with its default.
+//! - [`runtime`]: starting the cores ([`runtime::Server`]); `shard` (which core owns a room),
+//!   `handoff` (moving a connection to its owner core, the only `Send` code), `core` (the
+//!   per-thread state and accept/inbox loops).
+//! - [`net`]: sockets. `conn` (the HTTP/1.1 connection loop), `ws_conn` (a WebSocket's reader),
+//!   `writer` (its bounded outbound queue and writer task), `sock` (raw non-blocking syscalls).
+//! - [`http`]: sans-IO HTTP/1.1: head parsing, body framing, responses, the error table.
+//! - [`ws`]: sans-IO RFC 6455: handshake, frames, masking, the streaming decoder, close codes.
+//! - [`router`]: request target → party and room.
+//! - [`room`]: a room's state (members, history) and the per-core room table.
+//! - [`party`]: application behaviour (`main`: PartyKit's MessageServer; `echo`).
+//!
+//! # Data path
+//!
+//! ```text
+//! core k (one OS thread, one monoio ring, !Send state)
+//!  net::listener  accept on core k's SO_REUSEPORT socket (the kernel picks k, not us)
+//!   -> net::conn  readiness, then recv into the connection's buffer
+//!   -> http::parse  Partial -> read more | Err -> status + close | Complete(head)
+//!   -> router  /parties/:party/:room -> (party, room)
+//!   -> shard::owner(party, room) == k ?
+//!        no  -> runtime::handoff: fd + unanswered bytes -> owner's inbox; k forgets it
+//!        yes -> upgrade ? 101, join the room, net::ws_conn
+//!                       : body (http::body) -> party.on_request -> response -> one send per batch
+//!  ws: readiness -> recv into the core's buffer -> ws::Decoder -> party.on_message
+//!   -> room broadcast: encode the frame once (Rc) -> each member's Outbox
+//!   -> each member's writer task: one sendmsg of everything queued
+//! ```
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+pub mod config;
+pub mod http;
+pub mod net;
+pub mod party;
+pub mod room;
+pub mod router;
+pub mod runtime;
 pub mod ws;
+
+pub use config::Config;
+pub use runtime::Server;

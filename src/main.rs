@@ -1,1 +1,95 @@
-fn main() {}
+//! The `partyring` binary: parses the command line and environment into a `Config`, sets up
+//! logging, and runs the server. Everything else lives in the library.
+
+use std::{net::IpAddr, process::ExitCode, time::Duration};
+
+use clap::Parser;
+use partyring::{config::DEFAULT_PORT, Config, Server};
+
+/// A PartyKit-compatible realtime room server (thread-per-core, io_uring).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "PARTYRING_HOST", default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to listen on (0 picks a free one, printed at start).
+    #[arg(long, env = "PARTYRING_PORT", default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Cores (threads with an event loop each). Default: every available core.
+    #[arg(long, env = "PARTYRING_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// Messages kept per room (oldest dropped).
+    #[arg(long, env = "PARTYRING_HISTORY_LIMIT", default_value_t = 10_000)]
+    history_limit: usize,
+    /// Largest WebSocket message in bytes (larger: close 1009).
+    #[arg(long, env = "PARTYRING_MAX_MESSAGE_SIZE", default_value_t = 1024 * 1024)]
+    max_message_size: usize,
+    /// Largest HTTP request body in bytes (larger: 413).
+    #[arg(long, env = "PARTYRING_MAX_BODY_SIZE", default_value_t = 1024 * 1024)]
+    max_body_size: usize,
+    /// Bytes queued for one WebSocket before it is closed with 1008.
+    #[arg(long, env = "PARTYRING_MAX_OUTBOUND", default_value_t = 4 * 1024 * 1024)]
+    max_outbound: usize,
+    /// Seconds a request may take to arrive completely (then 408).
+    #[arg(long, env = "PARTYRING_HEADER_TIMEOUT", default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Seconds an idle keep-alive connection is kept.
+    #[arg(long, env = "PARTYRING_IDLE_TIMEOUT", default_value_t = 60.0)]
+    idle_timeout: f64,
+}
+
+fn seconds(name: &str, s: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|e| format!("--{name}: {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let mut config = Config::new();
+    config.host = cli.host;
+    config.port = cli.port;
+    if let Some(t) = cli.threads {
+        config.threads = usize::from(t);
+    }
+    config.history_limit = cli.history_limit;
+    config.max_message_bytes = cli.max_message_size;
+    config.max_body_bytes = cli.max_body_size;
+    config.max_outbound_bytes = cli.max_outbound;
+    match (
+        seconds("header-timeout", cli.header_timeout),
+        seconds("idle-timeout", cli.idle_timeout),
+    ) {
+        (Ok(h), Ok(i)) => {
+            config.header_timeout = h;
+            config.idle_timeout = i;
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let threads = config.threads;
+    match Server::start(config) {
+        Ok(server) => {
+            let driver = if server.io_uring {
+                "io_uring"
+            } else {
+                "epoll (io_uring unavailable)"
+            };
+            tracing::info!(addr = %server.addr, cores = threads, driver, "partyring listening");
+            println!("partyring listening on http://{}", server.addr);
+            server.wait();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            ExitCode::FAILURE
+        }
+    }
+}

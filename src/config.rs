@@ -1,0 +1,95 @@
+//! Every knob of the server in one place.
+//!
+//! `Config` is plain data: the binary fills it from the command line and `PARTYRING_*`
+//! environment variables (see `main.rs`), tests build it with [`Config::test`]. Each field says
+//! its default and what changes when you move it. Limits are named here, never inlined.
+
+use std::{net::IpAddr, time::Duration};
+
+/// Default port, the same as `partykit dev`, so PartySocket's `host: "127.0.0.1:1999"` works.
+pub const DEFAULT_PORT: u16 = 1999;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address every core listens on. Default: 127.0.0.1.
+    pub host: IpAddr,
+    /// TCP port shared by every core through SO_REUSEPORT. 0 picks one free port for all.
+    /// Default: 1999.
+    pub port: u16,
+    /// Number of cores (OS threads, one monoio ring each). Default: every available core.
+    /// Rooms are sharded over this number, so changing it moves rooms between cores.
+    pub threads: usize,
+    /// Whether thread k is pinned to CPU k. Default: true when `threads` equals the CPU count.
+    pub pin_threads: bool,
+
+    /// Largest request head (request line + headers) accepted: beyond it, 431. Default 16 KiB.
+    pub max_head_bytes: usize,
+    /// Most header fields in one request: beyond it, 431. Default 100.
+    pub max_headers: usize,
+    /// Longest request target: beyond it, 414. Default 8 KiB.
+    pub max_target_bytes: usize,
+    /// Largest request body (after chunked decoding): beyond it, 413. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// A request whose head (or body) has not fully arrived this long after its first byte is
+    /// answered 408 and closed (slowloris). Default 10 s.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this. Default 60 s.
+    pub idle_timeout: Duration,
+
+    /// Messages kept per room for `GET` (the oldest are dropped). Default 10,000.
+    pub history_limit: usize,
+    /// Largest WebSocket message (sum of its fragments): beyond it, close 1009.
+    /// Default 1 MiB, PartyKit's limit.
+    pub max_message_bytes: usize,
+    /// Bytes queued for one WebSocket before it is closed with 1008: a reader that cannot keep up
+    /// must not grow the server without bound. Default 4 MiB.
+    pub max_outbound_bytes: usize,
+    /// How long a server-initiated WebSocket close waits for the peer's close frame. Default 5 s.
+    pub close_timeout: Duration,
+    /// Capacity of each core's handoff inbox: when full, the connection is answered 503.
+    /// Default 4096.
+    pub inbox_capacity: usize,
+}
+
+impl Config {
+    /// The defaults listed on each field.
+    pub fn new() -> Self {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: DEFAULT_PORT,
+            threads,
+            pin_threads: true,
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+            max_target_bytes: 8 * 1024,
+            max_body_bytes: 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            history_limit: 10_000,
+            max_message_bytes: 1024 * 1024,
+            max_outbound_bytes: 4 * 1024 * 1024,
+            close_timeout: Duration::from_secs(5),
+            inbox_capacity: 4096,
+        }
+    }
+
+    /// Defaults for an in-process test server: port 0, `threads` cores, not pinned (tests run in
+    /// parallel and must not fight over CPUs).
+    pub fn test(threads: usize) -> Self {
+        Self {
+            port: 0,
+            threads,
+            pin_threads: false,
+            ..Self::new()
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}

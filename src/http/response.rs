@@ -1,0 +1,222 @@
+//! Writing responses: status line and headers straight into the connection's reused output
+//! buffer, so a pipelined batch of responses leaves in one `send`.
+//!
+//! Every response has `Content-Length` and a `Date` (RFC 9110 6.6.1); the `Date` value is
+//! formatted once per second per core by [`DateCache`], not once per response.
+
+use std::{
+    cell::{Cell, RefCell},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+/// A response produced by a party or by the server itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    /// Extra header lines, each `Name: value` without CRLF.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The content type PartyKit gives a string body (observed on `partykit dev`).
+pub const TEXT_PLAIN: &str = "text/plain;charset=UTF-8";
+pub const APPLICATION_JSON: &str = "application/json";
+
+impl Response {
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Response {
+            status,
+            content_type: TEXT_PLAIN,
+            headers: Vec::new(),
+            body: body.into().into_bytes(),
+        }
+    }
+
+    pub fn json(status: u16, body: Vec<u8>) -> Self {
+        Response {
+            status,
+            content_type: APPLICATION_JSON,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    #[must_use]
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// The reason phrase for the statuses we send.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+/// Appends one complete response to `out`.
+///
+/// `head_only` leaves the body out (a `HEAD` request) but keeps its `Content-Length`;
+/// `close` adds `Connection: close`.
+pub fn write_response(
+    out: &mut Vec<u8>,
+    resp: &Response,
+    date: &DateCache,
+    head_only: bool,
+    close: bool,
+) {
+    write_head(out, resp.status, date);
+    out.extend_from_slice(b"Content-Type: ");
+    out.extend_from_slice(resp.content_type.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &resp.headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    write_tail(out, resp.body.len(), close);
+    if !head_only {
+        out.extend_from_slice(&resp.body);
+    }
+}
+
+/// Appends a status line and `Date`; the caller adds its headers and ends with [`write_tail`].
+pub fn write_head(out: &mut Vec<u8>, status: u16, date: &DateCache) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let mut digits = [0u8; 3];
+    digits[0] = b'0' + (status / 100) as u8;
+    digits[1] = b'0' + (status / 10 % 10) as u8;
+    digits[2] = b'0' + (status % 10) as u8;
+    out.extend_from_slice(&digits);
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\nDate: ");
+    date.with(|d| out.extend_from_slice(d));
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `Content-Length`, the optional `Connection: close`, and the blank line.
+pub fn write_tail(out: &mut Vec<u8>, content_length: usize, close: bool) {
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(&itoa_buf(content_length));
+    if close {
+        out.extend_from_slice(b"\r\nConnection: close");
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+fn itoa_buf(mut n: usize) -> smallvec::SmallVec<[u8; 20]> {
+    let mut digits = smallvec::SmallVec::<[u8; 20]>::new();
+    loop {
+        digits.push(b'0' + (n % 10) as u8);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    digits
+}
+
+/// The `Date` header value, reformatted at most once per second. One per core (not `Sync`).
+pub struct DateCache {
+    second: Cell<u64>,
+    value: RefCell<[u8; 29]>,
+}
+
+impl DateCache {
+    pub fn new() -> Self {
+        let cache = DateCache {
+            second: Cell::new(u64::MAX),
+            value: RefCell::new([b' '; 29]),
+        };
+        cache.refresh();
+        cache
+    }
+
+    fn refresh(&self) {
+        let now = SystemTime::now();
+        let second = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if second != self.second.get() {
+            let text = httpdate::fmt_http_date(now);
+            // IMF-fixdate is always 29 bytes ("Sun, 06 Nov 1994 08:49:37 GMT").
+            if text.len() == 29 {
+                self.value.borrow_mut().copy_from_slice(text.as_bytes());
+            }
+            self.second.set(second);
+        }
+    }
+
+    /// Runs `f` with the current value (refreshing it if the second has changed).
+    pub fn with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        self.refresh();
+        f(&self.value.borrow()[..])
+    }
+}
+
+impl Default for DateCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_bytes() {
+        let date = DateCache::new();
+        let mut out = Vec::new();
+        write_response(&mut out, &Response::text(200, "OK"), &date, false, false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\nDate: "), "{text}");
+        assert!(
+            text.ends_with(
+                "\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 2\r\n\r\nOK"
+            ),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        let resp = Response::text(405, "Method not allowed").header("Allow", "GET, POST");
+        write_response(&mut out, &resp, &date, true, true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Allow: GET, POST\r\nContent-Length: 18\r\nConnection: close\r\n\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn date_is_imf_fixdate() {
+        let date = DateCache::new();
+        date.with(|d| {
+            let s = std::str::from_utf8(d).unwrap();
+            assert!(s.ends_with(" GMT"), "{s}");
+            assert!(httpdate::parse_http_date(s).is_ok());
+        });
+    }
+}

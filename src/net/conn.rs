@@ -1,0 +1,506 @@
+//! One HTTP/1.1 connection: read, parse, route, answer; or hand off, or upgrade.
+//!
+//! The task reads into the connection's own buffer, answers every complete request in it
+//! (pipelining), and sends all the responses of that batch with one `send`. The request parsers
+//! are sans-IO (`http::parse`, `http::body`); this file is the only place HTTP touches a socket.
+//!
+//! For a request to a room, the first question is which core owns the room (`shard::owner`). If
+//! it is another core, nothing is answered here: the socket and every unanswered byte move there
+//! (`runtime::handoff`) and this task ends. Otherwise a WebSocket upgrade becomes a
+//! `ws_conn`, and anything else goes to the party's `on_request`.
+//!
+//! Timeouts: a request must arrive completely (head and body) within `header_timeout` of its
+//! first byte, else 408 and close; a connection with nothing in progress is closed after
+//! `idle_timeout`. Any framing error is answered with its status and `Connection: close`, then
+//! the socket is half-closed and drained briefly so the client reads the error instead of a
+//! reset.
+
+use std::{
+    io,
+    os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd},
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use monoio::net::TcpStream;
+
+use crate::{
+    http::{
+        self, parse::head_end, parse::Framing, response::write_response, BodyDecoder, Head,
+        HttpError, Limits, Method, Response,
+    },
+    net::{sock, ws_conn},
+    party::Request,
+    router::{self, Route},
+    runtime::{
+        core::{Core, CoreStats},
+        handoff::Handoff,
+        shard,
+    },
+    ws,
+};
+
+/// Bytes reserved before each read.
+const READ_CHUNK: usize = 4096;
+/// A buffer that grew past this (a large body) is released once it is empty again.
+const KEEP_BUF_CAPACITY: usize = 64 * 1024;
+/// How long an erroring connection is drained after its error response.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Serves a connection from its first byte, or from the bytes another core already read.
+pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>) {
+    let fd = stream.as_raw_fd();
+    let mut conn = HttpConn {
+        core,
+        stream,
+        fd,
+        buf: bytes,
+        pos: 0,
+        scanned: 0,
+        out: Vec::new(),
+        body: Vec::new(),
+        pending: None,
+        req_started: None,
+    };
+    match conn.run().await {
+        Exit::Close => {}
+        Exit::Linger => conn.linger().await,
+        Exit::Handoff(owner) => conn.handoff(owner),
+        Exit::Upgrade { head, head_at } => conn.upgrade(head, head_at).await,
+    }
+}
+
+/// Why the HTTP loop stopped.
+enum Exit {
+    /// Done; drop the socket.
+    Close,
+    /// An error response was sent; drain the socket briefly before closing.
+    Linger,
+    /// The request at `pos` is for a room on this core.
+    Handoff(usize),
+    /// A valid WebSocket upgrade for a room on this core; `head` indexes `buf[head_at..]`.
+    Upgrade { head: Head, head_at: usize },
+}
+
+enum Step {
+    NeedMore,
+    Exit(Exit),
+}
+
+/// A request whose body is still arriving.
+struct Pending {
+    head: Head,
+    /// Where the head starts in `buf` (the body's undecoded bytes follow it).
+    head_at: usize,
+    decoder: BodyDecoder,
+}
+
+struct HttpConn {
+    core: Rc<Core>,
+    stream: TcpStream,
+    fd: RawFd,
+    /// Bytes read and not yet consumed start at `pos`.
+    buf: Vec<u8>,
+    pos: usize,
+    /// Bytes after `pos` already searched for the end of a head.
+    scanned: usize,
+    /// Responses waiting to be sent, in request order.
+    out: Vec<u8>,
+    /// The decoded body of the request in progress (reused between requests).
+    body: Vec<u8>,
+    pending: Option<Pending>,
+    /// When the first byte of the request in progress arrived.
+    req_started: Option<Instant>,
+}
+
+impl HttpConn {
+    fn limits(&self) -> Limits {
+        let c = &self.core.config;
+        Limits {
+            max_head_bytes: c.max_head_bytes,
+            max_headers: c.max_headers,
+            max_target_bytes: c.max_target_bytes,
+        }
+    }
+
+    async fn run(&mut self) -> Exit {
+        loop {
+            let exit = match self.process() {
+                Ok(Step::NeedMore) => None,
+                Ok(Step::Exit(exit)) => Some(exit),
+                Err(e) => {
+                    tracing::info!(core = self.core.id, error = %e, "bad request");
+                    let resp = Response::text(e.status(), e.reason());
+                    write_response(&mut self.out, &resp, &self.core.date, false, true);
+                    Some(Exit::Linger)
+                }
+            };
+            if !self.out.is_empty() && self.flush().await.is_err() {
+                return Exit::Close;
+            }
+            if let Some(exit) = exit {
+                return exit;
+            }
+            self.compact();
+            match self.read().await {
+                Ok(0) => return Exit::Close,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    if self.in_progress() {
+                        tracing::info!(core = self.core.id, "request timeout");
+                        let e = HttpError::Timeout;
+                        let resp = Response::text(e.status(), e.reason());
+                        write_response(&mut self.out, &resp, &self.core.date, false, true);
+                        let _ = self.flush().await;
+                    }
+                    return Exit::Close;
+                }
+                Err(_) => return Exit::Close,
+            }
+        }
+    }
+
+    fn in_progress(&self) -> bool {
+        self.pending.is_some() || self.pos < self.buf.len()
+    }
+
+    /// Answers every complete request in the buffer. Never waits.
+    fn process(&mut self) -> Result<Step, HttpError> {
+        loop {
+            if let Some(p) = &mut self.pending {
+                let body_at = p.head_at + p.head.len;
+                let progress = p.decoder.feed(
+                    &self.buf[body_at..],
+                    &mut self.body,
+                    self.core.config.max_body_bytes,
+                )?;
+                self.buf.drain(body_at..body_at + progress.consumed);
+                if !progress.done {
+                    return Ok(Step::NeedMore);
+                }
+                let p = self.pending.take().expect("checked above");
+                self.pos = body_at;
+                if let Some(exit) = self.respond(&p.head, p.head_at) {
+                    return Ok(Step::Exit(exit));
+                }
+                continue;
+            }
+            let avail = &self.buf[self.pos..];
+            if avail.is_empty() {
+                self.req_started = None;
+                return Ok(Step::NeedMore);
+            }
+            if self.req_started.is_none() {
+                self.req_started = Some(Instant::now());
+            }
+            let limits = self.limits();
+            if !head_end(avail, self.scanned) {
+                self.scanned = avail.len();
+                // Not complete, but possibly already over a limit: let the parser judge.
+                http::parse_head(avail, &limits)?;
+                return Ok(Step::NeedMore);
+            }
+            let Some(head) = http::parse_head(avail, &limits)? else {
+                self.scanned = avail.len();
+                return Ok(Step::NeedMore);
+            };
+            self.scanned = 0;
+            let head_at = self.pos;
+            if let Some(exit) = self.dispatch_head(head, head_at)? {
+                return Ok(Step::Exit(exit));
+            }
+        }
+    }
+
+    /// Decides what to do with a complete head: hand off, upgrade, or read its body.
+    fn dispatch_head(&mut self, head: Head, head_at: usize) -> Result<Option<Exit>, HttpError> {
+        let target = self.target(&head, head_at)?;
+        if let Route::Room { party, room, .. } = router::route(target) {
+            if self.core.party_index(party).is_some() {
+                let owner = shard::owner(party, room, self.core.cores());
+                if owner != self.core.id {
+                    return Ok(Some(Exit::Handoff(owner)));
+                }
+                if head.upgrade_websocket {
+                    return Ok(Some(self.check_upgrade(head, head_at)));
+                }
+            }
+        }
+        match head.framing {
+            Framing::Length(n) if n > self.core.config.max_body_bytes as u64 => {
+                return Err(HttpError::BodyTooLarge)
+            }
+            Framing::None => {
+                self.pos = head_at + head.len;
+                return Ok(self.respond(&head, head_at));
+            }
+            Framing::Length(_) | Framing::Chunked => {}
+        }
+        let decoder = match head.framing {
+            Framing::Length(n) => BodyDecoder::length(n),
+            _ => BodyDecoder::chunked(),
+        };
+        if head.expect_continue && self.buf.len() == head_at + head.len {
+            self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        self.body.clear();
+        self.pending = Some(Pending {
+            head,
+            head_at,
+            decoder,
+        });
+        Ok(None)
+    }
+
+    fn target(&self, head: &Head, head_at: usize) -> Result<&str, HttpError> {
+        let range = head_at + head.target.start..head_at + head.target.end;
+        std::str::from_utf8(&self.buf[range])
+            .map_err(|_| HttpError::Malformed("Request target is not UTF-8"))
+    }
+
+    /// Validates a WebSocket upgrade (RFC 6455 4.2.1) for a room on this core.
+    fn check_upgrade(&mut self, head: Head, head_at: usize) -> Exit {
+        let field = |r: &Option<std::ops::Range<usize>>| {
+            r.as_ref()
+                .map(|r| &self.buf[head_at + r.start..head_at + r.end])
+        };
+        let reject = if head.method != Method::Get {
+            Some(Response::text(400, "WebSocket upgrade must be a GET"))
+        } else if !head.connection_upgrade {
+            Some(Response::text(
+                400,
+                "WebSocket upgrade without Connection: upgrade",
+            ))
+        } else if field(&head.ws_version) != Some(b"13") {
+            Some(
+                Response::text(426, "Unsupported WebSocket version: use 13")
+                    .header("Sec-WebSocket-Version", "13"),
+            )
+        } else if !field(&head.ws_key).is_some_and(ws::valid_key) {
+            Some(Response::text(400, "Missing or invalid Sec-WebSocket-Key"))
+        } else if head.framing != Framing::None {
+            Some(Response::text(400, "WebSocket upgrade with a body"))
+        } else {
+            None
+        };
+        match reject {
+            Some(resp) => {
+                tracing::info!(core = self.core.id, status = resp.status, reason = %String::from_utf8_lossy(&resp.body), "bad websocket upgrade");
+                write_response(&mut self.out, &resp, &self.core.date, false, true);
+                Exit::Linger
+            }
+            None => Exit::Upgrade { head, head_at },
+        }
+    }
+
+    /// Answers the request whose head is at `head_at` and whose body is in `self.body`.
+    /// Returns `Some(Exit::Close)` if the connection ends after it.
+    fn respond(&mut self, head: &Head, head_at: usize) -> Option<Exit> {
+        let resp = match self.target(head, head_at) {
+            Ok(target) => self.route_request(head, target.to_owned()),
+            Err(e) => Response::text(e.status(), e.reason()),
+        };
+        let head_only = head.method == Method::Head;
+        write_response(
+            &mut self.out,
+            &resp,
+            &self.core.date,
+            head_only,
+            !head.keep_alive,
+        );
+        self.body.clear();
+        (!head.keep_alive).then_some(Exit::Close)
+    }
+
+    fn route_request(&mut self, head: &Head, target: String) -> Response {
+        let Route::Room { party, room, .. } = router::route(&target) else {
+            return Response::text(404, "Not found");
+        };
+        let Some(party_idx) = self.core.party_index(party) else {
+            return Response::text(404, format!("Party {party} not found"));
+        };
+        let req = Request {
+            method: head.method,
+            target: &target,
+            body: &self.body,
+        };
+        let core = &self.core;
+        let mut rooms = core.rooms.borrow_mut();
+        let resp = core.parties[party_idx].on_request(rooms.get_or_create(party_idx, room), &req);
+        rooms.remove_if_empty(party_idx, room);
+        resp
+    }
+
+    /// Drops consumed bytes from the front of the buffer.
+    fn compact(&mut self) {
+        let keep_from = match &self.pending {
+            Some(p) => p.head_at,
+            None => self.pos,
+        };
+        if keep_from > 0 {
+            self.buf.drain(..keep_from);
+            self.pos -= keep_from;
+            if let Some(p) = &mut self.pending {
+                p.head_at -= keep_from;
+            }
+        }
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_BUF_CAPACITY {
+            self.buf = Vec::new();
+        }
+        if self.out.capacity() > KEEP_BUF_CAPACITY {
+            self.out = Vec::new();
+        }
+    }
+
+    /// Reads more bytes, waiting for readiness within the applicable timeout.
+    async fn read(&mut self) -> io::Result<usize> {
+        loop {
+            let deadline = match self.req_started {
+                Some(t) if self.in_progress() => t + self.core.config.header_timeout,
+                _ => Instant::now() + self.core.config.idle_timeout,
+            };
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match monoio::time::timeout(wait, self.stream.readable(false)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            }
+            match sock::recv_into_vec(self.fd, &mut self.buf, READ_CHUNK) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends everything in `out`.
+    async fn flush(&mut self) -> io::Result<()> {
+        flush_all(
+            &self.stream,
+            self.fd,
+            &self.out,
+            self.core.config.idle_timeout,
+        )
+        .await?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// After an error response: stop sending, and read (and drop) what the client is still
+    /// sending for a moment, so our response is not destroyed by a reset.
+    async fn linger(&mut self) {
+        sock::shutdown_write(self.fd);
+        let deadline = Instant::now() + LINGER;
+        let mut scratch = [0u8; 4096];
+        loop {
+            match sock::recv(self.fd, &mut scratch) {
+                Ok(0) => return,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                return;
+            }
+            match monoio::time::timeout(wait, self.stream.readable(false)).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// Moves the connection and its unanswered bytes to core `owner`.
+    fn handoff(self, owner: usize) {
+        let core = self.core;
+        let bytes = self.buf[self.pos..].to_vec();
+        let raw = self.stream.into_raw_fd();
+        // SAFETY: `into_raw_fd` released monoio's ownership of this open socket (no operation
+        // was in flight: the last readiness wait completed), so we are its only owner.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let h = Handoff {
+            fd,
+            bytes,
+            from: core.id,
+        };
+        match core.inboxes.send(owner, h) {
+            Ok(()) => CoreStats::bump(&core.stats.handoffs_sent),
+            Err(h) => {
+                CoreStats::bump(&core.stats.handoffs_refused);
+                tracing::warn!(
+                    core = core.id,
+                    owner,
+                    "handoff refused (inbox full or closed): 503"
+                );
+                let mut out = Vec::new();
+                let resp = Response::text(503, "Service unavailable: try again");
+                write_response(&mut out, &resp, &core.date, false, true);
+                // Best effort: a small response into an idle socket's empty send buffer.
+                let _ = sock::send(h.fd.as_raw_fd(), &out);
+            }
+        }
+    }
+
+    /// Completes a validated upgrade and turns this task into the WebSocket's reader.
+    async fn upgrade(mut self, head: Head, head_at: usize) {
+        let key = head.ws_key.clone().expect("checked by check_upgrade");
+        let accept = ws::accept_key(&self.buf[head_at + key.start..head_at + key.end]);
+        let target = match self.target(&head, head_at) {
+            Ok(t) => t.to_owned(),
+            Err(_) => return,
+        };
+        let Route::Room {
+            party, room, query, ..
+        } = router::route(&target)
+        else {
+            return;
+        };
+        let party_idx = self
+            .core
+            .party_index(party)
+            .expect("checked by dispatch_head");
+        let id =
+            router::query_param(query, "_pk").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        self.out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+        self.out.extend_from_slice(accept.as_bytes());
+        self.out.extend_from_slice(b"\r\n\r\n");
+        if self.flush().await.is_err() {
+            return;
+        }
+        let leftover = self.buf.split_off(head_at + head.len);
+        ws_conn::serve(
+            self.core,
+            self.stream,
+            leftover,
+            ws_conn::Joined {
+                party: party_idx,
+                room: room.into(),
+                id: id.into(),
+            },
+        )
+        .await;
+    }
+}
+
+/// Writes all of `bytes`, waiting for room in the socket at most `timeout` at a time.
+pub async fn flush_all(
+    stream: &TcpStream,
+    fd: RawFd,
+    bytes: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match sock::send(fd, &bytes[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match monoio::time::timeout(timeout, stream.writable(false)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

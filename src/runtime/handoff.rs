@@ -1,0 +1,75 @@
+//! Moving a connection to the core that owns its room: the only `Send` code in partyring.
+//!
+//! A core that reads a request for a room it does not own (see `shard`) has parsed the head and
+//! written nothing for it. It packs the socket's fd and *every byte it has read but not answered*
+//! (the request itself, a pipelined request, or WebSocket frames a client sent right after its
+//! handshake) into a [`Handoff`] and pushes it onto the owner's inbox, a bounded flume queue.
+//! The owner's inbox task (in `core`) is woken through monoio's cross-thread waker (the `sync`
+//! feature: an eventfd registered in the owner's ring), rebuilds the stream from the fd, and
+//! serves it from those bytes as if it had accepted it.
+//!
+//! Sending returns the `Handoff` on failure (inbox full or the owner gone), so the sender still
+//! owns the socket and can answer 503 on it.
+
+use std::{os::fd::OwnedFd, sync::Arc};
+
+/// A connection in transit between cores.
+#[derive(Debug)]
+pub struct Handoff {
+    /// The socket. Dropping a `Handoff` closes it.
+    pub fd: OwnedFd,
+    /// Bytes read from the socket and not yet answered, oldest first.
+    pub bytes: Vec<u8>,
+    /// The core that sent it (for logs and the receiver's sanity check).
+    pub from: usize,
+}
+
+/// The sending side of every core's inbox, shared by all cores.
+#[derive(Clone, Debug)]
+pub struct Inboxes {
+    senders: Arc<[flume::Sender<Handoff>]>,
+}
+
+impl Inboxes {
+    /// Creates one bounded inbox per core; returns the shared senders and each core's receiver.
+    pub fn new(cores: usize, capacity: usize) -> (Inboxes, Vec<flume::Receiver<Handoff>>) {
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..cores).map(|_| flume::bounded(capacity)).unzip();
+        (
+            Inboxes {
+                senders: senders.into(),
+            },
+            receivers,
+        )
+    }
+
+    /// Queues `h` for core `to`.
+    ///
+    /// # Errors
+    /// Hands `h` back if that inbox is full or its core has stopped.
+    pub fn send(&self, to: usize, h: Handoff) -> Result<(), Handoff> {
+        debug_assert_ne!(to, h.from, "a core never hands a connection to itself");
+        self.senders[to].try_send(h).map_err(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_inbox_hands_back() {
+        let (inboxes, rx) = Inboxes::new(2, 1);
+        let fd = || OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        let h = |from| Handoff {
+            fd: fd(),
+            bytes: b"GET".to_vec(),
+            from,
+        };
+        assert!(inboxes.send(1, h(0)).is_ok());
+        let back = inboxes.send(1, h(0)).unwrap_err();
+        assert_eq!(back.bytes, b"GET");
+        drop(rx);
+        assert!(inboxes.send(0, h(1)).is_err(), "closed inbox hands back");
+    }
+}

@@ -1,0 +1,120 @@
+//! Close codes (RFC 6455 7.4) and the Close frame payload (5.5.1): the named codes the server
+//! sends, which codes a peer may put on the wire, and how a received Close payload is read.
+//!
+//! Owns: the constants, `is_valid_wire_code` and `parse_close_payload`. Does not own: encoding
+//! the close frame (`frame::encode_close`), mapping protocol errors to codes
+//! (`error::WsError::close_code`) or the closing handshake itself (the connection echoes the
+//! peer's Close and then shuts the socket).
+
+use super::error::WsError;
+
+/// 1000: the purpose of the connection has been fulfilled.
+pub const NORMAL: u16 = 1000;
+/// 1001: the endpoint is going away (server shutdown, browser navigating away).
+pub const GOING_AWAY: u16 = 1001;
+/// 1002: the peer broke the framing or fragmentation rules.
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// 1003: the endpoint received a kind of data it cannot accept.
+pub const UNSUPPORTED: u16 = 1003;
+/// 1007: a message's data was not consistent with its type (non-UTF-8 text).
+pub const INVALID_PAYLOAD: u16 = 1007;
+/// 1008: a policy was violated (generic; used when no more specific code fits).
+pub const POLICY: u16 = 1008;
+/// 1009: a message was too big to process.
+pub const TOO_BIG: u16 = 1009;
+/// 1011: the server hit an unexpected condition.
+pub const INTERNAL: u16 = 1011;
+/// 1013: the server is overloaded; the client should retry later (IANA registry).
+pub const TRY_AGAIN_LATER: u16 = 1013;
+
+/// Whether `code` may appear in a Close frame on the wire.
+///
+/// Valid: 1000-1003 and 1007-1014 (RFC 6455 plus the IANA-registered 1012 service restart, 1013
+/// try again later, 1014 bad gateway), and 3000-4999 (registered libraries and private use).
+/// Invalid: 0-999 (unused), 1004 (reserved), 1005 and 1006 (RFC 6455 7.4.1: "MUST NOT be set as a
+/// status code in a Close control frame", they are local-only "no code" / "abnormal"), 1015
+/// (TLS failure, also local-only), and 1016-2999 (reserved for future RFCs: a peer cannot know
+/// what they mean yet). Codes from 5000 up are outside the defined ranges.
+pub const fn is_valid_wire_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// Reads a received Close payload: empty (no code, which the API reports as `None` rather than
+/// the local-only 1005), or a 2-byte big-endian code followed by a UTF-8 reason.
+///
+/// Errors: 1 byte is too short for a code (`InvalidClosePayload`, 1002); a code not valid on the
+/// wire is `InvalidCloseCode` (1002); a reason that is not UTF-8 is `InvalidCloseReason` (1007).
+/// The 125-byte limit is a frame rule, already enforced by the header parser.
+pub fn parse_close_payload(payload: &[u8]) -> Result<(Option<u16>, &str), WsError> {
+    match payload {
+        [] => Ok((None, "")),
+        [_] => Err(WsError::InvalidClosePayload),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !is_valid_wire_code(code) {
+                return Err(WsError::InvalidCloseCode);
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| WsError::InvalidCloseReason)?;
+            Ok((Some(code), reason))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_payload_table() {
+        type Want = Result<(Option<u16>, &'static str), WsError>;
+        let cases: &[(&[u8], Want)] = &[
+            (b"", Ok((None, ""))),
+            (b"\x03", Err(WsError::InvalidClosePayload)),
+            (b"\x03\xe8", Ok((Some(1000), ""))),
+            (b"\x0f\x9fbye", Ok((Some(3999), "bye"))),
+            (b"\x03\xe8\xce\xba", Ok((Some(1000), "\u{3ba}"))),
+            (b"\x03\xed", Err(WsError::InvalidCloseCode)),
+            (b"\x00\x00", Err(WsError::InvalidCloseCode)),
+            (b"\x03\xe8\xff", Err(WsError::InvalidCloseReason)),
+            // Code checked before reason: a bad code wins.
+            (b"\x03\xee\xff", Err(WsError::InvalidCloseCode)),
+        ];
+        for &(payload, want) in cases {
+            assert_eq!(parse_close_payload(payload), want, "{payload:x?}");
+        }
+    }
+
+    #[test]
+    fn wire_code_table() {
+        let valid = [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
+            4000, 4999,
+        ];
+        let invalid = [
+            0, 1, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ];
+        for c in valid {
+            assert!(is_valid_wire_code(c), "{c} should be valid");
+        }
+        for c in invalid {
+            assert!(!is_valid_wire_code(c), "{c} should be invalid");
+        }
+    }
+
+    #[test]
+    fn named_codes_are_sendable() {
+        for c in [
+            NORMAL,
+            GOING_AWAY,
+            PROTOCOL_ERROR,
+            UNSUPPORTED,
+            INVALID_PAYLOAD,
+            POLICY,
+            TOO_BIG,
+            INTERNAL,
+            TRY_AGAIN_LATER,
+        ] {
+            assert!(is_valid_wire_code(c), "{c}");
+        }
+    }
+}

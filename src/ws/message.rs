@@ -1,0 +1,364 @@
+//! The streaming decoder: client bytes in, complete messages and control frames out.
+//!
+//! Owns: the message-level rules of RFC 6455 (fragmentation 5.4, UTF-8 for text 8.1, the message
+//! size limit, the Close payload 5.5.1) and the state that lets a frame arrive in any number of
+//! pieces. Does not own: header-level rules (`frame::FrameHeader::parse`), answering pings or
+//! closes, or any IO.
+//!
+//! # Data path
+//!
+//! `feed` takes every byte it is given; the caller never keeps leftovers. Per frame:
+//!
+//! - header: parsed straight from the input when it is all there, otherwise the piece is copied
+//!   into `hdr` (at most 14 bytes) and completed by the next `feed`.
+//! - fast path: if the whole payload of a control frame or of an unfragmented data frame is in
+//!   the input, it is unmasked in place and handed out as a slice of the caller's buffer. No copy,
+//!   no allocation. This is the common case for small chat-sized messages.
+//! - slow path: otherwise each piece is unmasked (with its offset into the payload) and appended
+//!   to `msg` (data) or `ctrl` (control), and a text message's new bytes are UTF-8 checked right
+//!   away, so an invalid byte fails the connection before the rest of the frame arrives.
+//!
+//! The first error poisons the decoder: `feed` keeps returning it, and the caller closes with
+//! `err.close_code()`.
+
+use super::close::parse_close_payload;
+use super::error::WsError;
+use super::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use super::mask::unmask;
+
+/// A `msg` buffer with more capacity than this is freed once its message is delivered, so a
+/// connection that once received a large message does not keep the memory while idle. Smaller
+/// buffers are kept to save the allocation when the next message also arrives in pieces.
+/// Sized against the ~1 KiB per idle connection budget, not against typical message sizes.
+const RETAINED_CAPACITY: usize = 512;
+
+/// A complete message or control frame. Borrows either the caller's input buffer (fast path) or
+/// the decoder's reassembly buffer, so it only lives for the duration of the callback.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A complete text message, already validated as UTF-8.
+    Text(&'a str),
+    /// A complete binary message.
+    Binary(&'a [u8]),
+    /// A ping; the caller should answer with a pong carrying the same payload.
+    Ping(&'a [u8]),
+    /// A pong (solicited or not; unsolicited pongs are a valid heartbeat).
+    Pong(&'a [u8]),
+    /// A close frame. `code` is `None` for an empty payload (which means 1005, "no status",
+    /// locally). The code has been checked to be valid on the wire and the reason to be UTF-8.
+    /// Nothing after it is decoded.
+    Close { code: Option<u16>, reason: &'a str },
+}
+
+/// The frame whose payload is being read on the slow path.
+#[derive(Copy, Clone, Debug)]
+struct PartialFrame {
+    opcode: OpCode,
+    fin: bool,
+    mask: [u8; 4],
+    /// Payload bytes already unmasked, mod 4: where in the key the next byte starts.
+    mask_offset: u8,
+    /// Payload bytes not yet received. Fits `usize`: control frames are ≤125 bytes and data
+    /// frames were checked against `max_message_size` before this was created.
+    remaining: usize,
+}
+
+/// Server-side streaming WebSocket decoder for one connection. See the module docs.
+///
+/// Idle, it owns no heap memory (unless a small reassembly buffer is retained, see
+/// `RETAINED_CAPACITY`).
+#[derive(Debug)]
+pub struct Decoder {
+    /// Limit on the sum of a message's fragment payloads. Fixed per connection.
+    max_message_size: usize,
+    /// The data message being reassembled on the slow path.
+    /// INVARIANT: empty whenever `message` is `None`.
+    msg: Vec<u8>,
+    /// A control frame's payload that arrived split across feeds (≤125 bytes). Freed after
+    /// delivery: split control frames are rare, and an idle connection should not pay for them.
+    ctrl: Vec<u8>,
+    /// For a text message: `msg[..utf8_checked]` is known valid UTF-8 ending on a char boundary.
+    /// `msg[utf8_checked..]` is an incomplete sequence (≤3 bytes) waiting for its continuation.
+    /// This is the UTF-8 carry: keeping it as an index into `msg` avoids copying the carry.
+    utf8_checked: usize,
+    /// The frame whose payload is being read; `None` while between frames.
+    frame: Option<PartialFrame>,
+    /// Opcode (Text or Binary) of the data message in progress on the slow path, fragmented or
+    /// a single frame split across feeds. `Some` means a new Text/Binary frame is an error.
+    message: Option<OpCode>,
+    /// A header that arrived split across feeds. Only the first `hdr_len` bytes are meaningful.
+    hdr: [u8; MAX_HEADER_LEN],
+    hdr_len: u8,
+    /// A Close was delivered: the rest of the stream is ignored (RFC 6455 5.5.1: after a Close
+    /// the peer sends no more data frames).
+    closed: bool,
+    /// The first protocol error; `feed` returns it again if called after it.
+    failed: Option<WsError>,
+}
+
+// One decoder lives per open WebSocket, most of them idle, and the budget for an idle connection
+// is ~1 KiB of user memory in total. The decoder's share is its inline size (two Vec headers, the
+// 14-byte header carry, a few scalars) since idle it owns no heap memory. Keep it to two cache
+// lines so it never becomes the big item in the connection entry.
+const _: () = assert!(std::mem::size_of::<Decoder>() <= 128);
+
+impl Decoder {
+    /// A decoder that rejects messages over `max_message_size` bytes (after reassembly) with
+    /// [`WsError::MessageTooBig`] (1009).
+    pub fn new(max_message_size: usize) -> Self {
+        Decoder {
+            max_message_size,
+            msg: Vec::new(),
+            ctrl: Vec::new(),
+            utf8_checked: 0,
+            frame: None,
+            message: None,
+            hdr: [0; MAX_HEADER_LEN],
+            hdr_len: 0,
+            closed: false,
+            failed: None,
+        }
+    }
+
+    /// The limit given to [`Decoder::new`].
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// No partial frame or message is held: the connection is between messages.
+    pub fn is_idle(&self) -> bool {
+        self.hdr_len == 0 && self.frame.is_none() && self.message.is_none()
+    }
+
+    /// A Close has been delivered; further input is ignored.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Consumes ALL of `data` (the caller never keeps leftovers: anything that is not a whole
+    /// frame is kept inside the decoder).
+    ///
+    /// Calls `on_msg` for every complete message or control frame, in order. `data` is unmasked
+    /// in place, which is why it is `&mut`. Stops at the first protocol error and returns it
+    /// (messages before it have been delivered; the caller then closes the connection with
+    /// `err.close_code()`). After a Close message has been delivered, remaining bytes are ignored.
+    pub fn feed(
+        &mut self,
+        data: &mut [u8],
+        on_msg: &mut dyn FnMut(Message<'_>),
+    ) -> Result<(), WsError> {
+        if let Some(err) = self.failed {
+            return Err(err);
+        }
+        let res = self.feed_inner(data, on_msg);
+        if let Err(err) = res {
+            self.failed = Some(err);
+        }
+        res
+    }
+
+    fn feed_inner(
+        &mut self,
+        data: &mut [u8],
+        on_msg: &mut dyn FnMut(Message<'_>),
+    ) -> Result<(), WsError> {
+        let mut pos = 0;
+        while pos < data.len() && !self.closed {
+            if let Some(frame) = self.frame {
+                let take = frame.remaining.min(data.len() - pos);
+                let piece = &mut data[pos..pos + take];
+                pos += take;
+                self.payload_piece(frame, piece, on_msg)?;
+                continue;
+            }
+
+            let Some((h, used)) = self.read_header(&data[pos..])? else {
+                // The partial header is now in `hdr`; everything was consumed.
+                return Ok(());
+            };
+            pos += used;
+            self.check_frame_start(&h)?;
+            // Fits: control ≤125, data ≤ max_message_size (checked just above).
+            let len = h.payload_len as usize;
+
+            let whole = data.len() - pos >= len;
+            let standalone = h.opcode.is_control() || (h.fin && h.opcode != OpCode::Continuation);
+            if whole && standalone {
+                // Fast path: the entire message is in the caller's buffer.
+                let payload = &mut data[pos..pos + len];
+                pos += len;
+                unmask(payload, h.mask, 0);
+                self.deliver(h.opcode, payload, on_msg)?;
+                continue;
+            }
+
+            if !h.opcode.is_control() && h.opcode != OpCode::Continuation {
+                self.message = Some(h.opcode);
+            }
+            let frame = PartialFrame {
+                opcode: h.opcode,
+                fin: h.fin,
+                mask: h.mask,
+                mask_offset: 0,
+                remaining: len,
+            };
+            if len == 0 {
+                // An empty fragment: no payload bytes will come to finish it in the loop above.
+                self.payload_piece(frame, &mut [], on_msg)?;
+            } else {
+                self.frame = Some(frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses the next header, from `input` directly or by completing the partial one in `hdr`.
+    /// Returns the header and how many bytes of `input` it used, or `None` after stashing all of
+    /// `input` (it was not enough to finish the header).
+    fn read_header(&mut self, input: &[u8]) -> Result<Option<(FrameHeader, usize)>, WsError> {
+        let held = usize::from(self.hdr_len);
+        if held == 0 {
+            if let Some(found) = FrameHeader::parse(input)? {
+                return Ok(Some(found));
+            }
+            // `parse` wanted more than is here, and it never wants more than 14 bytes.
+            debug_assert!(input.len() < MAX_HEADER_LEN);
+            self.hdr[..input.len()].copy_from_slice(input);
+            self.hdr_len = input.len() as u8;
+            return Ok(None);
+        }
+        // Top up to 14 bytes; if the header turns out shorter, only its part counts as used.
+        let take = (MAX_HEADER_LEN - held).min(input.len());
+        self.hdr[held..held + take].copy_from_slice(&input[..take]);
+        match FrameHeader::parse(&self.hdr[..held + take])? {
+            Some((h, n)) => {
+                self.hdr_len = 0;
+                Ok(Some((h, n - held)))
+            }
+            None => {
+                self.hdr_len = (held + take) as u8;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The fragmentation and size rules, checked the moment a header is complete so that an
+    /// oversize frame fails before any of its payload is read.
+    fn check_frame_start(&self, h: &FrameHeader) -> Result<(), WsError> {
+        match (h.opcode, self.message) {
+            (op, _) if op.is_control() => return Ok(()),
+            (OpCode::Continuation, None) => return Err(WsError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => return Err(WsError::ExpectedContinuation),
+            _ => {}
+        }
+        // `msg` holds every earlier fragment of this message (empty for a new message).
+        let total = (self.msg.len() as u64).saturating_add(h.payload_len);
+        if total > self.max_message_size as u64 {
+            return Err(WsError::MessageTooBig);
+        }
+        Ok(())
+    }
+
+    /// Handles one piece of the current slow-path frame's payload (possibly empty), finishing the
+    /// frame (and maybe the message) when it was the last piece.
+    fn payload_piece(
+        &mut self,
+        mut frame: PartialFrame,
+        piece: &mut [u8],
+        on_msg: &mut dyn FnMut(Message<'_>),
+    ) -> Result<(), WsError> {
+        unmask(piece, frame.mask, usize::from(frame.mask_offset));
+        frame.mask_offset = ((usize::from(frame.mask_offset) + piece.len()) % 4) as u8;
+        frame.remaining -= piece.len();
+
+        if frame.opcode.is_control() {
+            self.ctrl.extend_from_slice(piece);
+            if frame.remaining > 0 {
+                self.frame = Some(frame);
+                return Ok(());
+            }
+            self.frame = None;
+            let ctrl = std::mem::take(&mut self.ctrl);
+            return self.deliver(frame.opcode, &ctrl, on_msg);
+        }
+
+        self.msg.extend_from_slice(piece);
+        if self.message == Some(OpCode::Text) {
+            self.check_utf8_so_far()?;
+        }
+        if frame.remaining > 0 {
+            self.frame = Some(frame);
+            return Ok(());
+        }
+        self.frame = None;
+        if !frame.fin {
+            return Ok(());
+        }
+
+        // The last fragment: deliver the reassembled message.
+        let Some(kind) = self.message.take() else {
+            unreachable!("data frame without a message in progress");
+        };
+        if kind == OpCode::Text && self.utf8_checked != self.msg.len() {
+            // Ends inside a multi-byte sequence.
+            return Err(WsError::InvalidUtf8);
+        }
+        let msg = std::mem::take(&mut self.msg);
+        let res = self.deliver(kind, &msg, on_msg);
+        self.recycle(msg);
+        res
+    }
+
+    /// Checks the text bytes appended since the last check. `Utf8Error::error_len() == None`
+    /// means the input merely ends inside a sequence whose bytes so far are a valid prefix; any
+    /// other error is definitely invalid already, whatever follows.
+    fn check_utf8_so_far(&mut self) -> Result<(), WsError> {
+        match std::str::from_utf8(&self.msg[self.utf8_checked..]) {
+            Ok(_) => self.utf8_checked = self.msg.len(),
+            Err(e) if e.error_len().is_none() => self.utf8_checked += e.valid_up_to(),
+            Err(_) => return Err(WsError::InvalidUtf8),
+        }
+        Ok(())
+    }
+
+    /// Gives the reassembly buffer back empty, keeping its allocation only if it is small.
+    fn recycle(&mut self, mut msg: Vec<u8>) {
+        self.utf8_checked = 0;
+        if msg.capacity() <= RETAINED_CAPACITY {
+            msg.clear();
+            self.msg = msg;
+        }
+        // else: dropped here; `self.msg` is already an empty, unallocated Vec.
+    }
+
+    /// Validates and hands out one complete message or control frame.
+    fn deliver(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        on_msg: &mut dyn FnMut(Message<'_>),
+    ) -> Result<(), WsError> {
+        let message = match opcode {
+            OpCode::Text => {
+                // On the slow path this re-checks bytes `check_utf8_so_far` already passed; the
+                // alternative, `from_utf8_unchecked`, would be the only `unsafe` outside mask.rs.
+                Message::Text(std::str::from_utf8(payload).map_err(|_| WsError::InvalidUtf8)?)
+            }
+            OpCode::Binary => Message::Binary(payload),
+            OpCode::Ping => Message::Ping(payload),
+            OpCode::Pong => Message::Pong(payload),
+            OpCode::Close => {
+                let (code, reason) = parse_close_payload(payload)?;
+                self.closed = true;
+                Message::Close { code, reason }
+            }
+            OpCode::Continuation => unreachable!("a continuation is delivered as its message"),
+        };
+        on_msg(message);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "message_tests.rs"]
+mod tests;
