@@ -1,0 +1,273 @@
+//! Shared helpers for the integration tests: an in-process server on port 0, raw TCP clients
+//! with timeouts (a broken server fails a test, never hangs it), HTTP response reading, and
+//! WebSocket client framing.
+#![allow(dead_code)]
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
+
+use partyring::{
+    runtime::{shard, CoreStats},
+    ws::{self, OpCode},
+    Config, Server,
+};
+
+/// How long any single read in a test may wait.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub server: Server,
+    pub threads: usize,
+}
+
+impl TestServer {
+    pub fn handoffs_sent(&self) -> u64 {
+        self.server
+            .stats
+            .iter()
+            .map(|s| CoreStats::get(&s.handoffs_sent))
+            .sum()
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+}
+
+/// Starts a server with `threads` cores and the test defaults.
+pub fn start(threads: usize) -> TestServer {
+    start_with(threads, |_| {})
+}
+
+/// Starts a server with `threads` cores after `tweak` adjusts the config.
+pub fn start_with(threads: usize, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let mut config = Config::test(threads);
+    tweak(&mut config);
+    let server = Server::start(config).expect("server starts");
+    TestServer {
+        addr: server.addr,
+        server,
+        threads,
+    }
+}
+
+/// A room name of `party` owned by core `core`, unique to `tag`.
+pub fn room_on_core(party: &str, core: usize, cores: usize, tag: &str) -> String {
+    (0..)
+        .map(|i| format!("{tag}-{i}"))
+        .find(|r| shard::owner(party, r, cores) == core)
+        .expect("some room lands on every core")
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    /// Bytes read and not yet consumed.
+    pub buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Reads more bytes; returns 0 at EOF. Panics on timeout.
+    pub fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 65536];
+        match self.stream.read(&mut chunk) {
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                n
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            Err(e) => panic!("read failed (timeout?): {e}"),
+        }
+    }
+
+    /// Reads one response (body by Content-Length; `head_only` for HEAD requests).
+    pub fn response_for(&mut self, head_only: bool) -> HttpResponse {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(n) = resp.parse(&self.buf).expect("valid response") {
+                let status = resp.code.unwrap();
+                let headers: Vec<(String, String)> = resp
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_owned(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                let len: usize = if head_only || status == 101 || status == 100 {
+                    0
+                } else {
+                    headers
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                        .map(|(_, v)| v.parse().unwrap())
+                        .expect("every response has Content-Length")
+                };
+                while self.buf.len() < n + len {
+                    assert!(self.fill() > 0, "EOF inside a response body");
+                }
+                let body = self.buf[n..n + len].to_vec();
+                self.buf.drain(..n + len);
+                return HttpResponse {
+                    status,
+                    headers,
+                    body,
+                };
+            }
+            assert!(
+                self.fill() > 0,
+                "EOF before a complete response: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+        }
+    }
+
+    pub fn response(&mut self) -> HttpResponse {
+        self.response_for(false)
+    }
+
+    /// Sends a request and reads its response.
+    pub fn request(&mut self, bytes: &[u8]) -> HttpResponse {
+        self.send(bytes);
+        self.response()
+    }
+
+    /// True if the server closes the connection (EOF or reset) within `IO_TIMEOUT`,
+    /// discarding anything it still sends.
+    pub fn closed_by_server(&mut self) -> bool {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut chunk = [0u8; 65536];
+        while Instant::now() < deadline {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    // ---- WebSocket ----
+
+    /// Upgrades to a WebSocket on `path`; panics unless the answer is 101.
+    pub fn ws_connect(addr: SocketAddr, path: &str) -> Client {
+        let mut c = Client::connect(addr);
+        let resp = c.request(ws_upgrade(path).as_bytes());
+        assert_eq!(resp.status, 101, "upgrade refused: {}", resp.text());
+        c
+    }
+
+    pub fn ws_send(&mut self, opcode: OpCode, payload: &[u8]) {
+        let frame = ws::encode_client_frame(true, opcode, payload, [0x12, 0x34, 0x56, 0x78]);
+        self.send(&frame);
+    }
+
+    /// Reads one server frame: (fin, opcode byte, payload). Panics on EOF or timeout.
+    pub fn ws_frame(&mut self) -> (bool, u8, Vec<u8>) {
+        self.try_ws_frame().expect("EOF before a frame")
+    }
+
+    /// Reads one server frame, or None at EOF.
+    pub fn try_ws_frame(&mut self) -> Option<(bool, u8, Vec<u8>)> {
+        loop {
+            if self.buf.len() >= 2 {
+                assert_eq!(self.buf[1] & 0x80, 0, "server frames are never masked");
+                let (len, hdr) = match self.buf[1] & 0x7f {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => (
+                        u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    n @ 0..=125 => (n as usize, 2),
+                    _ => (usize::MAX, 0),
+                };
+                if hdr > 0 && self.buf.len() >= hdr + len {
+                    let fin = self.buf[0] & 0x80 != 0;
+                    let op = self.buf[0] & 0x0f;
+                    let payload = self.buf[hdr..hdr + len].to_vec();
+                    self.buf.drain(..hdr + len);
+                    return Some((fin, op, payload));
+                }
+            }
+            if self.fill() == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Reads frames until a close frame; returns its code (None for an empty payload).
+    pub fn ws_close_code(&mut self) -> Option<u16> {
+        loop {
+            let (_, op, payload) = self.ws_frame();
+            if op == 0x8 {
+                return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+            }
+        }
+    }
+}
+
+/// A valid upgrade request for `path` (RFC 6455's example key).
+pub fn ws_upgrade(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// A GET request for `path`.
+pub fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
+}
+
+/// A POST of `{"message": msg}` to `path`.
+pub fn post_message(path: &str, msg: &str) -> String {
+    let body = serde_json::json!({ "message": msg }).to_string();
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
