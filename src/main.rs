@@ -87,6 +87,10 @@ fn main() -> ExitCode {
             server.wait();
             ExitCode::SUCCESS
         }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             ExitCode::FAILURE

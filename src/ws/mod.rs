@@ -35,9 +35,13 @@
 //! - `handshake`: `Sec-WebSocket-Key` check and `Sec-WebSocket-Accept` computation.
 //! - `frame`: opcodes, client header parsing (header-level rules), server frame encoding.
 //! - `mask`: XOR masking, a word at a time.
-//! - `message`: the streaming decoder: reassembly, UTF-8, size limit, close payloads.
-//! - `close`: close code constants and which codes are valid on the wire.
+//! - `message`: the streaming decoder: reassembly, UTF-8, size limit, delivery.
+//!   (`message_tests.rs` holds its unit tests: they outgrew the file.)
+//! - `close`: close code constants, which codes are valid on the wire, the Close payload.
 //! - `error`: `WsError` and its close-code table.
+//!
+//! There is no `unsafe` in this module: word-at-a-time masking is done with safe
+//! `u64::from_ne_bytes` chunks, and reassembled text is re-validated rather than trusted.
 
 pub mod close;
 pub mod error;
