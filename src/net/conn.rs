@@ -296,9 +296,14 @@ impl HttpConn {
     /// Answers the request whose head is at `head_at` and whose body is in `self.body`.
     /// Returns `Some(Exit::Close)` if the connection ends after it.
     fn respond(&mut self, head: &Head, head_at: usize) -> Option<Exit> {
-        let resp = match self.target(head, head_at) {
-            Ok(target) => self.route_request(head, target.to_owned()),
-            Err(e) => Response::text(e.status(), e.reason()),
+        let range = head_at + head.target.start..head_at + head.target.end;
+        // Disjoint borrows of the fields: the target stays in the read buffer (no copy).
+        let resp = match std::str::from_utf8(&self.buf[range]) {
+            Ok(target) => route_request(&self.core, head.method, target, &self.body),
+            Err(_) => {
+                let e = HttpError::Malformed("Request target is not UTF-8");
+                Response::text(e.status(), e.reason())
+            }
         };
         let head_only = head.method == Method::Head;
         write_response(
@@ -310,25 +315,6 @@ impl HttpConn {
         );
         self.body.clear();
         (!head.keep_alive).then_some(Exit::Close)
-    }
-
-    fn route_request(&mut self, head: &Head, target: String) -> Response {
-        let Route::Room { party, room, .. } = router::route(&target) else {
-            return Response::text(404, "Not found");
-        };
-        let Some(party_idx) = self.core.party_index(party) else {
-            return Response::text(404, format!("Party {party} not found"));
-        };
-        let req = Request {
-            method: head.method,
-            target: &target,
-            body: &self.body,
-        };
-        let core = &self.core;
-        let mut rooms = core.rooms.borrow_mut();
-        let resp = core.parties[party_idx].on_request(rooms.get_or_create(party_idx, room), &req);
-        rooms.remove_if_empty(party_idx, room);
-        resp
     }
 
     /// Drops consumed bytes from the front of the buffer.
@@ -466,10 +452,16 @@ impl HttpConn {
         if self.flush().await.is_err() {
             return;
         }
-        let leftover = self.buf.split_off(head_at + head.len);
+        // Keep only the bytes after the head; the HTTP buffers are dropped here so an idle
+        // WebSocket does not carry them for its lifetime.
+        let HttpConn {
+            core, stream, buf, ..
+        } = self;
+        let leftover = buf[head_at + head.len..].to_vec();
+        drop(buf);
         ws_conn::serve(
-            self.core,
-            self.stream,
+            core,
+            stream,
             leftover,
             ws_conn::Joined {
                 party: party_idx,
@@ -479,6 +471,25 @@ impl HttpConn {
         )
         .await;
     }
+}
+
+/// Routes a complete request to its party (or a 404) on this core.
+fn route_request(core: &Core, method: Method, target: &str, body: &[u8]) -> Response {
+    let Route::Room { party, room, .. } = router::route(target) else {
+        return Response::text(404, "Not found");
+    };
+    let Some(party_idx) = core.party_index(party) else {
+        return Response::text(404, format!("Party {party} not found"));
+    };
+    let req = Request {
+        method,
+        target,
+        body,
+    };
+    let mut rooms = core.rooms.borrow_mut();
+    let resp = core.parties[party_idx].on_request(rooms.get_or_create(party_idx, room), &req);
+    rooms.remove_if_empty(party_idx, room);
+    resp
 }
 
 /// Writes all of `bytes`, waiting for room in the socket at most `timeout` at a time.
