@@ -274,3 +274,62 @@ pub async fn write_loop(outbox: Rc<Outbox>, stream: Rc<monoio::net::TcpStream>, 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{io::Read, os::fd::AsRawFd, os::unix::net::UnixStream};
+
+    use super::*;
+
+    #[test]
+    fn partial_sends_keep_frame_boundaries_and_order() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let outbox = Outbox::new(64 << 20);
+        let mut want = Vec::new();
+        for i in 0..300u32 {
+            // Frames of varied sizes, so sends stop mid-frame.
+            let frame: Vec<u8> = (0..(i * 97 % 5000 + 1)).map(|j| (i + j) as u8).collect();
+            want.extend_from_slice(&frame);
+            assert_eq!(outbox.push(frame.into()), SendStatus::Queued);
+        }
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 7000];
+        for _ in 0..100_000 {
+            match outbox.send_some(a.as_raw_fd()) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+            }
+            let n = b.read(&mut chunk).unwrap();
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(outbox.queued_bytes(), 0);
+        drop(a);
+        b.read_to_end(&mut got).unwrap();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn close_frame_jumps_the_queue_when_discarding() {
+        let outbox = Outbox::new(100);
+        assert_eq!(outbox.push(vec![1; 60].into()), SendStatus::Queued);
+        assert_eq!(outbox.push(vec![2; 60].into()), SendStatus::Backpressure);
+        assert!(outbox.close_with(vec![8; 4].into(), true));
+        assert_eq!(
+            outbox.queued_bytes(),
+            4,
+            "pending frames dropped, close queued"
+        );
+        assert_eq!(outbox.push(vec![3; 1].into()), SendStatus::Dropped);
+        assert!(
+            !outbox.close_with(vec![8; 4].into(), true),
+            "only one close"
+        );
+        outbox.shut();
+        assert_eq!(
+            (outbox.state(), outbox.queued_bytes()),
+            (OutState::Closed, 0)
+        );
+    }
+}

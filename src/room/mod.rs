@@ -111,3 +111,70 @@ impl Room {
             .map(|(_, c)| c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::net::writer::Outbox;
+
+    fn conn(id: &str, serial: u64) -> Rc<WsConn> {
+        Rc::new(WsConn {
+            id: id.into(),
+            serial,
+            slot: Cell::new(usize::MAX),
+            outbox: Rc::new(Outbox::new(1 << 20)),
+        })
+    }
+
+    fn join(room: &mut Room, c: &Rc<WsConn>) {
+        c.slot.set(room.conns.insert(c.clone()));
+    }
+
+    #[test]
+    fn duplicate_ids_live_side_by_side_and_leave_by_slot() {
+        let mut room = Room::new(0, "r", 10);
+        let (old, new, other) = (conn("dup", 1), conn("dup", 2), conn("x", 3));
+        for c in [&old, &new, &other] {
+            join(&mut room, c);
+        }
+        assert_eq!(room.get_connection("dup").unwrap().serial, 2, "newest wins");
+        // A broadcast reaches both duplicates.
+        room.broadcast_text("hi");
+        assert!(old.outbox.queued_bytes() > 0 && new.outbox.queued_bytes() > 0);
+        // The old one leaves by its own slot: the new one stays findable and reachable.
+        room.conns.remove(old.slot.get());
+        assert_eq!(room.get_connection("dup").unwrap().serial, 2);
+        let before = new.outbox.queued_bytes();
+        room.broadcast_text("again");
+        assert!(new.outbox.queued_bytes() > before);
+        assert!(room.get_connection("nobody").is_none());
+    }
+
+    #[test]
+    fn broadcast_skips_the_sender_and_closes_the_overfull() {
+        let mut room = Room::new(0, "r", 10);
+        let small = Rc::new(WsConn {
+            id: "small".into(),
+            serial: 9,
+            slot: Cell::new(usize::MAX),
+            outbox: Rc::new(Outbox::new(16)),
+        });
+        let (a, b) = (conn("a", 1), conn("b", 2));
+        for c in [&a, &b, &small] {
+            join(&mut room, c);
+        }
+        let frame: Rc<[u8]> = ws::encode_frame(ws::OpCode::Text, b"0123456789").into();
+        room.broadcast_frame(&frame, Some(a.slot.get()));
+        assert_eq!(a.outbox.queued_bytes(), 0, "sender excluded");
+        assert_eq!(b.outbox.queued_bytes(), 12);
+        room.broadcast_frame(&frame, Some(a.slot.get()));
+        assert_eq!(
+            small.outbox.state(),
+            crate::net::writer::OutState::Closing,
+            "over its bound: closing with 1008"
+        );
+        assert_eq!(b.outbox.queued_bytes(), 24, "others unaffected");
+    }
+}
