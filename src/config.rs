@@ -46,6 +46,9 @@ pub struct Config {
     pub max_outbound_bytes: usize,
     /// How long a server-initiated WebSocket close waits for the peer's close frame. Default 5 s.
     pub close_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long in-flight requests and WebSocket closing handshakes get
+    /// before the process exits anyway. Default 10 s.
+    pub shutdown_timeout: Duration,
     /// Capacity of each core's handoff inbox: when full, the connection is answered 503.
     /// Default 4096.
     pub inbox_capacity: usize,
@@ -72,6 +75,7 @@ impl Config {
             max_message_bytes: 1024 * 1024,
             max_outbound_bytes: 4 * 1024 * 1024,
             close_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
             inbox_capacity: 4096,
         }
     }

@@ -37,6 +37,9 @@ struct Cli {
     /// Seconds an idle keep-alive connection is kept.
     #[arg(long, env = "PARTYRING_IDLE_TIMEOUT", default_value_t = 60.0)]
     idle_timeout: f64,
+    /// Seconds a graceful shutdown (SIGINT/SIGTERM) waits for in-flight work.
+    #[arg(long, env = "PARTYRING_SHUTDOWN_TIMEOUT", default_value_t = 10.0)]
+    shutdown_timeout: f64,
 }
 
 fn seconds(name: &str, s: f64) -> Result<Duration, String> {
@@ -45,7 +48,9 @@ fn seconds(name: &str, s: f64) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr; stdout carries only the "listening on" line, for scripts and tests.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -64,17 +69,21 @@ fn main() -> ExitCode {
     match (
         seconds("header-timeout", cli.header_timeout),
         seconds("idle-timeout", cli.idle_timeout),
+        seconds("shutdown-timeout", cli.shutdown_timeout),
     ) {
-        (Ok(h), Ok(i)) => {
+        (Ok(h), Ok(i), Ok(s)) => {
             config.header_timeout = h;
             config.idle_timeout = i;
+            config.shutdown_timeout = s;
         }
-        (Err(e), _) | (_, Err(e)) => {
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     }
-    let threads = config.threads;
+    raise_fd_limit();
+    let signals = block_shutdown_signals();
+    let (threads, shutdown_timeout) = (config.threads, config.shutdown_timeout);
     match Server::start(config) {
         Ok(server) => {
             let driver = if server.io_uring {
@@ -84,7 +93,16 @@ fn main() -> ExitCode {
             };
             tracing::info!(addr = %server.addr, cores = threads, driver, "partyring listening");
             println!("partyring listening on http://{}", server.addr);
-            server.wait();
+            let signal = wait_for_signal(&signals);
+            tracing::info!(
+                signal,
+                "shutting down: closing WebSockets with 1001, finishing requests"
+            );
+            if server.shutdown(shutdown_timeout) {
+                tracing::info!("shutdown complete");
+            } else {
+                tracing::warn!("shutdown deadline passed; exiting anyway");
+            }
             ExitCode::SUCCESS
         }
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
@@ -94,6 +112,44 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in this thread before any core thread exists, so every thread
+/// inherits the mask and the signals are only ever taken by `wait_for_signal`.
+fn block_shutdown_signals() -> libc::sigset_t {
+    // SAFETY: `set` is a local sigset_t initialised by sigemptyset before use; sigaddset and
+    // pthread_sigmask only read and write it (and the thread's own mask).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits for SIGINT or SIGTERM; returns its number.
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: `set` is an initialised sigset_t and `sig` a valid out-pointer for the call.
+    while unsafe { libc::sigwait(set, &mut sig) } != 0 {}
+    sig
+}
+
+/// Raises the soft open-file limit to the hard one: every connection is an fd.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit for getrlimit to fill and setrlimit to read.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }

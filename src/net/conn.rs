@@ -33,7 +33,7 @@ use crate::{
     party::Request,
     router::{self, Route},
     runtime::{
-        core::{Core, CoreStats},
+        core::{BusyGuard, Core, CoreStats},
         handoff::Handoff,
         shard,
     },
@@ -61,6 +61,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>) {
         body: Vec::new(),
         pending: None,
         req_started: None,
+        busy: None,
     };
     match conn.run().await {
         Exit::Close => {}
@@ -111,6 +112,8 @@ struct HttpConn {
     pending: Option<Pending>,
     /// When the first byte of the request in progress arrived.
     req_started: Option<Instant>,
+    /// Held while a request is in progress, so a shutdown waits for its answer.
+    busy: Option<BusyGuard>,
 }
 
 impl HttpConn {
@@ -188,10 +191,16 @@ impl HttpConn {
             let avail = &self.buf[self.pos..];
             if avail.is_empty() {
                 self.req_started = None;
+                self.busy = None;
+                // Shutting down and nothing in progress: this connection is done.
+                if self.core.shutting_down() {
+                    return Ok(Step::Exit(Exit::Close));
+                }
                 return Ok(Step::NeedMore);
             }
             if self.req_started.is_none() {
                 self.req_started = Some(Instant::now());
+                self.busy = Some(self.core.busy_guard());
             }
             let limits = self.limits();
             if !head_end(avail, self.scanned) {
@@ -264,7 +273,9 @@ impl HttpConn {
             r.as_ref()
                 .map(|r| &self.buf[head_at + r.start..head_at + r.end])
         };
-        let reject = if head.method != Method::Get {
+        let reject = if self.core.shutting_down() {
+            Some(Response::text(503, "Server shutting down"))
+        } else if head.method != Method::Get {
             Some(Response::text(400, "WebSocket upgrade must be a GET"))
         } else if !head.connection_upgrade {
             Some(Response::text(
@@ -306,15 +317,11 @@ impl HttpConn {
             }
         };
         let head_only = head.method == Method::Head;
-        write_response(
-            &mut self.out,
-            &resp,
-            &self.core.date,
-            head_only,
-            !head.keep_alive,
-        );
+        // While shutting down, every answer is the connection's last.
+        let close = !head.keep_alive || self.core.shutting_down();
+        write_response(&mut self.out, &resp, &self.core.date, head_only, close);
         self.body.clear();
-        (!head.keep_alive).then_some(Exit::Close)
+        close.then_some(Exit::Close)
     }
 
     /// Drops consumed bytes from the front of the buffer.
@@ -487,7 +494,9 @@ fn route_request(core: &Core, method: Method, target: &str, body: &[u8]) -> Resp
         body,
     };
     let mut rooms = core.rooms.borrow_mut();
-    let resp = core.parties[party_idx].on_request(rooms.get_or_create(party_idx, room), &req);
+    let resp = core
+        .parties
+        .request(party_idx, rooms.get_or_create(party_idx, room), &req);
     rooms.remove_if_empty(party_idx, room);
     resp
 }

@@ -64,6 +64,9 @@ pub struct Outbox {
     writer: Cell<Option<Waker>>,
     /// Tasks waiting for the queue to drain or the state to change (the reader, when closing).
     watcher: Cell<Option<Waker>>,
+    /// The socket, once the writer task owns it: lets `push` drain the queue when a burst
+    /// reaches the bound (see `push`).
+    fd: Cell<Option<RawFd>>,
 }
 
 impl Outbox {
@@ -76,6 +79,7 @@ impl Outbox {
             state: Cell::new(OutState::Open),
             writer: Cell::new(None),
             watcher: Cell::new(None),
+            fd: Cell::new(None),
         }
     }
 
@@ -88,12 +92,30 @@ impl Outbox {
     }
 
     /// Queues a frame unless the connection is closing or the byte bound would be passed.
+    ///
+    /// Over the bound, the queue is first offered to the socket right here: a burst that
+    /// arrives within one event-loop pass (say, a sender's 64 KiB read full of messages) can
+    /// pass the bound before the recipient's writer task has had a chance to run, and a
+    /// recipient that reads fine must not pay for that. Only a socket that will not take the
+    /// bytes (a peer that really is slow) gets `Backpressure`.
     pub fn push(&self, frame: Rc<[u8]>) -> SendStatus {
         if self.state.get() != OutState::Open {
             return SendStatus::Dropped;
         }
         if self.queued.get() + frame.len() > self.limit {
-            return SendStatus::Backpressure;
+            if let Some(fd) = self.fd.get() {
+                match self.send_some(fd) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        self.shut();
+                        return SendStatus::Dropped;
+                    }
+                }
+            }
+            if self.queued.get() + frame.len() > self.limit {
+                return SendStatus::Backpressure;
+            }
         }
         self.enqueue(frame);
         SendStatus::Queued
@@ -231,6 +253,7 @@ impl Outbox {
 /// The writer task of one connection: waits for frames, sends them, and half-closes the socket
 /// after the close frame. Exits when the outbox is `Closed` or the socket fails.
 pub async fn write_loop(outbox: Rc<Outbox>, stream: Rc<monoio::net::TcpStream>, fd: RawFd) {
+    outbox.fd.set(Some(fd));
     loop {
         // Park until something is queued.
         poll_fn(|cx| {

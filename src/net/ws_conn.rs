@@ -31,6 +31,9 @@ use crate::{
     ws::{self, close, Decoder, Message, OpCode},
 };
 
+/// Reads (of the core's 64 KiB buffer) per readiness wake-up at most.
+const READS_PER_WAKE: usize = 4;
+
 /// A room member: what the room (and anyone broadcasting) holds of a connection.
 pub struct WsConn {
     /// The connection id: `_pk` from the upgrade URL, or a fresh UUID v4. Not unique.
@@ -75,6 +78,8 @@ pub struct Joined {
 /// Runs an upgraded connection until it closes. `leftover` holds bytes the client sent right
 /// after its handshake (partysocket flushes its queued messages immediately).
 pub async fn serve(core: Rc<Core>, stream: TcpStream, mut leftover: Vec<u8>, joined: Joined) {
+    // A shutdown waits for this connection's closing handshake.
+    let _busy = core.busy_guard();
     let fd = stream.as_raw_fd();
     let stream = Rc::new(stream);
     let conn = Rc::new(WsConn {
@@ -87,7 +92,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, mut leftover: Vec<u8>, joi
         let mut rooms = core.rooms.borrow_mut();
         let room = rooms.get_or_create(joined.party, &joined.room);
         conn.slot.set(room.conns.insert(conn.clone()));
-        core.parties[joined.party].on_connect(room, &conn);
+        core.parties.connect(joined.party, room, &conn);
     }
     monoio::spawn(writer::write_loop(conn.outbox.clone(), stream.clone(), fd));
 
@@ -110,7 +115,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, mut leftover: Vec<u8>, joi
         let mut rooms = core.rooms.borrow_mut();
         if let Some(room) = rooms.get_mut(joined.party, &joined.room) {
             room.conns.try_remove(conn.slot.get());
-            core.parties[joined.party].on_close(room, &conn);
+            core.parties.close(joined.party, room, &conn);
         }
         rooms.remove_if_empty(joined.party, &joined.room);
     }
@@ -172,16 +177,19 @@ impl Reader<'_> {
     fn read_some(&mut self, fd: RawFd) -> io::Result<bool> {
         let core = self.core;
         let mut buf = core.read_buf.borrow_mut();
-        loop {
+        // A full buffer means more is waiting; read on, but at most READS_PER_WAKE times, so one
+        // busy sender cannot keep its core from everyone else.
+        for _ in 0..READS_PER_WAKE {
             let n = sock::recv(fd, &mut buf)?;
             if n == 0 {
                 return Ok(false);
             }
             self.feed(&mut buf[..n]);
             if n < buf.len() || self.peer_closed {
-                return Ok(true);
+                break;
             }
         }
+        Ok(true)
     }
 
     /// Decodes `data` and acts on every message in it.
@@ -197,7 +205,7 @@ impl Reader<'_> {
                 }
                 let mut rooms = core.rooms.borrow_mut();
                 if let Some(room) = rooms.get_mut(party_idx, room_id) {
-                    core.parties[party_idx].on_message(room, msg, conn);
+                    core.parties.message(party_idx, room, msg, conn);
                 }
             }
             Message::Ping(payload) => {

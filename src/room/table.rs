@@ -41,6 +41,11 @@ impl RoomTable {
         }
     }
 
+    /// Every room on this core.
+    pub fn iter(&self) -> impl Iterator<Item = &Room> {
+        self.by_party.iter().flat_map(HashMap::values)
+    }
+
     /// Number of rooms on this core.
     pub fn len(&self) -> usize {
         self.by_party.iter().map(HashMap::len).sum()

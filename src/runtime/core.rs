@@ -9,24 +9,26 @@
 //! task (two once it is a WebSocket: reader and writer).
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
+    future::poll_fn,
     rc::Rc,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::Duration,
+    task::{Poll, Waker},
+    time::{Duration, Instant},
 };
 
 use crate::{
     config::Config,
     http::DateCache,
     net::conn,
-    party::{self, Party},
+    party::{Parties, PartySet},
     room::RoomTable,
 };
 
-use super::handoff::{Handoff, Inboxes};
+use super::handoff::{Inbound, Inboxes};
 
 /// Per-core counters readable from any thread (tests, metrics). Touched once per connection
 /// event, never per message, so relaxed atomics cost nothing that matters.
@@ -57,20 +59,48 @@ pub struct Core {
     pub config: Arc<Config>,
     pub inboxes: Inboxes,
     pub stats: Arc<CoreStats>,
-    /// The party implementations, in `party::builtin()` order; index = party id.
-    pub parties: Vec<Box<dyn Party>>,
+    /// This core's party instances; a party's index is its id in the room table.
+    pub parties: Parties,
     pub rooms: RefCell<RoomTable>,
     pub date: DateCache,
     /// Shared by every WebSocket read on this core: reads are synchronous after readiness, so
     /// it is never held across an `.await`, and idle connections park no buffer of their own.
     pub read_buf: RefCell<Box<[u8]>>,
     /// Serial numbers for connections (newest wins when ids collide).
-    next_serial: std::cell::Cell<u64>,
+    next_serial: Cell<u64>,
+    /// Set when shutdown starts: the time by which this core must be done.
+    shutdown_deadline: Cell<Option<Instant>>,
+    /// Connections that must finish before a shutdown completes: WebSockets, and HTTP
+    /// connections with a request in progress (idle keep-alive ones are just dropped).
+    busy: Cell<usize>,
+    /// The core's main task, waiting for shutdown to start or for `busy` to reach 0.
+    waiter: Cell<Option<Waker>>,
+}
+
+/// Counts one busy connection while it lives (see `Core::busy`).
+pub struct BusyGuard(Rc<Core>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        let core = &self.0;
+        core.busy.set(core.busy.get() - 1);
+        if core.busy.get() == 0 {
+            if let Some(w) = core.waiter.take() {
+                w.wake();
+            }
+        }
+    }
 }
 
 impl Core {
-    pub fn new(id: usize, config: Arc<Config>, inboxes: Inboxes, stats: Arc<CoreStats>) -> Self {
-        let parties = party::builtin();
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        parties: &PartySet,
+        inboxes: Inboxes,
+        stats: Arc<CoreStats>,
+    ) -> Self {
+        let parties = parties.instantiate();
         let rooms = RoomTable::new(parties.len(), config.history_limit);
         Core {
             id,
@@ -81,8 +111,53 @@ impl Core {
             rooms: RefCell::new(rooms),
             date: DateCache::new(),
             read_buf: RefCell::new(vec![0u8; READ_BUF_BYTES].into_boxed_slice()),
-            next_serial: std::cell::Cell::new(0),
+            next_serial: Cell::new(0),
+            shutdown_deadline: Cell::new(None),
+            busy: Cell::new(0),
+            waiter: Cell::new(None),
         }
+    }
+
+    /// Marks a connection busy until the guard drops.
+    pub fn busy_guard(self: &Rc<Self>) -> BusyGuard {
+        self.busy.set(self.busy.get() + 1);
+        BusyGuard(self.clone())
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown_deadline.get().is_some()
+    }
+
+    fn begin_shutdown(&self, deadline: Instant) {
+        if self.shutdown_deadline.get().is_none() {
+            self.shutdown_deadline.set(Some(deadline));
+            if let Some(w) = self.waiter.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Closes every WebSocket on this core with 1001 (going away).
+    fn close_all_websockets(&self) {
+        let rooms = self.rooms.borrow();
+        for room in rooms.iter() {
+            for (_, conn) in &room.conns {
+                conn.close(crate::ws::close::GOING_AWAY, "Server shutting down", false);
+            }
+        }
+    }
+
+    /// Resolves when `pred` holds, re-checked whenever the core's waiter is woken.
+    async fn wait_until(&self, pred: impl Fn(&Core) -> bool) {
+        poll_fn(|cx| {
+            if pred(self) {
+                Poll::Ready(())
+            } else {
+                self.waiter.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     pub fn cores(&self) -> usize {
@@ -91,7 +166,7 @@ impl Core {
 
     /// The index of the party called `name`, if there is one.
     pub fn party_index(&self, name: &str) -> Option<usize> {
-        self.parties.iter().position(|p| p.name() == name)
+        self.parties.index(name)
     }
 
     pub fn next_serial(&self) -> u64 {
@@ -101,12 +176,15 @@ impl Core {
     }
 }
 
-/// Runs core `id` until the process ends: builds the ring, then accepts and adopts connections.
+/// Runs core `id` until it is shut down: builds the ring, accepts and adopts connections; on
+/// shutdown stops accepting, closes WebSockets with 1001, and waits (until the deadline) for
+/// in-flight requests and closing handshakes to finish.
 pub fn run(
     id: usize,
     config: Arc<Config>,
+    parties: PartySet,
     listener: std::net::TcpListener,
-    inbox: flume::Receiver<Handoff>,
+    inbox: flume::Receiver<Inbound>,
     inboxes: Inboxes,
     stats: Arc<CoreStats>,
 ) {
@@ -122,9 +200,26 @@ pub fn run(
         }
     };
     rt.block_on(async move {
-        let core = Rc::new(Core::new(id, config, inboxes, stats));
+        let core = Rc::new(Core::new(id, config, &parties, inboxes, stats));
         monoio::spawn(inbox_loop(core.clone(), inbox));
-        accept_loop(core, listener).await;
+        monoio::select! {
+            _ = accept_loop(core.clone(), listener) => {},
+            _ = core.wait_until(Core::shutting_down) => {},
+        }
+        // The listener was dropped with the accept loop: no new connections from here on.
+        let deadline = core.shutdown_deadline.get().unwrap_or_else(Instant::now);
+        core.close_all_websockets();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if monoio::time::timeout(left, core.wait_until(|c| c.busy.get() == 0))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                core = id,
+                busy = core.busy.get(),
+                "shutdown deadline passed with connections still busy"
+            );
+        }
     });
 }
 
@@ -156,9 +251,16 @@ async fn accept_loop(core: Rc<Core>, listener: std::net::TcpListener) {
     }
 }
 
-/// Adopts connections handed over by other cores (see `handoff`).
-async fn inbox_loop(core: Rc<Core>, inbox: flume::Receiver<Handoff>) {
-    while let Ok(h) = inbox.recv_async().await {
+/// Adopts connections handed over by other cores (see `handoff`) and takes shutdown orders.
+async fn inbox_loop(core: Rc<Core>, inbox: flume::Receiver<Inbound>) {
+    while let Ok(msg) = inbox.recv_async().await {
+        let h = match msg {
+            Inbound::Conn(h) => h,
+            Inbound::Shutdown { deadline } => {
+                core.begin_shutdown(deadline);
+                continue;
+            }
+        };
         CoreStats::bump(&core.stats.handoffs_received);
         let stream = std::net::TcpStream::from(h.fd);
         match monoio::net::TcpStream::from_std(stream) {

@@ -11,7 +11,7 @@
 //! Sending returns the `Handoff` on failure (inbox full or the owner gone), so the sender still
 //! owns the socket and can answer 503 on it.
 
-use std::{os::fd::OwnedFd, sync::Arc};
+use std::{os::fd::OwnedFd, sync::Arc, time::Instant};
 
 /// A connection in transit between cores.
 #[derive(Debug)]
@@ -24,15 +24,24 @@ pub struct Handoff {
     pub from: usize,
 }
 
-/// The sending side of every core's inbox, shared by all cores.
+/// What arrives in a core's inbox.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A connection to adopt.
+    Conn(Handoff),
+    /// Stop accepting, close WebSockets with 1001, finish in-flight requests by `deadline`.
+    Shutdown { deadline: Instant },
+}
+
+/// The sending side of every core's inbox, shared by all cores and the `Server` handle.
 #[derive(Clone, Debug)]
 pub struct Inboxes {
-    senders: Arc<[flume::Sender<Handoff>]>,
+    senders: Arc<[flume::Sender<Inbound>]>,
 }
 
 impl Inboxes {
     /// Creates one bounded inbox per core; returns the shared senders and each core's receiver.
-    pub fn new(cores: usize, capacity: usize) -> (Inboxes, Vec<flume::Receiver<Handoff>>) {
+    pub fn new(cores: usize, capacity: usize) -> (Inboxes, Vec<flume::Receiver<Inbound>>) {
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..cores).map(|_| flume::bounded(capacity)).unzip();
         (
@@ -49,7 +58,20 @@ impl Inboxes {
     /// Hands `h` back if that inbox is full or its core has stopped.
     pub fn send(&self, to: usize, h: Handoff) -> Result<(), Handoff> {
         debug_assert_ne!(to, h.from, "a core never hands a connection to itself");
-        self.senders[to].try_send(h).map_err(|e| e.into_inner())
+        self.senders[to]
+            .try_send(Inbound::Conn(h))
+            .map_err(|e| match e.into_inner() {
+                Inbound::Conn(h) => h,
+                Inbound::Shutdown { .. } => unreachable!("we sent a connection"),
+            })
+    }
+
+    /// Tells every core to shut down. Blocks while an inbox is full (called from the thread
+    /// that handles signals, never from a core).
+    pub fn shutdown_all(&self, deadline: Instant) {
+        for s in self.senders.iter() {
+            let _ = s.send(Inbound::Shutdown { deadline });
+        }
     }
 }
 

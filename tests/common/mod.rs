@@ -108,13 +108,16 @@ impl Client {
     /// Reads more bytes; returns 0 at EOF. Panics on timeout.
     pub fn fill(&mut self) -> usize {
         let mut chunk = [0u8; 65536];
-        match self.stream.read(&mut chunk) {
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                n
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return 0,
+                Err(e) => panic!("read failed (timeout?): {e}"),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
-            Err(e) => panic!("read failed (timeout?): {e}"),
         }
     }
 
@@ -183,6 +186,7 @@ impl Client {
                 Ok(0) => return true,
                 Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => return false,
             }
         }

@@ -1,0 +1,136 @@
+//! Lifecycle: a panicking party fails only what it touched; SIGTERM shuts the binary down
+//! gracefully (WebSockets closed with 1001, in-flight requests answered, exit 0).
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Command, Stdio},
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use partyring::{
+    http::Response,
+    net::ws_conn::WsConn,
+    party::{Party, Request},
+    room::Room,
+    ws::{Message, OpCode},
+    Config, Server,
+};
+
+/// Panics on demand: a request body or a message that says "panic".
+struct Panicky;
+
+impl Party for Panicky {
+    fn on_request(&self, _room: &mut Room, req: &Request<'_>) -> Response {
+        if req.body == b"panic" {
+            panic!("asked to panic in on_request");
+        }
+        Response::text(200, "fine")
+    }
+
+    fn on_message(&self, room: &mut Room, msg: Message<'_>, sender: &Rc<WsConn>) {
+        if let Message::Text(text) = msg {
+            if text == "panic" {
+                panic!("asked to panic in on_message");
+            }
+            room.broadcast_text(text);
+        }
+        let _ = sender;
+    }
+}
+
+fn start_panicky() -> SocketAddr {
+    let mut config = Config::test(2);
+    config.port = 0;
+    let server = Server::builder()
+        .config(config)
+        .party("panicky", || Panicky)
+        .start()
+        .expect("starts");
+    let addr = server.addr;
+    std::mem::forget(server); // runs until the test process exits
+    addr
+}
+
+#[test]
+fn a_panic_fails_only_its_request_or_connection() {
+    let addr = start_panicky();
+    let mut c = Client::connect(addr);
+    let post = |body: &str| {
+        format!(
+            "POST /parties/panicky/p HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let r = c.request(post("panic").as_bytes());
+    assert_eq!(r.status, 500);
+    // The same connection and the room keep working; built-in parties too.
+    assert_eq!(c.request(post("ok").as_bytes()).text(), "fine");
+    assert_eq!(c.request(get("/parties/main/p").as_bytes()).status, 200);
+
+    let mut a = Client::ws_connect(addr, "/parties/panicky/room");
+    let mut b = Client::ws_connect(addr, "/parties/panicky/room");
+    a.ws_send(OpCode::Text, b"panic");
+    assert_eq!(a.ws_close_code(), Some(1011));
+    assert!(a.closed_by_server());
+    // The other member and the room are unaffected.
+    let mut d = Client::ws_connect(addr, "/parties/panicky/room");
+    b.ws_send(OpCode::Text, b"still here");
+    assert_eq!(d.ws_frame(), (true, 1, b"still here".to_vec()));
+    assert_eq!(b.ws_frame(), (true, 1, b"still here".to_vec()));
+}
+
+#[test]
+fn sigterm_closes_websockets_finishes_requests_and_exits_zero() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_partyring"))
+        .args(["--port", "0", "--threads", "2", "--shutdown-timeout", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .expect("address printed");
+
+    let mut sockets: Vec<Client> = (0..4)
+        .map(|i| Client::ws_connect(addr, &format!("/parties/main/sd{i}")))
+        .collect();
+    // A request whose body is only half sent when the signal arrives.
+    let mut inflight = Client::connect(addr);
+    inflight.send(b"POST /party/sd HTTP/1.1\r\nHost: a\r\nContent-Length: 18\r\n\r\n{\"message\":");
+    std::thread::sleep(Duration::from_millis(100));
+
+    // SAFETY: kill only sends a signal to the child we spawned (its pid is live: not waited).
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    for s in &mut sockets {
+        assert_eq!(s.ws_close_code(), Some(1001));
+    }
+    inflight.send(b"\"late\"}");
+    let r = inflight.response();
+    assert_eq!((r.status, r.text().as_str()), (200, "OK"));
+    assert_eq!(r.header("connection"), Some("close"));
+    for s in &mut sockets {
+        s.ws_send(OpCode::Close, &1001u16.to_be_bytes());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "server did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
