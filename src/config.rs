@@ -49,6 +49,15 @@ pub struct Config {
     /// On SIGINT/SIGTERM, how long in-flight requests and WebSocket closing handshakes get
     /// before the process exits anyway. Default 10 s.
     pub shutdown_timeout: Duration,
+    /// Connections one core holds at most; a connection accepted beyond it is answered
+    /// `503` (HTTP) or `101` + close `1013` (WebSocket upgrade) and closed. 0 (the default)
+    /// means: the process's open-file limit, less a reserve, divided among the cores, so the
+    /// server answers "try again later" instead of failing `accept` with EMFILE.
+    pub max_connections_per_core: usize,
+    /// Send a WebSocket ping after this long without hearing from the peer, and close the
+    /// connection if another interval passes in silence (a dead peer). Off by default, like
+    /// PartyKit (partysocket sends no heartbeat and needs none).
+    pub ws_ping_interval: Option<Duration>,
     /// Capacity of each core's handoff inbox: when full, the connection is answered 503.
     /// Default 4096.
     pub inbox_capacity: usize,
@@ -76,6 +85,8 @@ impl Config {
             max_outbound_bytes: 4 * 1024 * 1024,
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
+            max_connections_per_core: 0,
+            ws_ping_interval: None,
             inbox_capacity: 4096,
         }
     }
@@ -96,4 +107,23 @@ impl Default for Config {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// File descriptors kept back from the connection cap for listeners, the ring, logs and the
+/// few connections being refused at any moment.
+pub const FD_RESERVE: usize = 64;
+
+/// The per-core connection cap `max_connections_per_core = 0` stands for.
+pub fn auto_connections_per_core(threads: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit for getrlimit to fill.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    (soft.saturating_sub(FD_RESERVE) / threads.max(1)).max(1)
 }

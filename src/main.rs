@@ -37,6 +37,13 @@ struct Cli {
     /// Seconds an idle keep-alive connection is kept.
     #[arg(long, env = "PARTYRING_IDLE_TIMEOUT", default_value_t = 60.0)]
     idle_timeout: f64,
+    /// Connections per core before new ones get 503 / close 1013 (0: from the open-file limit).
+    #[arg(long, env = "PARTYRING_MAX_CONNECTIONS_PER_CORE", default_value_t = 0)]
+    max_connections_per_core: usize,
+    /// Seconds of silence before a WebSocket is pinged (and closed after another such
+    /// interval). 0 = off (the default, like PartyKit).
+    #[arg(long, env = "PARTYRING_WS_PING_INTERVAL", default_value_t = 0.0)]
+    ws_ping_interval: f64,
     /// Seconds a graceful shutdown (SIGINT/SIGTERM) waits for in-flight work.
     #[arg(long, env = "PARTYRING_SHUTDOWN_TIMEOUT", default_value_t = 10.0)]
     shutdown_timeout: f64,
@@ -66,17 +73,20 @@ fn main() -> ExitCode {
     config.max_message_bytes = cli.max_message_size;
     config.max_body_bytes = cli.max_body_size;
     config.max_outbound_bytes = cli.max_outbound;
+    config.max_connections_per_core = cli.max_connections_per_core;
     match (
         seconds("header-timeout", cli.header_timeout),
         seconds("idle-timeout", cli.idle_timeout),
         seconds("shutdown-timeout", cli.shutdown_timeout),
+        seconds("ws-ping-interval", cli.ws_ping_interval),
     ) {
-        (Ok(h), Ok(i), Ok(s)) => {
+        (Ok(h), Ok(i), Ok(s), Ok(p)) => {
             config.header_timeout = h;
             config.idle_timeout = i;
             config.shutdown_timeout = s;
+            config.ws_ping_interval = (!p.is_zero()).then_some(p);
         }
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+        (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }

@@ -49,6 +49,8 @@ const LINGER: Duration = Duration::from_secs(1);
 
 /// Serves a connection from its first byte, or from the bytes another core already read.
 pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>) {
+    // Held until this connection is closed or handed to another core.
+    let _held = core.conn_guard();
     let fd = stream.as_raw_fd();
     let mut conn = HttpConn {
         core,
@@ -478,6 +480,80 @@ impl HttpConn {
         )
         .await;
     }
+}
+
+/// How long a refused connection may take to send its request head.
+const REFUSE_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Answers a connection accepted while the core is at its connection cap: `503` with
+/// `Retry-After`, or for a WebSocket upgrade `101` then close `1013` (try again later), which is
+/// what partysocket understands (it retries with backoff either way). Then closes.
+pub async fn refuse(core: Rc<Core>, stream: TcpStream) {
+    core.refusing.set(core.refusing.get() + 1);
+    let fd = stream.as_raw_fd();
+    let mut buf = Vec::new();
+    let deadline = Instant::now() + REFUSE_HEAD_TIMEOUT;
+    let limits = Limits {
+        max_head_bytes: core.config.max_head_bytes,
+        max_headers: core.config.max_headers,
+        max_target_bytes: core.config.max_target_bytes,
+    };
+    let head = loop {
+        match http::parse_head(&buf, &limits) {
+            Ok(Some(head)) => break Some(head),
+            Ok(None) => {}
+            Err(_) => break None,
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(wait, stream.readable(false)).await {
+            Ok(Ok(())) => {}
+            _ => break None,
+        }
+        match sock::recv_into_vec(fd, &mut buf, READ_CHUNK) {
+            Ok(0) => break None,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => break None,
+        }
+    };
+    let mut out = Vec::new();
+    let key = head.as_ref().and_then(|h| h.ws_key.clone());
+    match (head, key) {
+        (Some(h), Some(key)) if h.upgrade_websocket && ws::valid_key(&buf[key.clone()]) => {
+            out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+            out.extend_from_slice(ws::accept_key(&buf[key]).as_bytes());
+            out.extend_from_slice(b"\r\n\r\n");
+            out.extend_from_slice(&ws::encode_close(
+                ws::close::TRY_AGAIN_LATER,
+                "Server at capacity",
+            ));
+        }
+        (Some(_), _) => {
+            let resp =
+                Response::text(503, "Server at capacity: try again").header("Retry-After", "1");
+            write_response(&mut out, &resp, &core.date, false, true);
+        }
+        (None, _) => {}
+    }
+    if core
+        .stats
+        .refused_at_capacity
+        .load(std::sync::atomic::Ordering::Relaxed)
+        % 1000
+        == 1
+    {
+        // One line per thousand refusals: a connection storm must not become a log storm.
+        tracing::warn!(
+            core = core.id,
+            live = core.live_connections(),
+            "at the connection cap: refusing connections (logged every 1000)"
+        );
+    }
+    if !out.is_empty() {
+        let _ = flush_all(&stream, fd, &out, REFUSE_HEAD_TIMEOUT).await;
+        sock::shutdown_write(fd);
+    }
+    core.refusing.set(core.refusing.get() - 1);
 }
 
 /// Routes a complete request to its party (or a 404) on this core.

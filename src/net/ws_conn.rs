@@ -136,6 +136,8 @@ impl Reader<'_> {
     async fn read_until_closed(&mut self, stream: &TcpStream, fd: RawFd) {
         let outbox = self.conn.outbox.clone();
         let mut closing_since: Option<Instant> = None;
+        // A ping was sent (ws_ping_interval) and nothing has arrived since.
+        let mut ping_outstanding = false;
         loop {
             if self.peer_closed {
                 // Our echo (or our own earlier close) is queued: let it out, then close TCP.
@@ -155,10 +157,36 @@ impl Reader<'_> {
                     }
                 }
                 OutState::Open => {
-                    monoio::select! {
-                        r = stream.readable(false) => if r.is_err() { return },
-                        _ = outbox.closing() => continue,
+                    let wait = async {
+                        monoio::select! {
+                            r = stream.readable(false) => r.is_ok(),
+                            _ = outbox.closing() => true,
+                        }
+                    };
+                    let alive = match self.core.config.ws_ping_interval {
+                        None => wait.await,
+                        Some(interval) => match monoio::time::timeout(interval, wait).await {
+                            Ok(alive) => alive,
+                            // Silence for a whole interval: ping once; a second silent interval
+                            // means the peer is gone.
+                            Err(_) if ping_outstanding => {
+                                tracing::info!(conn = %self.conn.id, "no answer to ping: closing dead connection");
+                                return;
+                            }
+                            Err(_) => {
+                                ping_outstanding = true;
+                                self.conn.send(OpCode::Ping, b"");
+                                continue;
+                            }
+                        },
+                    };
+                    if !alive {
+                        return;
                     }
+                    if outbox.state() != OutState::Open {
+                        continue;
+                    }
+                    ping_outstanding = false;
                 }
             }
             match self.read_some(fd) {

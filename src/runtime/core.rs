@@ -38,6 +38,8 @@ pub struct CoreStats {
     pub handoffs_sent: AtomicU64,
     pub handoffs_received: AtomicU64,
     pub handoffs_refused: AtomicU64,
+    /// Connections refused because the core was at `max_connections_per_core`.
+    pub refused_at_capacity: AtomicU64,
 }
 
 impl CoreStats {
@@ -75,6 +77,23 @@ pub struct Core {
     busy: Cell<usize>,
     /// The core's main task, waiting for shutdown to start or for `busy` to reach 0.
     waiter: Cell<Option<Waker>>,
+    /// Connections this core holds now (HTTP and WebSocket), against `conn_cap`.
+    live: Cell<usize>,
+    conn_cap: usize,
+    /// Connections being refused right now (see `conn::refuse`).
+    pub refusing: Cell<usize>,
+}
+
+/// Connections one core refuses politely at the same time; more are closed at once.
+const REFUSING_MAX: usize = 64;
+
+/// Counts one connection held by this core while it lives (see `Core::live`).
+pub struct ConnGuard(Rc<Core>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.live.set(self.0.live.get() - 1);
+    }
 }
 
 /// Counts one busy connection while it lives (see `Core::busy`).
@@ -101,6 +120,10 @@ impl Core {
         stats: Arc<CoreStats>,
     ) -> Self {
         let parties = parties.instantiate();
+        let conn_cap = match config.max_connections_per_core {
+            0 => crate::config::auto_connections_per_core(config.threads),
+            n => n,
+        };
         let rooms = RoomTable::new(parties.len(), config.history_limit);
         Core {
             id,
@@ -115,7 +138,21 @@ impl Core {
             shutdown_deadline: Cell::new(None),
             busy: Cell::new(0),
             waiter: Cell::new(None),
+            live: Cell::new(0),
+            conn_cap,
+            refusing: Cell::new(0),
         }
+    }
+
+    /// Counts a connection as held by this core until the guard drops.
+    pub fn conn_guard(self: &Rc<Self>) -> ConnGuard {
+        self.live.set(self.live.get() + 1);
+        ConnGuard(self.clone())
+    }
+
+    /// Connections held by this core now.
+    pub fn live_connections(&self) -> usize {
+        self.live.get()
     }
 
     /// Marks a connection busy until the guard drops.
@@ -240,6 +277,14 @@ async fn accept_loop(core: Rc<Core>, listener: std::net::TcpListener) {
                 backoff = Duration::from_millis(1);
                 CoreStats::bump(&core.stats.accepted);
                 let _ = stream.set_nodelay(true);
+                if core.live.get() >= core.conn_cap {
+                    CoreStats::bump(&core.stats.refused_at_capacity);
+                    // Refusals are capped too: past a small allowance the socket is just closed.
+                    if core.refusing.get() < REFUSING_MAX {
+                        monoio::spawn(conn::refuse(core.clone(), stream));
+                    }
+                    continue;
+                }
                 monoio::spawn(conn::serve(core.clone(), stream, Vec::new()));
             }
             Err(e) => {

@@ -1,0 +1,68 @@
+//! Limits that protect the server: the per-core connection cap and the optional ping/idle
+//! check for dead WebSocket peers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use partyring::ws::OpCode;
+
+#[test]
+fn connections_over_the_cap_get_503_or_close_1013() {
+    let srv = start_with(1, |c| c.max_connections_per_core = 2);
+    let mut a = srv.connect();
+    let mut b = srv.connect();
+    assert_eq!(a.request(get("/party/cap").as_bytes()).status, 200);
+    assert_eq!(b.request(get("/party/cap").as_bytes()).status, 200);
+
+    let mut over = srv.connect();
+    let r = over.request(get("/party/cap").as_bytes());
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(over.closed_by_server());
+
+    let mut ws_over = srv.connect();
+    let r = ws_over.request(ws_upgrade("/parties/main/cap").as_bytes());
+    assert_eq!(r.status, 101);
+    assert_eq!(ws_over.ws_close_code(), Some(1013));
+    assert!(ws_over.closed_by_server());
+
+    // Capacity comes back when a connection leaves.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = srv.connect();
+        c.send(get("/party/cap").as_bytes());
+        if c.response().status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "capacity never came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(b.request(get("/party/cap").as_bytes()).status, 200);
+}
+
+#[test]
+fn silent_peers_are_pinged_then_closed() {
+    let srv = start_with(1, |c| c.ws_ping_interval = Some(Duration::from_millis(200)));
+    // A peer that answers pings stays.
+    let mut live = Client::ws_connect(srv.addr, "/parties/echo/ping");
+    for _ in 0..3 {
+        let (_, op, payload) = live.ws_frame();
+        assert_eq!(op, 0x9, "a ping after silence");
+        live.ws_send(OpCode::Pong, &payload);
+    }
+    live.ws_send(OpCode::Text, b"still here");
+    assert_eq!(live.ws_frame(), (true, 1, b"still here".to_vec()));
+
+    // A peer that never answers is closed after two silent intervals.
+    let mut dead = Client::ws_connect(srv.addr, "/parties/echo/ping");
+    let started = Instant::now();
+    assert!(dead.closed_by_server());
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        started.elapsed()
+    );
+}
