@@ -363,4 +363,56 @@ mod tests {
         }
         assert!(head_end(b"GET / HTTP/1.1\nHost: a\n\n", 0));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn request() -> impl Strategy<Value = Vec<u8>> {
+            (
+                prop::sample::select(vec!["GET", "POST", "PUT", "HEAD"]),
+                "/[a-z0-9%/?=&_.-]{0,40}",
+                prop::collection::vec(("[A-Za-z-]{1,12}", "[ -~]{0,30}"), 0..8),
+                any::<bool>(),
+            )
+                .prop_map(|(method, path, headers, chunked)| {
+                    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n");
+                    for (name, value) in headers {
+                        let lower = name.to_ascii_lowercase();
+                        if ["host", "content-length", "transfer-encoding", "expect"]
+                            .contains(&lower.as_str())
+                        {
+                            continue;
+                        }
+                        req += &format!("X-{name}: {value}\r\n");
+                    }
+                    if chunked {
+                        req += "Transfer-Encoding: chunked\r\n";
+                    }
+                    req += "\r\n";
+                    req.into_bytes()
+                })
+        }
+
+        proptest! {
+            /// Every proper prefix of a valid head is "incomplete" (never an error, never a
+            /// different head), and head_end resumed at any point agrees with a full scan.
+            #[test]
+            fn prefixes_are_incomplete_and_whole_is_complete(req in request(), resume in 0usize..400) {
+                let whole = parse(&req).expect("valid").expect("complete");
+                prop_assert_eq!(whole.len, req.len());
+                for k in 0..req.len() {
+                    prop_assert_eq!(parse(&req[..k]), Ok(None), "prefix {}", k);
+                    prop_assert!(!head_end(&req[..k], 0));
+                }
+                let from = resume % req.len();
+                prop_assert!(!head_end(&req[..from], 0));
+                prop_assert!(head_end(&req, from));
+                // Bytes after the head (a body, a pipelined request) do not change it.
+                let mut more = req.clone();
+                more.extend_from_slice(b"GET / HTTP/1.1\r\n");
+                prop_assert_eq!(parse(&more).unwrap().unwrap(), whole);
+            }
+        }
+    }
 }
