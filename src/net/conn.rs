@@ -59,6 +59,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>) {
         buf: bytes,
         pos: 0,
         scanned: 0,
+        checked: 0,
         out: Vec::new(),
         body: Vec::new(),
         pending: None,
@@ -107,6 +108,8 @@ struct HttpConn {
     pos: usize,
     /// Bytes after `pos` already searched for the end of a head.
     scanned: usize,
+    /// Length of the incomplete head when the parser last judged it (see `process`).
+    checked: usize,
     /// Responses waiting to be sent, in request order.
     out: Vec<u8>,
     /// The decoded body of the request in progress (reused between requests).
@@ -206,9 +209,14 @@ impl HttpConn {
             }
             let limits = self.limits();
             if !head_end(avail, self.scanned) {
+                // Not complete, but possibly garbage or already over a limit: let the parser
+                // judge the first bytes at once, then again only each time the head has
+                // doubled, so a byte-at-a-time sender cannot make us re-parse per byte.
+                if self.checked == 0 || avail.len() >= 2 * self.checked {
+                    http::parse_head(avail, &limits)?;
+                    self.checked = avail.len();
+                }
                 self.scanned = avail.len();
-                // Not complete, but possibly already over a limit: let the parser judge.
-                http::parse_head(avail, &limits)?;
                 return Ok(Step::NeedMore);
             }
             let Some(head) = http::parse_head(avail, &limits)? else {
@@ -216,6 +224,7 @@ impl HttpConn {
                 return Ok(Step::NeedMore);
             };
             self.scanned = 0;
+            self.checked = 0;
             let head_at = self.pos;
             if let Some(exit) = self.dispatch_head(head, head_at)? {
                 return Ok(Step::Exit(exit));
