@@ -1,0 +1,504 @@
+//! `fanout`: R rooms x M members of `/parties/main/<room>`, one publisher per room per round.
+//!
+//! Payload (ASCII, `--size` bytes): 8 hex digits publisher id, 8 hex digits sequence number,
+//! 16 hex digits send time (CLOCK_MONOTONIC ns), then `.` padding. The publisher id is
+//! `room * (M + 1) + slot`: slot `0..M` is a member publishing over WebSocket, slot `M` the
+//! room's HTTP publisher. Every receiver expects each publisher's numbers as 0, 1, 2, ...
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::net::{Handler, Net, Out};
+use crate::phase::{Counters, Progress, Schedule, Tick};
+use crate::stats::{now_ns, record, Part, SeqCheck};
+use crate::Ctx;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+pub enum Publish {
+    /// A member of the room sends a text message; the other M-1 members receive it.
+    Ws,
+    /// A keep-alive HTTP connection per room POSTs {"message": ...}; all M members receive it.
+    Http,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct FanoutArgs {
+    /// Number of rooms.
+    #[arg(long, default_value_t = 100)]
+    pub rooms: usize,
+    /// WebSocket members per room.
+    #[arg(long, default_value_t = 16)]
+    pub members: usize,
+    /// Message size in bytes (at least 32: the header).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Closed loop: messages per room per round.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Who publishes.
+    #[arg(long, value_enum, default_value_t = Publish::Ws)]
+    pub publish: Publish,
+    /// Open loop: total publishes per second, paced by a timer (latency is measured).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Open loop: several rates in sequence, one result row each (e.g. 1000,5000,20000).
+    #[arg(long, value_delimiter = ',')]
+    pub sweep: Vec<f64>,
+    /// Open loop: wake at most this often (µs); publishes due meanwhile leave together, their
+    /// timestamps still the intended send times.
+    #[arg(long, default_value_t = 100)]
+    pub tick_us: u64,
+    /// Room names are <prefix>-<index>.
+    #[arg(long, default_value = "fanout")]
+    pub room_prefix: String,
+}
+
+const HEADER: usize = 32;
+const HTTP_BIT: u32 = 1 << 31;
+
+struct Room {
+    global: usize,
+    members: std::ops::Range<usize>,
+    http: Option<usize>,
+    next_pub: usize,
+    outstanding: u64,
+    sent: Vec<u32>,
+    dead: bool,
+    post_head: String,
+}
+
+struct Member {
+    room: usize,
+    slot: usize,
+    conn: usize,
+    next: Vec<u32>,
+}
+
+struct Fanout<'a> {
+    a: &'a FanoutArgs,
+    rooms: Vec<Room>,
+    members: Vec<Member>,
+    conn_member: Vec<u32>,
+    c: Counters,
+    seq: SeqCheck,
+    part: Part,
+    expected: u64,
+    received: u64,
+    closed_loop_running: bool,
+    buf: Vec<u8>,
+    body: Vec<u8>,
+    http_inflight: u64,
+}
+
+fn put_hex(out: &mut Vec<u8>, v: u64, digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        out.push(HEX[((v >> (i * 4)) & 0xF) as usize]);
+    }
+}
+
+fn get_hex(b: &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for &c in b {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | u64::from(d);
+    }
+    Some(v)
+}
+
+/// Writes a payload of `size` bytes into `out` (cleared first).
+pub fn make_payload(out: &mut Vec<u8>, publisher: u32, seq: u32, ts: u64, size: usize) {
+    out.clear();
+    put_hex(out, u64::from(publisher), 8);
+    put_hex(out, u64::from(seq), 8);
+    put_hex(out, ts, 16);
+    out.resize(size.max(HEADER), b'.');
+}
+
+/// (publisher, seq, ts) from a payload.
+pub fn parse_payload(p: &[u8]) -> Option<(u32, u32, u64)> {
+    if p.len() < HEADER {
+        return None;
+    }
+    Some((
+        get_hex(&p[..8])? as u32,
+        get_hex(&p[8..16])? as u32,
+        get_hex(&p[16..32])?,
+    ))
+}
+
+impl Fanout<'_> {
+    fn m(&self) -> usize {
+        self.a.members
+    }
+
+    fn receivers(&self) -> u64 {
+        match self.a.publish {
+            Publish::Ws => self.m() as u64 - 1,
+            Publish::Http => self.m() as u64,
+        }
+    }
+
+    /// One publish in room `r` at time `ts`.
+    fn publish(&mut self, out: &mut Out, r: usize, ts: u64) {
+        let m = self.m();
+        let room = &mut self.rooms[r];
+        if room.dead {
+            return;
+        }
+        let (slot, conn) = match self.a.publish {
+            Publish::Ws => {
+                let slot = room.next_pub;
+                (slot, self.members[room.members.start + slot].conn)
+            }
+            Publish::Http => (m, room.http.expect("http publisher")),
+        };
+        let pub_id = (room.global * (m + 1) + slot) as u32;
+        let seq = room.sent[slot];
+        room.sent[slot] += 1;
+        make_payload(&mut self.buf, pub_id, seq, ts, self.a.size);
+        match self.a.publish {
+            Publish::Ws => out.ws_frame(conn, 1, &self.buf),
+            Publish::Http => {
+                self.body.clear();
+                self.body.extend_from_slice(b"{\"message\":\"");
+                self.body.extend_from_slice(&self.buf);
+                self.body.extend_from_slice(b"\"}");
+                out.raw(conn, room.post_head.as_bytes());
+                out.raw(conn, format!("{}\r\n\r\n", self.body.len()).as_bytes());
+                out.raw(conn, &self.body);
+                self.http_inflight += 1;
+            }
+        }
+        self.expected += self.receivers();
+        self.c.total_ops += 1;
+        if self.c.on {
+            self.c.ops += 1;
+        }
+    }
+
+    /// Closed loop: a batch from the room's next publisher.
+    fn round(&mut self, out: &mut Out, r: usize) {
+        let now = now_ns();
+        for _ in 0..self.a.batch {
+            self.publish(out, r, now);
+        }
+        let recv = self.receivers() * self.a.batch as u64;
+        let m = self.m();
+        let room = &mut self.rooms[r];
+        room.outstanding += recv;
+        room.next_pub = (room.next_pub + 1) % m;
+    }
+}
+
+impl Handler for Fanout<'_> {
+    fn on_open(&mut self, _out: &mut Out, _id: usize, _now: u64) {
+        self.part.conns_ok += 1;
+    }
+
+    fn on_fail(&mut self, id: usize, opened: bool, err: &str) {
+        if opened {
+            self.part.conns_broken += 1;
+        } else {
+            self.part.conns_failed += 1;
+        }
+        self.part.note(format!("conn {id}: {err}"));
+        if let Some(&u) = self.conn_member.get(id) {
+            let r = if u & HTTP_BIT != 0 {
+                (u & !HTTP_BIT) as usize
+            } else {
+                self.members[u as usize].room
+            };
+            if let Some(room) = self.rooms.get_mut(r) {
+                room.dead = true;
+            }
+        }
+    }
+
+    fn on_http(&mut self, _out: &mut Out, _id: usize, status: u16, body: &[u8], _now: u64) {
+        self.http_inflight = self.http_inflight.saturating_sub(1);
+        if status != 200 || body != b"OK" {
+            self.part.bad += 1;
+            self.part.note(format!(
+                "POST answered {status}: {}",
+                String::from_utf8_lossy(body)
+            ));
+        }
+    }
+
+    fn on_frame(&mut self, out: &mut Out, id: usize, _op: u8, payload: &[u8], now: u64) {
+        let mi = self.conn_member[id] as usize;
+        let m = self.m();
+        let member = &mut self.members[mi];
+        let room_global = self.rooms[member.room].global;
+        let Some((pub_id, seq, ts)) = parse_payload(payload) else {
+            self.part.bad += 1;
+            self.part.note("unparsable payload".into());
+            return;
+        };
+        let (pr, slot) = (pub_id as usize / (m + 1), pub_id as usize % (m + 1));
+        if pr != room_global || payload.len() != self.a.size.max(HEADER) || slot == member.slot {
+            self.part.bad += 1;
+            self.part.note(format!(
+                "foreign or malformed message (publisher {pub_id}) in room {room_global}"
+            ));
+            return;
+        }
+        self.seq.check(&mut member.next[slot], seq);
+        self.received += 1;
+        self.part.checked += 1;
+        self.c.total_delivered += 1;
+        if self.c.on {
+            self.c.delivered += 1;
+            self.c.bytes += payload.len() as u64;
+            record(&mut self.c.hist, now.saturating_sub(ts));
+        }
+        let r = member.room;
+        let room = &mut self.rooms[r];
+        room.outstanding = room.outstanding.saturating_sub(1);
+        if room.outstanding == 0 && self.closed_loop_running {
+            self.round(out, r);
+        }
+    }
+}
+
+pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
+    let mut part = Part::default();
+    if a.members < 1 || (a.members < 2 && a.publish == Publish::Ws) || a.rooms < 1 {
+        part.bad += 1;
+        part.note("need --rooms >= 1 and --members >= 2 (>= 1 with --publish http)".into());
+        return Ok(part);
+    }
+    let open_loop = a.rate.is_some() || !a.sweep.is_empty();
+    let rates: Vec<f64> = if !a.sweep.is_empty() {
+        a.sweep.clone()
+    } else {
+        a.rate.into_iter().collect()
+    };
+    let my_rooms = ctx.slice(a.rooms);
+    let share = my_rooms.len() as f64 / a.rooms as f64;
+    let m = a.members;
+    let mut net = ctx.net(my_rooms.start * (m + 1))?;
+    let mut f = Fanout {
+        a,
+        rooms: Vec::new(),
+        members: Vec::new(),
+        conn_member: Vec::new(),
+        c: Counters::new(),
+        seq: SeqCheck::default(),
+        part,
+        expected: 0,
+        received: 0,
+        closed_loop_running: false,
+        buf: Vec::with_capacity(a.size.max(HEADER)),
+        body: Vec::new(),
+        http_inflight: 0,
+    };
+    for (r, global) in my_rooms.clone().enumerate() {
+        let path = format!("/parties/main/{}-{global}", a.room_prefix);
+        let first = f.members.len();
+        for slot in 0..m {
+            let conn = net.add_ws(path.clone(), f.members.len() as u32);
+            set(&mut f.conn_member, conn, f.members.len() as u32);
+            f.members.push(Member {
+                room: r,
+                slot,
+                conn,
+                next: vec![0; m + 1],
+            });
+        }
+        let http = (a.publish == Publish::Http).then(|| {
+            let id = net.add_http(HTTP_BIT | r as u32);
+            set(&mut f.conn_member, id, HTTP_BIT | r as u32);
+            id
+        });
+        f.rooms.push(Room {
+            global,
+            members: first..first + m,
+            http,
+            next_pub: 0,
+            outstanding: 0,
+            sent: vec![0; m + 1],
+            dead: false,
+            post_head: format!(
+                "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: ",
+                net.host()
+            ),
+        });
+    }
+
+    let t_connect = now_ns();
+    connect_all(&mut net, &mut f, ctx)?;
+    f.part.connect_secs = (now_ns() - t_connect) as f64 / 1e9;
+    ctx.coord.ready();
+
+    let now = now_ns();
+    let mut sched = Schedule::new(now, ctx.common.warmup, ctx.common.duration, rates.len());
+    let mut progress = Progress::new(&ctx.tag, now);
+    // Open loop: publishes issued since `rate_t0` at this process's share of the rate.
+    let mut rate_t0 = now;
+    let mut issued: u64 = 0;
+    let mut rate_step = 0;
+    let mut next_room = 0usize;
+    if !open_loop {
+        f.closed_loop_running = true;
+        for r in 0..f.rooms.len() {
+            f.round(&mut net.out, r);
+        }
+    }
+    let max_turns = 1u64 << 40;
+    for _ in 0..max_turns {
+        let now = now_ns();
+        if open_loop && !sched.is_done() {
+            if sched.step != rate_step {
+                rate_step = sched.step;
+                rate_t0 = now;
+                issued = 0;
+            }
+            let rate = rates[rate_step] * share;
+            let due = ((now - rate_t0) as f64 * rate / 1e9) as u64;
+            let mut budget = 100_000;
+            while issued < due && budget > 0 {
+                // The intended send time, so a late send counts as latency (no coordinated
+                // omission).
+                let ts = rate_t0 + (issued as f64 * 1e9 / rate) as u64;
+                let r = next_room % f.rooms.len();
+                next_room += 1;
+                f.publish(&mut net.out, r, ts);
+                if f.a.publish == Publish::Ws {
+                    let room = &mut f.rooms[r];
+                    room.next_pub = (room.next_pub + 1) % m;
+                }
+                issued += 1;
+                budget -= 1;
+            }
+        }
+        match sched.tick(now, ctx.coord) {
+            Tick::Start(_) => f.c.start(),
+            Tick::End(step) => {
+                let (wall, cpu) = sched.window(now);
+                let label = if open_loop {
+                    format!("rate {}", rates[step])
+                } else {
+                    format!("closed batch {}", a.batch)
+                };
+                let sp = f.c.finish(label, wall, cpu);
+                f.part.steps.push(sp);
+            }
+            Tick::Nothing => {}
+        }
+        if sched.is_done() {
+            break;
+        }
+        let what = if sched.measuring { "measure" } else { "warmup" };
+        let extra = format!("outstanding={}", f.expected - f.received);
+        progress.tick(now, &f.c, what, &extra);
+        let wait = if open_loop {
+            // Wake exactly when the next publish is due (timerfd), at the latest in 100 ms.
+            let rate = rates[rate_step] * share;
+            let next_due = rate_t0 + ((issued + 1) as f64 * 1e9 / rate) as u64;
+            net.set_timer(next_due.max(now + a.tick_us.clamp(1, 1_000_000) * 1_000));
+            Duration::from_millis(100)
+        } else {
+            Duration::from_nanos(sched.until_next(now).clamp(1_000_000, 100_000_000))
+        };
+        net.turn(&mut f, wait)?;
+    }
+
+    // Drain: no new publishes; wait (bounded) for what is in flight.
+    f.closed_loop_running = false;
+    let drain_until = now_ns() + (ctx.common.drain.clamp(0.0, 60.0) * 1e9) as u64;
+    while (f.received < f.expected || f.http_inflight > 0) && now_ns() < drain_until {
+        net.turn(&mut f, Duration::from_millis(10))?;
+    }
+
+    // Integrity: every receiver must have got every publisher's numbers 0..sent.
+    let mut lost = f.seq.skipped;
+    for mem in &f.members {
+        let room = &f.rooms[mem.room];
+        for slot in 0..=m {
+            if slot == mem.slot {
+                continue;
+            }
+            lost += u64::from(room.sent[slot].saturating_sub(mem.next[slot]));
+        }
+    }
+    f.part.lost = lost;
+    f.part.duplicate = f.seq.duplicate;
+    f.part.reordered = f.seq.reordered;
+    f.part.bad += net.stats.protocol_errors;
+    Ok(f.part)
+}
+
+fn set(v: &mut Vec<u32>, i: usize, x: u32) {
+    if v.len() <= i {
+        v.resize(i + 1, u32::MAX);
+    }
+    v[i] = x;
+}
+
+/// Runs the loop until every queued connection opened or failed (bounded by
+/// `--connect-timeout`), with a progress line a second.
+pub fn connect_all<H: Handler + Opened>(
+    net: &mut Net,
+    h: &mut H,
+    ctx: &Ctx,
+) -> std::io::Result<()> {
+    let t0 = now_ns();
+    let until = t0 + (ctx.common.connect_timeout.clamp(0.1, 600.0) * 1e9) as u64;
+    let mut last = t0;
+    while net.connecting() > 0 {
+        let now = now_ns();
+        if now > until {
+            let n = net.connecting();
+            h.timed_out(n as u64);
+            break;
+        }
+        if now > last + 1_000_000_000 {
+            last = now;
+            eprintln!(
+                "{}connecting: open={} failed={} pending={}",
+                ctx.tag,
+                net.stats.opened,
+                net.stats.failed,
+                net.connecting()
+            );
+        }
+        net.turn(h, Duration::from_millis(10))?;
+    }
+    Ok(())
+}
+
+/// Lets `connect_all` record connections that never opened.
+pub trait Opened {
+    fn timed_out(&mut self, n: u64);
+}
+
+impl Opened for Fanout<'_> {
+    fn timed_out(&mut self, n: u64) {
+        self.part.conns_failed += n;
+        self.part.note(format!("{n} connections not open in time"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_round_trip() {
+        let mut b = Vec::new();
+        make_payload(&mut b, 0xABCD, 7, 123_456_789_012, 64);
+        assert_eq!(b.len(), 64);
+        assert_eq!(parse_payload(&b), Some((0xABCD, 7, 123_456_789_012)));
+        make_payload(&mut b, 1, 2, 3, 10);
+        assert_eq!(b.len(), HEADER);
+        assert_eq!(parse_payload(b"zz"), None);
+    }
+}

@@ -1,0 +1,193 @@
+//! `http`: keep-alive connections doing `GET` (or `POST`) `/parties/main/<room>`, `--pipeline D`
+//! requests in flight per connection. Every response must be 200.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::fanout::{connect_all, Opened};
+use crate::net::{Handler, Out};
+use crate::phase::{Counters, Progress, Schedule, Tick};
+use crate::stats::{now_ns, record, Part};
+use crate::Ctx;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+pub enum Method {
+    /// GET the room's history (JSON).
+    Get,
+    /// POST {"message": ...} (appends to the room's history and broadcasts).
+    Post,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct HttpArgs {
+    /// Keep-alive connections.
+    #[arg(long, default_value_t = 50)]
+    pub conns: usize,
+    /// Requests in flight per connection (1 = no pipelining).
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+    #[arg(long, value_enum, default_value_t = Method::Get)]
+    pub method: Method,
+    /// Rooms used, round-robin over connections.
+    #[arg(long, default_value_t = 10)]
+    pub rooms: usize,
+    /// POST message size in bytes.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Room names are <prefix>-<index>.
+    #[arg(long, default_value = "http")]
+    pub room_prefix: String,
+}
+
+struct Http {
+    /// Per connection id: the request bytes and the send times of requests in flight.
+    req: Vec<Vec<u8>>,
+    sent: Vec<VecDeque<u64>>,
+    running: bool,
+    inflight: u64,
+    c: Counters,
+    part: Part,
+}
+
+impl Http {
+    fn send(&mut self, out: &mut Out, id: usize, now: u64) {
+        out.raw(id, &self.req[id]);
+        self.sent[id].push_back(now);
+        self.inflight += 1;
+    }
+}
+
+impl Handler for Http {
+    fn on_open(&mut self, _out: &mut Out, _id: usize, _now: u64) {
+        self.part.conns_ok += 1;
+    }
+
+    fn on_fail(&mut self, id: usize, opened: bool, err: &str) {
+        if opened {
+            self.part.conns_broken += 1;
+        } else {
+            self.part.conns_failed += 1;
+        }
+        self.inflight -= self.sent[id].len() as u64;
+        self.part.lost += self.sent[id].len() as u64;
+        self.sent[id].clear();
+        self.part.note(format!("conn {id}: {err}"));
+    }
+
+    fn on_http(&mut self, out: &mut Out, id: usize, status: u16, body: &[u8], now: u64) {
+        let Some(t) = self.sent[id].pop_front() else {
+            self.part.bad += 1;
+            self.part
+                .note(format!("conn {id}: response without a request"));
+            return;
+        };
+        self.inflight -= 1;
+        if status == 200 {
+            self.part.checked += 1;
+        } else {
+            self.part.bad += 1;
+            self.part.note(format!("status {status}"));
+        }
+        self.c.total_ops += 1;
+        if self.c.on {
+            self.c.ops += 1;
+            self.c.bytes += body.len() as u64;
+            record(&mut self.c.hist, now - t);
+        }
+        if self.running {
+            self.send(out, id, now);
+        }
+    }
+}
+
+impl Opened for Http {
+    fn timed_out(&mut self, n: u64) {
+        self.part.conns_failed += n;
+        self.part.note(format!("{n} connections not open in time"));
+    }
+}
+
+pub fn run(ctx: &mut Ctx, a: &HttpArgs) -> std::io::Result<Part> {
+    let mine = ctx.slice(a.conns);
+    let mut net = ctx.net(mine.start)?;
+    let mut h = Http {
+        req: Vec::new(),
+        sent: Vec::new(),
+        running: false,
+        inflight: 0,
+        c: Counters::new(),
+        part: Part::default(),
+    };
+    let host = net.host().to_string();
+    for g in mine.clone() {
+        let id = net.add_http(g as u32);
+        let path = format!("/parties/main/{}-{}", a.room_prefix, g % a.rooms.max(1));
+        let req = match a.method {
+            Method::Get => format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+            Method::Post => {
+                let body = format!("{{\"message\":\"{}\"}}", "x".repeat(a.size));
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            }
+        };
+        if h.req.len() <= id {
+            h.req.resize(id + 1, Vec::new());
+            h.sent.resize(id + 1, VecDeque::new());
+        }
+        h.req[id] = req.into_bytes();
+    }
+    let t = now_ns();
+    connect_all(&mut net, &mut h, ctx)?;
+    h.part.connect_secs = (now_ns() - t) as f64 / 1e9;
+    ctx.coord.ready();
+
+    let now = now_ns();
+    h.running = true;
+    for id in 0..h.req.len() {
+        if net.conn(id).is_some() {
+            for _ in 0..a.pipeline.clamp(1, 1024) {
+                h.send(&mut net.out, id, now);
+            }
+        }
+    }
+    let mut sched = Schedule::new(now, ctx.common.warmup, ctx.common.duration, 1);
+    let mut progress = Progress::new(&ctx.tag, now);
+    for _ in 0..(1u64 << 40) {
+        let now = now_ns();
+        match sched.tick(now, ctx.coord) {
+            Tick::Start(_) => h.c.start(),
+            Tick::End(_) => {
+                let (wall, cpu) = sched.window(now);
+                let label = format!("{:?} x{} pipeline {}", a.method, a.conns, a.pipeline);
+                let sp = h.c.finish(label, wall, cpu);
+                h.part.steps.push(sp);
+            }
+            _ => {}
+        }
+        if sched.is_done() {
+            break;
+        }
+        let what = if sched.measuring { "measure" } else { "warmup" };
+        progress.tick(now, &h.c, what, "");
+        let wait = Duration::from_nanos(sched.until_next(now).clamp(1_000_000, 100_000_000));
+        net.turn(&mut h, wait)?;
+    }
+    h.running = false;
+    let until = now_ns() + (ctx.common.drain.clamp(0.0, 60.0) * 1e9) as u64;
+    while h.inflight > 0 && now_ns() < until {
+        net.turn(&mut h, Duration::from_millis(10))?;
+    }
+    if h.inflight > 0 {
+        h.part.lost += h.inflight;
+        h.part
+            .note(format!("{} requests never answered", h.inflight));
+    }
+    h.part.bad += net.stats.protocol_errors;
+    Ok(h.part)
+}

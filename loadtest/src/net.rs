@@ -1,0 +1,783 @@
+//! The event loop shared by every scenario: non-blocking client sockets on one `mio::Poll`
+//! (epoll), WebSocket handshakes and client frames, HTTP/1.1 responses, and writes batched per
+//! socket per turn.
+//!
+//! A scenario implements [`Handler`]; it queues bytes with [`Out`] (nothing is written at once),
+//! and [`Net::turn`] ends by writing each socket's queue with one `write` call. Reads go through
+//! one shared scratch buffer; only a partial frame or response is copied to the connection.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use mio::net::TcpStream;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Socket, Type};
+
+use crate::stats::now_ns;
+
+/// How far a connection has come.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum State {
+    /// Waiting for a connect slot (at most `max_inflight` connects at once).
+    Queued,
+    /// `connect` issued, not yet writable.
+    Connecting,
+    /// Upgrade request sent, waiting for `101`.
+    Handshake,
+    /// Open: frames (WebSocket) or responses (HTTP) flow.
+    Open,
+    /// A close frame was sent or received; waiting for the server to close TCP.
+    Closing,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Ws,
+    Http,
+}
+
+pub struct Conn {
+    stream: Option<TcpStream>,
+    pub state: State,
+    kind: Kind,
+    /// WebSocket: the request target of the upgrade.
+    path: String,
+    /// Bytes of an incomplete frame or response left from the last read.
+    rbuf: Vec<u8>,
+    pub close_sent: bool,
+    close_received: bool,
+    /// The scenario's own index for this connection.
+    pub user: u32,
+}
+
+/// Callbacks from [`Net::turn`]. `now` is the monotonic clock in ns, read once per read batch.
+pub trait Handler {
+    fn on_open(&mut self, out: &mut Out, id: usize, now: u64);
+    /// The connection failed before it opened, or broke later (`opened` tells which).
+    fn on_fail(&mut self, id: usize, opened: bool, err: &str);
+    fn on_frame(&mut self, _out: &mut Out, _id: usize, _opcode: u8, _payload: &[u8], _now: u64) {}
+    fn on_http(&mut self, _out: &mut Out, _id: usize, _status: u16, _body: &[u8], _now: u64) {}
+    /// The server closed TCP; `clean` when a close frame had been received before.
+    fn on_closed(&mut self, _id: usize, _clean: bool) {}
+}
+
+/// Outgoing bytes, queued per connection and written at the end of the turn.
+pub struct Out {
+    wbufs: Vec<Vec<u8>>,
+    dirty: Vec<usize>,
+    is_dirty: Vec<bool>,
+    to_close: Vec<usize>,
+    closing: Vec<usize>,
+}
+
+impl Out {
+    fn mark(&mut self, id: usize) {
+        if !self.is_dirty[id] {
+            self.is_dirty[id] = true;
+            self.dirty.push(id);
+        }
+    }
+
+    /// Queues one masked, final client frame. The key varies per connection; masking is a
+    /// 4-byte XOR, as the RFC requires of clients.
+    pub fn ws_frame(&mut self, id: usize, opcode: u8, payload: &[u8]) {
+        let key = (id as u32)
+            .wrapping_mul(0x9E37_79B9)
+            .wrapping_add(0x7F4A_7C15)
+            .to_be_bytes();
+        let b = &mut self.wbufs[id];
+        b.push(0x80 | opcode);
+        let len = payload.len();
+        if len <= 125 {
+            b.push(0x80 | len as u8);
+        } else if len <= 0xFFFF {
+            b.push(0x80 | 126);
+            b.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            b.push(0x80 | 127);
+            b.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        b.extend_from_slice(&key);
+        let start = b.len();
+        b.extend_from_slice(payload);
+        for (i, x) in b[start..].iter_mut().enumerate() {
+            *x ^= key[i & 3];
+        }
+        self.mark(id);
+    }
+
+    pub fn raw(&mut self, id: usize, bytes: &[u8]) {
+        self.wbufs[id].extend_from_slice(bytes);
+        self.mark(id);
+    }
+
+    /// Queues a close frame with `code` and remembers that this side started the close.
+    pub fn ws_close(&mut self, id: usize, code: u16) {
+        self.ws_frame(id, 0x8, &code.to_be_bytes());
+        self.closing.push(id);
+    }
+
+    /// Bytes queued and not yet accepted by the kernel.
+    pub fn pending(&self, id: usize) -> usize {
+        self.wbufs[id].len()
+    }
+
+    /// Closes the socket at the end of this turn (after writing what is queued, if it can).
+    pub fn close(&mut self, id: usize) {
+        self.mark(id);
+        self.to_close.push(id);
+    }
+}
+
+/// Counters kept by the loop itself.
+#[derive(Default, Clone, Copy)]
+pub struct NetStats {
+    pub opened: u64,
+    pub failed: u64,
+    /// Server frames the client could not handle (fragments, bad opcodes) or bad responses.
+    pub protocol_errors: u64,
+}
+
+pub struct Net {
+    poll: Poll,
+    events: Events,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    pub out: Out,
+    scratch: Vec<u8>,
+    server: SocketAddr,
+    host: String,
+    sources: Vec<IpAddr>,
+    next_source: usize,
+    queue: VecDeque<usize>,
+    inflight: usize,
+    max_inflight: usize,
+    more: Vec<usize>,
+    ready: Vec<(usize, bool, bool, bool, bool)>,
+    pub stats: NetStats,
+    /// A timerfd on the poll, for pacing finer than epoll's 1 ms timeout.
+    timer: File,
+}
+
+const TIMER: Token = Token(usize::MAX);
+
+const READS_PER_TURN: usize = 8;
+const SCRATCH: usize = 256 * 1024;
+
+impl Net {
+    /// `sources`: source addresses used round-robin, starting at `source_offset` (so the
+    /// processes of one run spread evenly); empty means the kernel's choice.
+    pub fn new(
+        server: SocketAddr,
+        sources: Vec<IpAddr>,
+        source_offset: usize,
+        max_inflight: usize,
+    ) -> io::Result<Net> {
+        let poll = Poll::new()?;
+        // SAFETY: timerfd_create takes no pointers; it returns a new fd or -1.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by timerfd_create, is open, and nothing else owns it.
+        let timer = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        poll.registry()
+            .register(&mut SourceFd(&timer.as_raw_fd()), TIMER, Interest::READABLE)?;
+        Ok(Net {
+            timer,
+            poll,
+            events: Events::with_capacity(1024),
+            conns: Vec::new(),
+            free: Vec::new(),
+            out: Out {
+                wbufs: Vec::new(),
+                dirty: Vec::new(),
+                is_dirty: Vec::new(),
+                to_close: Vec::new(),
+                closing: Vec::new(),
+            },
+            scratch: vec![0; SCRATCH],
+            server,
+            host: server.to_string(),
+            sources,
+            next_source: source_offset,
+            queue: VecDeque::new(),
+            inflight: 0,
+            max_inflight: max_inflight.max(1),
+            more: Vec::new(),
+            ready: Vec::new(),
+            stats: NetStats::default(),
+        })
+    }
+
+    /// Wakes the next [`Net::turn`] at `deadline_ns` (CLOCK_MONOTONIC), with the kernel's
+    /// high-resolution timer rather than epoll's millisecond timeout.
+    pub fn set_timer(&mut self, deadline_ns: u64) {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
+                tv_nsec: (deadline_ns % 1_000_000_000).max(1) as libc::c_long,
+            },
+        };
+        // SAFETY: the fd is our open timerfd; `spec` is a valid itimerspec for the call and the
+        // old-value pointer may be null.
+        let rc = unsafe {
+            libc::timerfd_settime(
+                self.timer.as_raw_fd(),
+                libc::TFD_TIMER_ABSTIME,
+                &spec,
+                std::ptr::null_mut(),
+            )
+        };
+        debug_assert_eq!(rc, 0, "timerfd_settime");
+    }
+
+    /// Connections not yet open or failed (queued, connecting or handshaking).
+    pub fn connecting(&self) -> usize {
+        self.queue.len() + self.inflight
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn add(&mut self, kind: Kind, path: String, user: u32) -> usize {
+        let conn = Conn {
+            stream: None,
+            state: State::Queued,
+            kind,
+            path,
+            rbuf: Vec::new(),
+            close_sent: false,
+            close_received: false,
+            user,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.conns[id] = Some(conn);
+                id
+            }
+            None => {
+                self.conns.push(Some(conn));
+                self.out.wbufs.push(Vec::new());
+                self.out.is_dirty.push(false);
+                self.conns.len() - 1
+            }
+        };
+        self.out.wbufs[id].clear();
+        self.queue.push_back(id);
+        id
+    }
+
+    /// Queues a WebSocket connection to `path`; [`Handler::on_open`] runs after the `101`.
+    pub fn add_ws(&mut self, path: String, user: u32) -> usize {
+        self.add(Kind::Ws, path, user)
+    }
+
+    /// Queues a keep-alive HTTP connection; [`Handler::on_open`] runs once TCP is up.
+    pub fn add_http(&mut self, user: u32) -> usize {
+        self.add(Kind::Http, String::new(), user)
+    }
+
+    pub fn conn(&self, id: usize) -> Option<&Conn> {
+        self.conns.get(id).and_then(|c| c.as_ref())
+    }
+
+    fn start_connect(&mut self, id: usize) -> io::Result<()> {
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        sock.set_nonblocking(true)?;
+        sock.set_nodelay(true)?;
+        if !self.sources.is_empty() {
+            let ip = self.sources[self.next_source % self.sources.len()];
+            self.next_source = self.next_source.wrapping_add(1);
+            sock.bind(&SocketAddr::new(ip, 0).into())?;
+        }
+        match sock.connect(&self.server.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let mut stream = TcpStream::from_std(std::net::TcpStream::from(sock));
+        self.poll.registry().register(
+            &mut stream,
+            Token(id),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let c = self.conns[id].as_mut().expect("queued conn exists");
+        c.stream = Some(stream);
+        c.state = State::Connecting;
+        Ok(())
+    }
+
+    /// Drops the socket and frees the slot.
+    fn remove(&mut self, id: usize) {
+        if let Some(mut c) = self.conns[id].take() {
+            if let Some(mut s) = c.stream.take() {
+                let _ = self.poll.registry().deregister(&mut s);
+            }
+            if matches!(c.state, State::Connecting | State::Handshake) {
+                self.inflight -= 1;
+            }
+            self.out.wbufs[id].clear();
+            self.free.push(id);
+        }
+    }
+
+    fn fail<H: Handler>(&mut self, h: &mut H, id: usize, err: &str) {
+        let Some(c) = self.conns[id].as_ref() else {
+            return;
+        };
+        let opened = matches!(c.state, State::Open | State::Closing);
+        if !opened {
+            self.stats.failed += 1;
+        }
+        self.remove(id);
+        h.on_fail(id, opened, err);
+    }
+
+    /// One turn: start queued connects, wait for readiness (at most `timeout`), read and
+    /// dispatch, then write every socket that has queued bytes.
+    pub fn turn<H: Handler>(&mut self, h: &mut H, timeout: Duration) -> io::Result<()> {
+        while self.inflight < self.max_inflight {
+            let Some(id) = self.queue.pop_front() else {
+                break;
+            };
+            self.inflight += 1;
+            if let Err(e) = self.start_connect(id) {
+                self.fail(h, id, &format!("connect: {e}"));
+            }
+        }
+
+        let timeout = if self.more.is_empty() && self.out.dirty.is_empty() {
+            timeout
+        } else {
+            Duration::ZERO
+        };
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        self.ready.clear();
+        for ev in self.events.iter() {
+            if ev.token() == TIMER {
+                let mut expirations = [0u8; 8];
+                let _ = (&self.timer).read(&mut expirations);
+                continue;
+            }
+            self.ready.push((
+                ev.token().0,
+                ev.is_readable() || ev.is_read_closed(),
+                ev.is_read_closed(),
+                ev.is_writable(),
+                ev.is_error(),
+            ));
+        }
+        let ready = std::mem::take(&mut self.ready);
+        for &(id, readable, hup, writable, error) in &ready {
+            let Some(c) = self.conns.get(id).and_then(|c| c.as_ref()) else {
+                continue;
+            };
+            if c.state == State::Connecting {
+                let s = c.stream.as_ref().expect("connecting has a stream");
+                match s.take_error() {
+                    Ok(Some(e)) | Err(e) => {
+                        self.fail(h, id, &format!("connect: {e}"));
+                        continue;
+                    }
+                    Ok(None) => {}
+                }
+                if error {
+                    self.fail(h, id, "connect: socket error");
+                    continue;
+                }
+                if s.peer_addr().is_err() {
+                    continue; // not connected yet
+                }
+                self.connected(h, id);
+            }
+            if readable {
+                self.read(h, id, hup);
+            }
+            if writable && self.conns[id].is_some() && !self.out.wbufs[id].is_empty() {
+                self.out.mark(id);
+            }
+        }
+        self.ready = ready;
+
+        let more = std::mem::take(&mut self.more);
+        for id in more {
+            if self.conns[id].is_some() {
+                self.read(h, id, true);
+            }
+        }
+        self.flush(h);
+        Ok(())
+    }
+
+    fn connected<H: Handler>(&mut self, h: &mut H, id: usize) {
+        let c = self.conns[id].as_mut().expect("conn exists");
+        match c.kind {
+            Kind::Ws => {
+                c.state = State::Handshake;
+                let req = format!(
+                    "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                    c.path, self.host
+                );
+                self.out.raw(id, req.as_bytes());
+            }
+            Kind::Http => {
+                c.state = State::Open;
+                self.inflight -= 1;
+                self.stats.opened += 1;
+                h.on_open(&mut self.out, id, now_ns());
+            }
+        }
+    }
+
+    /// Reads until the socket is drained (epoll is edge-triggered), at most `READS_PER_TURN`
+    /// times; a short read ends it unless the peer has closed (`hup`): then read on to see EOF.
+    fn read<H: Handler>(&mut self, h: &mut H, id: usize, hup: bool) {
+        for _ in 0..READS_PER_TURN {
+            let Some(c) = self.conns[id].as_mut() else {
+                return;
+            };
+            let s = c.stream.as_mut().expect("open conn has a stream");
+            match s.read(&mut self.scratch) {
+                Ok(0) => {
+                    let clean = c.close_received;
+                    if matches!(c.state, State::Open | State::Closing) {
+                        self.remove(id);
+                        h.on_closed(id, clean);
+                    } else {
+                        self.fail(h, id, "closed by server before open");
+                    }
+                    return;
+                }
+                Ok(n) => {
+                    if !self.process(h, id, n) {
+                        return;
+                    }
+                    if n < self.scratch.len() && !hup {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(h, id, &format!("read: {e}"));
+                    return;
+                }
+            }
+        }
+        self.more.push(id);
+    }
+
+    /// Parses what was read; false when the connection was dropped.
+    fn process<H: Handler>(&mut self, h: &mut H, id: usize, n: usize) -> bool {
+        let now = now_ns();
+        let conn = self.conns[id].as_mut().expect("conn exists");
+        let mut rbuf = std::mem::take(&mut conn.rbuf);
+        let scratch = std::mem::take(&mut self.scratch);
+        let in_place = rbuf.is_empty();
+        if !in_place {
+            rbuf.extend_from_slice(&scratch[..n]);
+        }
+        let buf: &[u8] = if in_place { &scratch[..n] } else { &rbuf };
+        let mut at = 0;
+        let mut err: Option<String> = None;
+        loop {
+            let c = self.conns[id].as_mut().expect("conn exists");
+            let rest = &buf[at..];
+            match (c.kind, c.state) {
+                (Kind::Ws, State::Handshake) => {
+                    let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        if rest.len() > 16 * 1024 {
+                            err = Some("handshake response too long".into());
+                        }
+                        break;
+                    };
+                    if !rest.starts_with(b"HTTP/1.1 101") {
+                        let line = rest.split(|&b| b == b'\r').next().unwrap_or_default();
+                        err = Some(format!("upgrade: {}", String::from_utf8_lossy(line)));
+                        break;
+                    }
+                    at += end + 4;
+                    c.state = State::Open;
+                    self.inflight -= 1;
+                    self.stats.opened += 1;
+                    h.on_open(&mut self.out, id, now);
+                }
+                (Kind::Ws, _) => match parse_frame(rest) {
+                    Frame::Partial => break,
+                    Frame::Bad(e) => {
+                        err = Some(e.into());
+                        break;
+                    }
+                    Frame::Complete {
+                        fin,
+                        opcode,
+                        start,
+                        end,
+                    } => {
+                        at += end;
+                        let payload = &rest[start..end];
+                        if !fin || opcode == 0 {
+                            self.stats.protocol_errors += 1;
+                        }
+                        match opcode {
+                            0x8 => {
+                                c.close_received = true;
+                                if !c.close_sent {
+                                    c.close_sent = true;
+                                    c.state = State::Closing;
+                                    let code = payload.get(..2).unwrap_or(&[0x03, 0xE8]).to_vec();
+                                    self.out.ws_frame(id, 0x8, &code);
+                                }
+                            }
+                            0x9 => self.out.ws_frame(id, 0xA, payload),
+                            0xA => {}
+                            _ => h.on_frame(&mut self.out, id, opcode, payload, now),
+                        }
+                    }
+                },
+                (Kind::Http, _) => {
+                    let mut headers = [httparse::EMPTY_HEADER; 32];
+                    let mut resp = httparse::Response::new(&mut headers);
+                    match resp.parse(rest) {
+                        Ok(httparse::Status::Partial) => break,
+                        Err(e) => {
+                            err = Some(format!("response: {e}"));
+                            break;
+                        }
+                        Ok(httparse::Status::Complete(head)) => {
+                            let mut len = None;
+                            for hd in resp.headers.iter() {
+                                if hd.name.eq_ignore_ascii_case("content-length") {
+                                    len = std::str::from_utf8(hd.value)
+                                        .ok()
+                                        .and_then(|v| v.trim().parse::<usize>().ok());
+                                } else if hd.name.eq_ignore_ascii_case("transfer-encoding") {
+                                    err = Some("chunked responses are not supported".into());
+                                }
+                            }
+                            if err.is_some() {
+                                break;
+                            }
+                            let Some(len) = len else {
+                                err = Some("response without Content-Length".into());
+                                break;
+                            };
+                            if rest.len() < head + len {
+                                break;
+                            }
+                            let status = resp.code.unwrap_or(0);
+                            at += head + len;
+                            h.on_http(&mut self.out, id, status, &rest[head..head + len], now);
+                        }
+                    }
+                }
+            }
+            if at == buf.len() {
+                break;
+            }
+        }
+        // Keep the unparsed tail (a partial frame or response) for the next read.
+        if in_place {
+            rbuf.extend_from_slice(&scratch[at..n]);
+        } else {
+            rbuf.drain(..at);
+        }
+        self.scratch = scratch;
+        if let Some(e) = err {
+            self.stats.protocol_errors += 1;
+            self.fail(h, id, &e);
+            return false;
+        }
+        if let Some(c) = self.conns[id].as_mut() {
+            c.rbuf = rbuf;
+        }
+        true
+    }
+
+    fn flush<H: Handler>(&mut self, h: &mut H) {
+        for id in std::mem::take(&mut self.out.closing) {
+            if let Some(Some(c)) = self.conns.get_mut(id) {
+                c.close_sent = true;
+                c.state = State::Closing;
+            }
+        }
+        let dirty = std::mem::take(&mut self.out.dirty);
+        for &id in &dirty {
+            self.out.is_dirty[id] = false;
+            let Some(c) = self.conns[id].as_mut() else {
+                continue;
+            };
+            if matches!(c.state, State::Queued | State::Connecting) {
+                continue; // written once connected (the writable event marks it again)
+            }
+            let s = c.stream.as_mut().expect("conn has a stream");
+            let buf = &mut self.out.wbufs[id];
+            let mut done = 0;
+            let mut failed = None;
+            while done < buf.len() {
+                match s.write(&buf[done..]) {
+                    Ok(0) => {
+                        failed = Some("write returned 0".to_string());
+                        break;
+                    }
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failed = Some(format!("write: {e}"));
+                        break;
+                    }
+                }
+            }
+            buf.drain(..done);
+            if let Some(e) = failed {
+                self.fail(h, id, &e);
+            }
+        }
+        self.out.dirty = dirty;
+        self.out.dirty.clear();
+        let to_close = std::mem::take(&mut self.out.to_close);
+        for &id in &to_close {
+            if self.conns[id].is_some() {
+                self.remove(id);
+            }
+        }
+        self.out.to_close = to_close;
+        self.out.to_close.clear();
+    }
+}
+
+enum Frame {
+    Partial,
+    Bad(&'static str),
+    Complete {
+        fin: bool,
+        opcode: u8,
+        start: usize,
+        end: usize,
+    },
+}
+
+/// Parses one server (unmasked) frame at the start of `b`.
+fn parse_frame(b: &[u8]) -> Frame {
+    if b.len() < 2 {
+        return Frame::Partial;
+    }
+    let fin = b[0] & 0x80 != 0;
+    let opcode = b[0] & 0x0F;
+    if b[0] & 0x70 != 0 {
+        return Frame::Bad("server frame with reserved bits");
+    }
+    if b[1] & 0x80 != 0 {
+        return Frame::Bad("masked server frame");
+    }
+    let (len, start) = match b[1] & 0x7F {
+        126 => {
+            if b.len() < 4 {
+                return Frame::Partial;
+            }
+            (u64::from(u16::from_be_bytes([b[2], b[3]])), 4)
+        }
+        127 => {
+            if b.len() < 10 {
+                return Frame::Partial;
+            }
+            let mut be = [0u8; 8];
+            be.copy_from_slice(&b[2..10]);
+            (u64::from_be_bytes(be), 10)
+        }
+        n => (u64::from(n), 2),
+    };
+    if len > 64 << 20 {
+        return Frame::Bad("server frame over 64 MiB");
+    }
+    let end = start + len as usize;
+    if b.len() < end {
+        return Frame::Partial;
+    }
+    Frame::Complete {
+        fin,
+        opcode,
+        start,
+        end,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_server_frames() {
+        assert!(matches!(parse_frame(&[0x81]), Frame::Partial));
+        assert!(matches!(parse_frame(&[0x81, 3, b'a']), Frame::Partial));
+        match parse_frame(&[0x81, 2, b'h', b'i', 0x81]) {
+            Frame::Complete {
+                fin,
+                opcode,
+                start,
+                end,
+            } => assert_eq!((fin, opcode, start, end), (true, 1, 2, 4)),
+            _ => panic!(),
+        }
+        let mut f = vec![0x82, 126, 0x01, 0x00];
+        f.extend(std::iter::repeat_n(7u8, 256));
+        assert!(matches!(
+            parse_frame(&f),
+            Frame::Complete {
+                start: 4,
+                end: 260,
+                ..
+            }
+        ));
+        assert!(matches!(parse_frame(&[0x81, 0x81]), Frame::Bad(_)));
+    }
+
+    #[test]
+    fn client_frames_round_trip_through_the_server_decoder() {
+        let mut out = Out {
+            wbufs: vec![Vec::new(); 3],
+            dirty: Vec::new(),
+            is_dirty: vec![false; 3],
+            to_close: Vec::new(),
+            closing: Vec::new(),
+        };
+        for len in [0usize, 5, 125, 126, 70_000] {
+            out.wbufs[2].clear();
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            out.ws_frame(2, 1, &payload);
+            let bytes = &out.wbufs[2];
+            let (hdr, n) = partyring::ws::frame::FrameHeader::parse(bytes)
+                .unwrap()
+                .unwrap();
+            assert_eq!(hdr.payload_len as usize, len);
+            let mut p = bytes[n..].to_vec();
+            for (i, x) in p.iter_mut().enumerate() {
+                *x ^= hdr.mask[i & 3];
+            }
+            assert_eq!(p, payload);
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Warm-up / measured-window scheduling, the counters of a window, and the progress line.
+
+use hdrhistogram::Histogram;
+
+use crate::stats::{hist_to_pairs, new_hist, self_cpu_secs, StepPart};
+use crate::Coord;
+
+/// What changed at a tick.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Tick {
+    Nothing,
+    /// Measured window `n` starts: reset the counters.
+    Start(usize),
+    /// Measured window `n` ended: collect the counters.
+    End(usize),
+}
+
+/// Steps of (warm-up, measured window), one after another.
+pub struct Schedule {
+    warmup: u64,
+    duration: u64,
+    steps: usize,
+    pub step: usize,
+    pub measuring: bool,
+    deadline: u64,
+    started_ns: u64,
+    started_cpu: f64,
+    done: bool,
+}
+
+impl Schedule {
+    pub fn new(now: u64, warmup_s: f64, duration_s: f64, steps: usize) -> Schedule {
+        let warmup = (warmup_s.clamp(0.0, 60.0) * 1e9) as u64;
+        Schedule {
+            warmup,
+            duration: (duration_s.clamp(0.05, 600.0) * 1e9) as u64,
+            steps: steps.max(1),
+            step: 0,
+            measuring: false,
+            deadline: now + warmup,
+            started_ns: now,
+            started_cpu: 0.0,
+            done: false,
+        }
+    }
+
+    /// Nanoseconds until the next change (for the poll timeout).
+    pub fn until_next(&self, now: u64) -> u64 {
+        self.deadline.saturating_sub(now)
+    }
+
+    pub fn tick(&mut self, now: u64, coord: &mut dyn Coord) -> Tick {
+        if self.done || now < self.deadline {
+            return Tick::Nothing;
+        }
+        if !self.measuring {
+            self.measuring = true;
+            self.deadline = now + self.duration;
+            self.started_ns = now;
+            self.started_cpu = self_cpu_secs();
+            coord.start(self.step);
+            Tick::Start(self.step)
+        } else {
+            self.measuring = false;
+            coord.end(self.step);
+            let ended = self.step;
+            self.step += 1;
+            if self.step == self.steps {
+                self.done = true;
+            } else {
+                self.deadline = now + self.warmup;
+            }
+            Tick::End(ended)
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Wall and CPU seconds of the window that just ended.
+    pub fn window(&self, now: u64) -> (f64, f64) {
+        (
+            (now - self.started_ns) as f64 / 1e9,
+            self_cpu_secs() - self.started_cpu,
+        )
+    }
+}
+
+/// Counters of the current window (only counted while `on`), plus running totals for progress.
+pub struct Counters {
+    pub on: bool,
+    pub ops: u64,
+    pub delivered: u64,
+    pub bytes: u64,
+    pub hist: Histogram<u64>,
+    pub total_ops: u64,
+    pub total_delivered: u64,
+}
+
+impl Counters {
+    pub fn new() -> Counters {
+        Counters {
+            on: false,
+            ops: 0,
+            delivered: 0,
+            bytes: 0,
+            hist: new_hist(),
+            total_ops: 0,
+            total_delivered: 0,
+        }
+    }
+
+    pub fn start(&mut self) {
+        self.on = true;
+        self.ops = 0;
+        self.delivered = 0;
+        self.bytes = 0;
+        self.hist.reset();
+    }
+
+    pub fn finish(&mut self, label: String, wall: f64, cpu: f64) -> StepPart {
+        self.on = false;
+        StepPart {
+            label,
+            wall_secs: wall,
+            ops: self.ops,
+            delivered: self.delivered,
+            bytes: self.bytes,
+            hist: hist_to_pairs(&self.hist),
+            gen_cpu_secs: cpu,
+        }
+    }
+}
+
+/// Prints one line a second on stderr.
+pub struct Progress {
+    tag: String,
+    started: u64,
+    last: u64,
+    last_ops: u64,
+    last_delivered: u64,
+    last_cpu: f64,
+}
+
+impl Progress {
+    pub fn new(tag: &str, now: u64) -> Progress {
+        Progress {
+            tag: tag.to_string(),
+            started: now,
+            last: now,
+            last_ops: 0,
+            last_delivered: 0,
+            last_cpu: self_cpu_secs(),
+        }
+    }
+
+    /// `what`: e.g. "warmup"/"measure"; `extra`: scenario-specific text.
+    pub fn tick(&mut self, now: u64, c: &Counters, what: &str, extra: &str) {
+        if now < self.last + 1_000_000_000 {
+            return;
+        }
+        let dt = (now - self.last) as f64 / 1e9;
+        let cpu = self_cpu_secs();
+        eprintln!(
+            "{}t={:>5.1}s {:<8} ops/s={:>10.0} delivered/s={:>10.0} gen-cpu={:>3.0}% {}",
+            self.tag,
+            (now - self.started) as f64 / 1e9,
+            what,
+            (c.total_ops - self.last_ops) as f64 / dt,
+            (c.total_delivered - self.last_delivered) as f64 / dt,
+            (cpu - self.last_cpu) / dt * 100.0,
+            extra
+        );
+        self.last = now;
+        self.last_ops = c.total_ops;
+        self.last_delivered = c.total_delivered;
+        self.last_cpu = cpu;
+    }
+}

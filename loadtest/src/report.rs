@@ -1,0 +1,336 @@
+//! The final table (stdout), the JSON file, and the pass/fail verdict.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::stats::{pairs_to_hist, self_cpu_secs, Part, Snap};
+use crate::{Cli, Cmd, Driver};
+
+#[derive(Serialize)]
+struct StepReport {
+    label: String,
+    wall_secs: f64,
+    ops: u64,
+    ops_per_sec: f64,
+    delivered: u64,
+    delivered_per_sec: f64,
+    bytes_per_sec: f64,
+    /// Server CPU seconds (utime + stime) used during the window, if --server-pid was given.
+    server_cpu_secs: Option<f64>,
+    server_cpu_pct: Option<f64>,
+    ops_per_server_cpu_sec: Option<f64>,
+    delivered_per_server_cpu_sec: Option<f64>,
+    /// Generator CPU (all processes) as % of one core over the window.
+    gen_cpu_pct: f64,
+    latency_us: Option<Latency>,
+}
+
+#[derive(Serialize)]
+struct Latency {
+    samples: u64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    mean: f64,
+}
+
+#[derive(Serialize)]
+struct Memory {
+    conns: u64,
+    server_rss_kb_before: Option<u64>,
+    server_rss_kb_after: Option<u64>,
+    server_rss_bytes_per_conn: Option<f64>,
+    tcp_mem_pages_before: Option<u64>,
+    tcp_mem_pages_after: Option<u64>,
+    tcp_mem_bytes_per_conn: Option<f64>,
+    tcp_inuse_before: Option<u64>,
+    tcp_inuse_after: Option<u64>,
+    /// Whole-machine kernel slab (both ends of every loopback connection, and anything else
+    /// running): an upper bound on kernel memory per connection.
+    slab_kb_before: Option<u64>,
+    slab_kb_after: Option<u64>,
+    slab_bytes_per_conn: Option<f64>,
+    server_fds_before: Option<u64>,
+    server_fds_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Integrity {
+    ok: bool,
+    checked: u64,
+    lost: u64,
+    duplicate: u64,
+    reordered: u64,
+    bad: u64,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    scenario: &'static str,
+    args: &'a Cli,
+    steps: Vec<StepReport>,
+    conns_ok: u64,
+    conns_failed: u64,
+    conns_broken: u64,
+    connect_secs: f64,
+    integrity: Integrity,
+    memory: Option<Memory>,
+    cycles: u64,
+    unclean_closes: u64,
+    fds_returned: Option<bool>,
+    first_errors: &'a [String],
+    /// The parent process's own CPU over the whole run (with --procs, children are per step).
+    parent_cpu_secs: f64,
+    total_wall_secs: f64,
+}
+
+fn diff(a: &Snap, b: &Snap) -> Option<f64> {
+    Some(b.server_cpu_secs? - a.server_cpu_secs?)
+}
+
+fn per_conn(before: Option<u64>, after: Option<u64>, unit: f64, n: u64) -> Option<f64> {
+    if n == 0 {
+        return None;
+    }
+    Some((after? as f64 - before? as f64) * unit / n as f64)
+}
+
+fn fmt_opt(v: Option<f64>, prec: usize) -> String {
+    v.map_or("-".into(), |x| format!("{x:.prec$}"))
+}
+
+fn memory(n: u64, a: &Snap, b: &Snap) -> Memory {
+    Memory {
+        conns: n,
+        server_rss_kb_before: a.server_rss_kb,
+        server_rss_kb_after: b.server_rss_kb,
+        server_rss_bytes_per_conn: per_conn(a.server_rss_kb, b.server_rss_kb, 1024.0, n),
+        tcp_mem_pages_before: a.tcp_mem_pages,
+        tcp_mem_pages_after: b.tcp_mem_pages,
+        tcp_mem_bytes_per_conn: per_conn(a.tcp_mem_pages, b.tcp_mem_pages, 4096.0, n),
+        tcp_inuse_before: a.tcp_inuse,
+        tcp_inuse_after: b.tcp_inuse,
+        slab_kb_before: a.slab_kb,
+        slab_kb_after: b.slab_kb,
+        slab_bytes_per_conn: per_conn(a.slab_kb, b.slab_kb, 1024.0, n),
+        server_fds_before: a.server_fds,
+        server_fds_after: b.server_fds,
+    }
+}
+
+/// Prints the results, writes `--json`, and returns whether the run passed.
+pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -> bool {
+    let mut steps = Vec::new();
+    for (i, s) in part.steps.iter().enumerate() {
+        let (server_cpu, window) = match (d.starts.get(i), d.ends.get(i)) {
+            (Some(a), Some(b)) => (diff(a, b), (b.at_ns - a.at_ns) as f64 / 1e9),
+            _ => (None, s.wall_secs),
+        };
+        let wall = s.wall_secs.max(1e-9);
+        let h = pairs_to_hist(&s.hist);
+        let latency = (!h.is_empty()).then(|| Latency {
+            samples: h.len(),
+            p50: h.value_at_quantile(0.5) as f64 / 1e3,
+            p99: h.value_at_quantile(0.99) as f64 / 1e3,
+            p999: h.value_at_quantile(0.999) as f64 / 1e3,
+            max: h.max() as f64 / 1e3,
+            mean: h.mean() / 1e3,
+        });
+        let per = |n: u64| server_cpu.filter(|c| *c > 0.0).map(|c| n as f64 / c);
+        steps.push(StepReport {
+            label: s.label.clone(),
+            wall_secs: s.wall_secs,
+            ops: s.ops,
+            ops_per_sec: s.ops as f64 / wall,
+            delivered: s.delivered,
+            delivered_per_sec: s.delivered as f64 / wall,
+            bytes_per_sec: s.bytes as f64 / wall,
+            server_cpu_secs: server_cpu,
+            server_cpu_pct: server_cpu.map(|c| c / window.max(1e-9) * 100.0),
+            ops_per_server_cpu_sec: per(s.ops),
+            delivered_per_server_cpu_sec: per(s.delivered),
+            gen_cpu_pct: s.gen_cpu_secs / wall * 100.0,
+            latency_us: latency,
+        });
+    }
+
+    let mut memory_report = None;
+    let mut fds_returned = None;
+    match &cli.cmd {
+        Cmd::Idle(_) => {
+            if let Some(r) = &d.ready {
+                memory_report = Some(memory(part.conns_ok, &d.before, r));
+            }
+        }
+        Cmd::Churn(a) => {
+            // Let the server finish closing, bounded by --settle.
+            let until = Instant::now() + Duration::from_secs_f64(a.settle.clamp(0.0, 120.0));
+            let mut after = Snap::take(cli.common.server_pid);
+            while let (Some(b), Some(n)) = (d.before.server_fds, after.server_fds) {
+                if n <= b || Instant::now() >= until {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                after = Snap::take(cli.common.server_pid);
+            }
+            if let (Some(b), Some(n)) = (d.before.server_fds, after.server_fds) {
+                fds_returned = Some(n <= b);
+            }
+            memory_report = Some(memory(0, &d.before, &after));
+        }
+        _ => {}
+    }
+
+    let integrity_ok =
+        part.lost == 0 && part.duplicate == 0 && part.reordered == 0 && part.bad == 0;
+    let conns_ok = match &cli.cmd {
+        Cmd::Idle(_) => true, // failures are reported, not fatal: finding the limit is the point
+        _ => part.conns_failed == 0 && part.conns_broken == 0,
+    };
+    let churn_ok = part.unclean_closes == 0 && fds_returned != Some(false);
+
+    // ---- table ----
+    println!(
+        "scenario: {}   procs: {}   server pid: {}",
+        cli.cmd.name(),
+        cli.common.procs,
+        cli.common
+            .server_pid
+            .map_or("- (no server CPU/RSS figures)".into(), |p| p.to_string())
+    );
+    if !steps.is_empty() {
+        println!(
+            "{:<24} {:>6} {:>11} {:>12} {:>8} {:>6} {:>12} {:>12} {:>6} {:>9} {:>9} {:>9} {:>9}",
+            "step",
+            "secs",
+            "ops/s",
+            "delivered/s",
+            "srv-cpu",
+            "srv%",
+            "ops/srv-s",
+            "deliv/srv-s",
+            "gen%",
+            "p50 us",
+            "p99 us",
+            "p999 us",
+            "max us"
+        );
+        for s in &steps {
+            let l = s.latency_us.as_ref();
+            println!(
+                "{:<24} {:>6.2} {:>11.0} {:>12.0} {:>8} {:>6} {:>12} {:>12} {:>6.0} {:>9} {:>9} {:>9} {:>9}",
+                s.label,
+                s.wall_secs,
+                s.ops_per_sec,
+                s.delivered_per_sec,
+                fmt_opt(s.server_cpu_secs, 2),
+                fmt_opt(s.server_cpu_pct, 0),
+                fmt_opt(s.ops_per_server_cpu_sec, 0),
+                fmt_opt(s.delivered_per_server_cpu_sec, 0),
+                s.gen_cpu_pct,
+                fmt_opt(l.map(|l| l.p50), 0),
+                fmt_opt(l.map(|l| l.p99), 0),
+                fmt_opt(l.map(|l| l.p999), 0),
+                fmt_opt(l.map(|l| l.max), 0),
+            );
+        }
+    }
+    println!(
+        "connections: ok={} failed={} broken={} (connect phase {:.2}s)",
+        part.conns_ok, part.conns_failed, part.conns_broken, part.connect_secs
+    );
+    if let Some(m) = &memory_report {
+        if matches!(cli.cmd, Cmd::Idle(_)) {
+            println!(
+                "server RSS: {} -> {} KiB ({} bytes/conn)\nkernel TCP buffer mem: {} -> {} pages \
+                 ({} bytes/conn); kernel slab: {} -> {} KiB ({} bytes/conn, both ends)\n\
+                 TCP sockets in use: {} -> {}; server fds: {} -> {}",
+                fmt_opt(m.server_rss_kb_before.map(|v| v as f64), 0),
+                fmt_opt(m.server_rss_kb_after.map(|v| v as f64), 0),
+                fmt_opt(m.server_rss_bytes_per_conn, 0),
+                fmt_opt(m.tcp_mem_pages_before.map(|v| v as f64), 0),
+                fmt_opt(m.tcp_mem_pages_after.map(|v| v as f64), 0),
+                fmt_opt(m.tcp_mem_bytes_per_conn, 0),
+                fmt_opt(m.slab_kb_before.map(|v| v as f64), 0),
+                fmt_opt(m.slab_kb_after.map(|v| v as f64), 0),
+                fmt_opt(m.slab_bytes_per_conn, 0),
+                fmt_opt(m.tcp_inuse_before.map(|v| v as f64), 0),
+                fmt_opt(m.tcp_inuse_after.map(|v| v as f64), 0),
+                fmt_opt(m.server_fds_before.map(|v| v as f64), 0),
+                fmt_opt(m.server_fds_after.map(|v| v as f64), 0),
+            );
+        } else {
+            println!(
+                "churn: cycles={} unclean closes={}; server fds: {} -> {} ({}); server RSS: {} -> {} KiB",
+                part.cycles,
+                part.unclean_closes,
+                fmt_opt(m.server_fds_before.map(|v| v as f64), 0),
+                fmt_opt(m.server_fds_after.map(|v| v as f64), 0),
+                match fds_returned {
+                    Some(true) => "returned to baseline",
+                    Some(false) => "NOT returned to baseline",
+                    None => "unknown",
+                },
+                fmt_opt(m.server_rss_kb_before.map(|v| v as f64), 0),
+                fmt_opt(m.server_rss_kb_after.map(|v| v as f64), 0),
+            );
+        }
+    }
+    if integrity_ok {
+        println!("integrity: OK ({} checked)", part.checked);
+    } else {
+        println!(
+            "integrity: FAILED lost={} duplicate={} reordered={} bad={} (checked {})",
+            part.lost, part.duplicate, part.reordered, part.bad, part.checked
+        );
+    }
+    for e in &part.first_errors {
+        println!("  error: {e}");
+    }
+    for s in &steps {
+        if s.gen_cpu_pct > 90.0 && s.server_cpu_pct.is_some_and(|p| p < 90.0) {
+            println!(
+                "warning: {}: the generator used {:.0}% CPU and the server {:.0}%: the generator \
+                 may be the bottleneck",
+                s.label,
+                s.gen_cpu_pct,
+                s.server_cpu_pct.unwrap_or(0.0)
+            );
+        }
+    }
+
+    let report = Report {
+        scenario: cli.cmd.name(),
+        args: cli,
+        steps,
+        conns_ok: part.conns_ok,
+        conns_failed: part.conns_failed,
+        conns_broken: part.conns_broken,
+        connect_secs: part.connect_secs,
+        integrity: Integrity {
+            ok: integrity_ok,
+            checked: part.checked,
+            lost: part.lost,
+            duplicate: part.duplicate,
+            reordered: part.reordered,
+            bad: part.bad,
+        },
+        memory: memory_report,
+        cycles: part.cycles,
+        unclean_closes: part.unclean_closes,
+        fds_returned,
+        first_errors: &part.first_errors,
+        parent_cpu_secs: self_cpu_secs() - cpu0,
+        total_wall_secs: elapsed.as_secs_f64(),
+    };
+    if let Some(path) = &cli.common.json {
+        let text = serde_json::to_string_pretty(&report).expect("serialisable");
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("error: --json {}: {e}", path.display());
+            return false;
+        }
+    }
+    integrity_ok && conns_ok && churn_ok
+}

@@ -1,0 +1,268 @@
+//! Clocks, `/proc` readers and the results a worker hands back.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// CLOCK_MONOTONIC in ns: one clock for every process on the host, so a timestamp written into
+/// a payload by one process can be subtracted from a receive time read by another.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call, and
+    // CLOCK_MONOTONIC is always supported on Linux, so the call only writes `ts`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC)");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf only reads a configuration value; it has no memory-safety preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// utime + stime of a process (all its threads) in seconds, from `/proc/<pid>/stat`.
+pub fn proc_cpu_secs(pid: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after the last ')' are fixed.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14, stime field 15.
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / clock_ticks())
+}
+
+/// VmRSS in KiB from `/proc/<pid>/status`.
+pub fn proc_rss_kb(pid: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Open file descriptors of a process (entries of `/proc/<pid>/fd`).
+pub fn proc_fds(pid: &str) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
+/// The kernel's TCP socket memory in pages (`TCP: ... mem N` in `/proc/net/sockstat`) and the
+/// number of TCP sockets in use.
+pub fn sockstat() -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/net/sockstat").ok()?;
+    let line = s.lines().find(|l| l.starts_with("TCP:"))?;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let get = |k: &str| -> Option<u64> {
+        let i = f.iter().position(|x| *x == k)?;
+        f.get(i + 1)?.parse().ok()
+    };
+    Some((get("mem")?, get("inuse")?))
+}
+
+/// Kernel slab memory in KiB (`Slab:` in `/proc/meminfo`): where socket structures live.
+pub fn slab_kb() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("Slab:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A point-in-time view of the server (if its pid is known), the kernel and this process.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Snap {
+    pub at_ns: u64,
+    pub server_cpu_secs: Option<f64>,
+    pub server_rss_kb: Option<u64>,
+    pub server_fds: Option<u64>,
+    pub tcp_mem_pages: Option<u64>,
+    pub tcp_inuse: Option<u64>,
+    pub slab_kb: Option<u64>,
+}
+
+impl Snap {
+    pub fn take(pid: Option<u32>) -> Snap {
+        let pid = pid.map(|p| p.to_string());
+        let ss = sockstat();
+        Snap {
+            at_ns: now_ns(),
+            server_cpu_secs: pid.as_deref().and_then(proc_cpu_secs),
+            server_rss_kb: pid.as_deref().and_then(proc_rss_kb),
+            server_fds: pid.as_deref().and_then(proc_fds),
+            tcp_mem_pages: ss.map(|s| s.0),
+            tcp_inuse: ss.map(|s| s.1),
+            slab_kb: slab_kb(),
+        }
+    }
+}
+
+/// One measured window of one worker.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StepPart {
+    pub label: String,
+    pub wall_secs: f64,
+    /// Publishes (fanout), echoes (echo), responses (http).
+    pub ops: u64,
+    /// Messages delivered to receivers (fanout only).
+    pub delivered: u64,
+    /// Payload bytes delivered (fanout) or echoed/received (others).
+    pub bytes: u64,
+    /// Latency samples in ns as (value, count), for merging across processes.
+    pub hist: Vec<(u64, u64)>,
+    /// This process's CPU seconds in the window.
+    pub gen_cpu_secs: f64,
+}
+
+/// Everything a worker (one process) reports.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Part {
+    pub steps: Vec<StepPart>,
+    pub conns_ok: u64,
+    pub conns_failed: u64,
+    pub connect_secs: f64,
+    /// Connections that broke after opening (not counting the end of the run).
+    pub conns_broken: u64,
+    pub lost: u64,
+    pub duplicate: u64,
+    pub reordered: u64,
+    /// Wrong statuses, echo mismatches, foreign messages, protocol errors.
+    pub bad: u64,
+    pub checked: u64,
+    pub cycles: u64,
+    pub unclean_closes: u64,
+    pub first_errors: Vec<String>,
+}
+
+impl Part {
+    pub fn note(&mut self, e: String) {
+        if self.first_errors.len() < 5 {
+            self.first_errors.push(e);
+        }
+    }
+
+    pub fn merge(&mut self, o: Part) {
+        for (i, s) in o.steps.into_iter().enumerate() {
+            if i >= self.steps.len() {
+                self.steps.push(s);
+                continue;
+            }
+            let d = &mut self.steps[i];
+            d.wall_secs = d.wall_secs.max(s.wall_secs);
+            d.ops += s.ops;
+            d.delivered += s.delivered;
+            d.bytes += s.bytes;
+            d.hist.extend(s.hist);
+            d.gen_cpu_secs += s.gen_cpu_secs;
+        }
+        self.conns_ok += o.conns_ok;
+        self.conns_failed += o.conns_failed;
+        self.connect_secs = self.connect_secs.max(o.connect_secs);
+        self.conns_broken += o.conns_broken;
+        self.lost += o.lost;
+        self.duplicate += o.duplicate;
+        self.reordered += o.reordered;
+        self.bad += o.bad;
+        self.checked += o.checked;
+        self.cycles = self.cycles.max(o.cycles);
+        self.unclean_closes += o.unclean_closes;
+        for e in o.first_errors {
+            self.note(e);
+        }
+    }
+}
+
+pub fn new_hist() -> Histogram<u64> {
+    // 1 µs .. 100 s at 3 significant digits.
+    Histogram::new_with_bounds(1_000, 100_000_000_000, 3).expect("valid histogram bounds")
+}
+
+pub fn record(h: &mut Histogram<u64>, ns: u64) {
+    h.saturating_record(ns.max(1_000));
+}
+
+pub fn hist_to_pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
+pub fn pairs_to_hist(p: &[(u64, u64)]) -> Histogram<u64> {
+    let mut h = new_hist();
+    for &(v, c) in p {
+        let _ = h.record_n(v.clamp(1_000, 100_000_000_000), c);
+    }
+    h
+}
+
+/// This process's CPU seconds.
+pub fn self_cpu_secs() -> f64 {
+    proc_cpu_secs("self").unwrap_or(0.0)
+}
+
+/// Tracks per (receiver, publisher) that sequence numbers arrive as 0, 1, 2, ...
+#[derive(Default)]
+pub struct SeqCheck {
+    pub duplicate: u64,
+    pub reordered: u64,
+    /// Sequence numbers skipped over when a later one arrived first.
+    pub skipped: u64,
+}
+
+impl SeqCheck {
+    /// `next` is the receiver's expected next number from this publisher. Returns true when
+    /// `seq` is exactly the expected one.
+    pub fn check(&mut self, next: &mut u32, seq: u32) -> bool {
+        if seq == *next {
+            *next += 1;
+            true
+        } else if seq < *next {
+            self.duplicate += 1;
+            false
+        } else {
+            self.reordered += 1;
+            self.skipped += u64::from(seq - *next);
+            *next = seq + 1;
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_check_counts() {
+        let mut c = SeqCheck::default();
+        let mut next = 0;
+        for s in [0, 1, 2] {
+            assert!(c.check(&mut next, s));
+        }
+        assert!(!c.check(&mut next, 2));
+        assert!(!c.check(&mut next, 5));
+        assert_eq!((c.duplicate, c.reordered, c.skipped, next), (1, 1, 2, 6));
+    }
+
+    #[test]
+    fn proc_readers_work_on_self() {
+        assert!(proc_cpu_secs("self").is_some());
+        assert!(proc_rss_kb("self").unwrap() > 0);
+        assert!(proc_fds("self").unwrap() > 0);
+        let a = now_ns();
+        assert!(now_ns() >= a);
+    }
+
+    #[test]
+    fn histograms_merge_through_pairs() {
+        let mut h = new_hist();
+        for v in [5_000u64, 10_000, 10_000, 2_000_000] {
+            record(&mut h, v);
+        }
+        let back = pairs_to_hist(&hist_to_pairs(&h));
+        assert_eq!(back.len(), 4);
+        assert_eq!(back.max(), h.max());
+    }
+}
