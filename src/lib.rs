@@ -44,6 +44,7 @@ pub mod party;
 pub mod room;
 pub mod router;
 pub mod runtime;
+pub mod storage;
 pub mod ws;
 
 pub use config::Config;

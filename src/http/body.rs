@@ -153,7 +153,8 @@ impl Chunked {
                     if self.size == 0 {
                         self.state = TrailerStart;
                     } else {
-                        if body.len() as u64 + self.size > max as u64 {
+                        // `size` may be near u64::MAX (16 hex digits): compare without adding.
+                        if self.size > (max as u64).saturating_sub(body.len() as u64) {
                             return Err(HttpError::BodyTooLarge);
                         }
                         self.state = Data;

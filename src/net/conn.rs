@@ -33,7 +33,7 @@ use crate::{
     party::Request,
     router::{self, Route},
     runtime::{
-        core::{BusyGuard, Core, CoreStats},
+        core::{BusyGuard, ConnGuard, Core, CoreStats},
         handoff::Handoff,
         shard,
     },
@@ -49,10 +49,9 @@ const LINGER: Duration = Duration::from_secs(1);
 
 /// Serves a connection from its first byte, or from the bytes another core already read.
 pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>) {
-    // Held until this connection is closed or handed to another core.
-    let _held = core.conn_guard();
     let fd = stream.as_raw_fd();
     let mut conn = HttpConn {
+        held: core.conn_guard(),
         core,
         stream,
         fd,
@@ -100,6 +99,9 @@ struct Pending {
 }
 
 struct HttpConn {
+    /// Counts this connection against the core's cap until it closes, is handed to another
+    /// core, or passes to its WebSocket task.
+    held: ConnGuard,
     core: Rc<Core>,
     stream: TcpStream,
     fd: RawFd,
@@ -212,7 +214,16 @@ impl HttpConn {
                 // Not complete, but possibly garbage or already over a limit: let the parser
                 // judge the first bytes at once, then again only each time the head has
                 // doubled, so a byte-at-a-time sender cannot make us re-parse per byte.
-                if self.checked == 0 || avail.len() >= 2 * self.checked {
+                // Crossing a limit is judged at once too (a client that stops right after
+                // crossing it must get its 431/414, not a 408 later).
+                let line_budget = limits.max_target_bytes + 32;
+                let crossed = |n: usize| {
+                    usize::from(n > line_budget) + usize::from(n > limits.max_head_bytes)
+                };
+                if self.checked == 0
+                    || avail.len() >= 2 * self.checked
+                    || crossed(avail.len()) != crossed(self.checked)
+                {
                     http::parse_head(avail, &limits)?;
                     self.checked = avail.len();
                 }
@@ -394,9 +405,11 @@ impl HttpConn {
     async fn linger(&mut self) {
         sock::shutdown_write(self.fd);
         let deadline = Instant::now() + LINGER;
-        let mut scratch = [0u8; 4096];
         loop {
-            match sock::recv(self.fd, &mut scratch) {
+            // Into the core's buffer: a scratch array here would sit in every connection's task
+            // (an async fn's state is as large as its largest await point).
+            let read = sock::recv(self.fd, &mut self.core.read_buf.borrow_mut());
+            match read {
                 Ok(0) => return,
                 Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -470,14 +483,13 @@ impl HttpConn {
         if self.flush().await.is_err() {
             return;
         }
-        // Keep only the bytes after the head; the HTTP buffers are dropped here so an idle
-        // WebSocket does not carry them for its lifetime.
+        // The WebSocket gets a task of its own, so it does not carry this (much larger) HTTP
+        // task's state and buffers for its lifetime; only the bytes after the head go along.
+        let leftover = self.buf[head_at + head.len..].to_vec();
         let HttpConn {
-            core, stream, buf, ..
+            held, core, stream, ..
         } = self;
-        let leftover = buf[head_at + head.len..].to_vec();
-        drop(buf);
-        ws_conn::serve(
+        monoio::spawn(ws_conn::serve(
             core,
             stream,
             leftover,
@@ -486,8 +498,8 @@ impl HttpConn {
                 room: room.into(),
                 id: id.into(),
             },
-        )
-        .await;
+            held,
+        ));
     }
 }
 

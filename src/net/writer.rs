@@ -1,14 +1,21 @@
-//! A WebSocket connection's outbound queue and the task that drains it.
+//! WebSocket output: each connection's bounded frame queue ([`Outbox`]) and the core's
+//! [`Flusher`], which sends every queue that has something in it once per event-loop pass.
 //!
 //! Broadcast encodes a frame once and pushes the same `Rc<[u8]>` onto every recipient's
-//! [`Outbox`]; pushing never does IO, it only queues and wakes the connection's writer task. The
-//! writer runs later in the same event-loop pass and sends *everything* queued with one
-//! `sendmsg` (up to [`MAX_IOVECS`] frames), so a burst of broadcasts costs one syscall and one
-//! TCP segment per recipient instead of one per frame (worth ~10× on loopback: PERF-NOTES §3).
+//! `Outbox`; pushing does no IO, it only queues and puts the outbox on the core's dirty list
+//! (once per pass, however many frames arrive). The flusher task runs after the task that
+//! pushed yields, and sends *everything* queued for each dirty connection with one `sendmsg`
+//! (up to [`MAX_IOVECS`] frames), so a burst of broadcasts costs one syscall and one TCP segment
+//! per recipient instead of one per frame (worth ~10x on loopback: PERF-NOTES section 3).
 //!
-//! The queue is bounded in bytes (`max_outbound_bytes`): a push that would pass the bound returns
-//! [`SendStatus::Backpressure`], and the caller closes that connection (1008) without slowing
-//! anyone else down.
+//! There is no writer task per connection: an idle connection costs its queue and nothing
+//! else. Only a connection whose socket is full (a slow reader) gets a short-lived drain task,
+//! which waits for writability, sends, and exits once its queue is empty.
+//!
+//! The queue is bounded in bytes (`max_outbound_bytes`): a push that would pass the bound first
+//! offers the queue to the socket, and if the socket will not take it returns
+//! [`SendStatus::Backpressure`]; the caller closes that connection (1008) without slowing anyone
+//! else down.
 
 use std::{
     cell::{Cell, RefCell},
@@ -16,10 +23,11 @@ use std::{
     future::poll_fn,
     io::{self, IoSlice},
     os::fd::RawFd,
-    rc::Rc,
+    rc::{Rc, Weak},
     task::{Poll, Waker},
 };
 
+use monoio::net::TcpStream;
 use smallvec::SmallVec;
 
 use super::sock;
@@ -31,7 +39,7 @@ pub const MAX_IOVECS: usize = 64;
 /// What happened to a pushed frame.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum SendStatus {
-    /// Queued; the writer will send it.
+    /// Queued; the flusher will send it.
     Queued,
     /// Not queued: the connection's queue is over its byte bound. Close it.
     Backpressure,
@@ -43,15 +51,25 @@ pub enum SendStatus {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum OutState {
     Open,
-    /// A close frame is queued; nothing more is accepted. Once the queue drains the writer
-    /// half-closes the socket.
+    /// A close frame is queued; nothing more is accepted. Once the queue drains the socket is
+    /// half-closed (RFC 6455 7.1.1: the server closes TCP first).
     Closing,
-    /// The connection is gone (peer reset, or the reader finished); the writer exits.
+    /// The connection is gone (peer reset, or the reader finished); queued frames are dropped.
     Closed,
 }
 
-/// The bounded frame queue of one connection. Lives in an `Rc` shared by the room (pushers) and
-/// the connection's reader and writer tasks; single-threaded, so `Cell`/`RefCell` suffice.
+/// The socket side of an outbox, present from `attach` until `shut`.
+struct Io {
+    stream: Rc<TcpStream>,
+    fd: RawFd,
+    flusher: Rc<Flusher>,
+    /// This outbox, for putting it on the flusher's dirty list from `&self`.
+    me: Weak<Outbox>,
+}
+
+/// The bounded frame queue of one connection. Lives in an `Rc` shared by the room (pushers),
+/// the connection's reader, and (while it is dirty) the core's flusher; single-threaded, so
+/// `Cell`/`RefCell` suffice.
 pub struct Outbox {
     frames: RefCell<VecDeque<Rc<[u8]>>>,
     /// Bytes of the front frame already sent (a `sendmsg` may stop mid-frame).
@@ -60,16 +78,20 @@ pub struct Outbox {
     queued: Cell<usize>,
     limit: usize,
     state: Cell<OutState>,
-    /// The writer task, parked until there is something to send.
-    writer: Cell<Option<Waker>>,
-    /// Tasks waiting for the queue to drain or the state to change (the reader, when closing).
+    /// On the flusher's dirty list.
+    scheduled: Cell<bool>,
+    /// The socket was full: a drain task owns sending until the queue is empty.
+    blocked: Cell<bool>,
+    /// The drain task, waiting for writability or for `shut`.
+    drainer: Cell<Option<Waker>>,
+    /// The reader, waiting for the queue to drain or the state to change.
     watcher: Cell<Option<Waker>>,
-    /// The socket, once the writer task owns it: lets `push` drain the queue when a burst
-    /// reaches the bound (see `push`).
-    fd: Cell<Option<RawFd>>,
+    /// `None` for a detached outbox (unit tests) and after `shut`.
+    io: RefCell<Option<Io>>,
 }
 
 impl Outbox {
+    /// A detached outbox: it queues but never sends by itself (for tests).
     pub fn new(limit: usize) -> Self {
         Outbox {
             frames: RefCell::new(VecDeque::new()),
@@ -77,10 +99,31 @@ impl Outbox {
             queued: Cell::new(0),
             limit,
             state: Cell::new(OutState::Open),
-            writer: Cell::new(None),
+            scheduled: Cell::new(false),
+            blocked: Cell::new(false),
+            drainer: Cell::new(None),
             watcher: Cell::new(None),
-            fd: Cell::new(None),
+            io: RefCell::new(None),
         }
+    }
+
+    /// An outbox that sends on `stream` through the core's `flusher`.
+    pub fn attached(
+        limit: usize,
+        flusher: Rc<Flusher>,
+        stream: Rc<TcpStream>,
+        fd: RawFd,
+    ) -> Rc<Self> {
+        Rc::new_cyclic(|me| {
+            let outbox = Outbox::new(limit);
+            *outbox.io.borrow_mut() = Some(Io {
+                stream,
+                fd,
+                flusher,
+                me: me.clone(),
+            });
+            outbox
+        })
     }
 
     pub fn state(&self) -> OutState {
@@ -91,25 +134,31 @@ impl Outbox {
         self.queued.get()
     }
 
+    fn fd(&self) -> Option<RawFd> {
+        self.io.borrow().as_ref().map(|io| io.fd)
+    }
+
     /// Queues a frame unless the connection is closing or the byte bound would be passed.
     ///
     /// Over the bound, the queue is first offered to the socket right here: a burst that
     /// arrives within one event-loop pass (say, a sender's 64 KiB read full of messages) can
-    /// pass the bound before the recipient's writer task has had a chance to run, and a
-    /// recipient that reads fine must not pay for that. Only a socket that will not take the
-    /// bytes (a peer that really is slow) gets `Backpressure`.
+    /// pass the bound before the flusher has had a chance to run, and a recipient that reads
+    /// fine must not pay for that. Only a socket that will not take the bytes (a peer that
+    /// really is slow) gets `Backpressure`.
     pub fn push(&self, frame: Rc<[u8]>) -> SendStatus {
         if self.state.get() != OutState::Open {
             return SendStatus::Dropped;
         }
         if self.queued.get() + frame.len() > self.limit {
-            if let Some(fd) = self.fd.get() {
-                match self.send_some(fd) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => {
-                        self.shut();
-                        return SendStatus::Dropped;
+            if let Some(fd) = self.fd() {
+                if !self.blocked.get() {
+                    match self.send_some(fd) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => {
+                            self.shut();
+                            return SendStatus::Dropped;
+                        }
                     }
                 }
             }
@@ -124,9 +173,20 @@ impl Outbox {
     fn enqueue(&self, frame: Rc<[u8]>) {
         self.queued.set(self.queued.get() + frame.len());
         self.frames.borrow_mut().push_back(frame);
-        if let Some(w) = self.writer.take() {
-            w.wake();
+        self.schedule();
+    }
+
+    /// Puts this outbox on the flusher's dirty list (once per pass; not while a drain task
+    /// owns it).
+    fn schedule(&self) {
+        if self.scheduled.get() || self.blocked.get() {
+            return;
         }
+        let io = self.io.borrow();
+        let Some(io) = io.as_ref() else { return };
+        let Some(me) = io.me.upgrade() else { return };
+        self.scheduled.set(true);
+        io.flusher.schedule(me);
     }
 
     /// Queues a final close frame and stops accepting more. With `discard_pending`, frames not
@@ -144,18 +204,21 @@ impl Outbox {
                 self.queued.set(self.queued.get() - f.len());
             }
         }
-        self.enqueue(frame);
         self.state.set(OutState::Closing);
+        self.enqueue(frame);
         self.wake_watcher();
         true
     }
 
-    /// Marks the connection gone: the writer exits and queued frames are dropped.
+    /// Marks the connection gone: queued frames are dropped, the socket is released (its last
+    /// holder closes it) and any drain task exits.
     pub fn shut(&self) {
         self.state.set(OutState::Closed);
         self.frames.borrow_mut().clear();
         self.queued.set(0);
-        if let Some(w) = self.writer.take() {
+        let io = self.io.borrow_mut().take();
+        drop(io);
+        if let Some(w) = self.drainer.take() {
             w.wake();
         }
         self.wake_watcher();
@@ -193,13 +256,13 @@ impl Outbox {
         .await
     }
 
-    /// Resolves once the connection is `Closed` (used by the writer while it waits for room).
+    /// Resolves once the connection is `Closed` (the drain task's way out).
     async fn wait_closed(&self) {
         poll_fn(|cx| {
             if self.state.get() == OutState::Closed {
                 Poll::Ready(())
             } else {
-                self.writer.set(Some(cx.waker().clone()));
+                self.drainer.set(Some(cx.waker().clone()));
                 Poll::Pending
             }
         })
@@ -248,52 +311,114 @@ impl Outbox {
             self.wake_watcher();
         }
     }
-}
 
-/// The writer task of one connection: waits for frames, sends them, and half-closes the socket
-/// after the close frame. Exits when the outbox is `Closed` or the socket fails.
-pub async fn write_loop(outbox: Rc<Outbox>, stream: Rc<monoio::net::TcpStream>, fd: RawFd) {
-    outbox.fd.set(Some(fd));
-    loop {
-        // Park until something is queued.
-        poll_fn(|cx| {
-            if outbox.queued.get() > 0 || outbox.state.get() == OutState::Closed {
-                Poll::Ready(())
-            } else {
-                outbox.writer.set(Some(cx.waker().clone()));
-                Poll::Pending
-            }
-        })
-        .await;
-        if outbox.state.get() == OutState::Closed {
-            return;
-        }
+    /// Sends what the socket takes now (the flusher's part). A full socket hands the rest to a
+    /// drain task; a failed one shuts the outbox.
+    fn flush(self: &Rc<Self>) {
+        let Some(fd) = self.fd() else { return };
         loop {
-            match outbox.send_some(fd) {
+            match self.send_some(fd) {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Wait for room in the socket, unless the connection is torn down first
-                    // (a peer that never reads must not keep this task and its fd alive).
-                    monoio::select! {
-                        r = stream.writable(false) => if r.is_err() {
-                            outbox.shut();
-                            return;
-                        },
-                        _ = outbox.wait_closed() => return,
-                    }
+                    self.blocked.set(true);
+                    monoio::spawn(drain(self.clone()));
+                    return;
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "websocket write failed");
-                    outbox.shut();
+                    self.shut();
                     return;
                 }
             }
         }
-        if outbox.state.get() == OutState::Closing && outbox.queued.get() == 0 {
-            // Our close frame is out: RFC 6455 §7.1.1 has the server close TCP first.
+        self.after_drained(fd);
+    }
+
+    /// Once our close frame is out, half-close the socket.
+    fn after_drained(&self, fd: RawFd) {
+        if self.state.get() == OutState::Closing && self.queued.get() == 0 {
             sock::shutdown_write(fd);
-            return;
+        }
+    }
+}
+
+/// Sends a blocked connection's queue as its socket accepts it, then hands it back to the
+/// flusher. Exits early if the connection is shut (a peer that never reads must not keep this
+/// task, or the socket, alive).
+async fn drain(outbox: Rc<Outbox>) {
+    let Some((stream, fd)) = outbox
+        .io
+        .borrow()
+        .as_ref()
+        .map(|io| (io.stream.clone(), io.fd))
+    else {
+        return;
+    };
+    loop {
+        monoio::select! {
+            r = stream.writable(false) => if r.is_err() {
+                outbox.shut();
+                return;
+            },
+            _ = outbox.wait_closed() => return,
+        }
+        match outbox.send_some(fd) {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                outbox.shut();
+                return;
+            }
+        }
+    }
+    outbox.blocked.set(false);
+    outbox.after_drained(fd);
+}
+
+/// A core's list of outboxes with something to send, and the task that sends them.
+pub struct Flusher {
+    dirty: RefCell<Vec<Rc<Outbox>>>,
+    /// The flusher task, parked while the list is empty.
+    waker: Cell<Option<Waker>>,
+}
+
+impl Flusher {
+    pub fn new() -> Rc<Self> {
+        Rc::new(Flusher {
+            dirty: RefCell::new(Vec::new()),
+            waker: Cell::new(None),
+        })
+    }
+
+    fn schedule(&self, outbox: Rc<Outbox>) {
+        self.dirty.borrow_mut().push(outbox);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// The core's flusher task: runs for the core's lifetime.
+    pub async fn run(self: Rc<Self>) {
+        let mut batch = Vec::new();
+        loop {
+            poll_fn(|cx| {
+                if self.dirty.borrow().is_empty() {
+                    self.waker.set(Some(cx.waker().clone()));
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            std::mem::swap(&mut batch, &mut *self.dirty.borrow_mut());
+            for outbox in batch.drain(..) {
+                outbox.scheduled.set(false);
+                if outbox.state.get() != OutState::Closed {
+                    outbox.flush();
+                }
+            }
         }
     }
 }

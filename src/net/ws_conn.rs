@@ -25,9 +25,9 @@ use monoio::net::TcpStream;
 use crate::{
     net::{
         sock,
-        writer::{self, OutState, Outbox, SendStatus},
+        writer::{OutState, Outbox, SendStatus},
     },
-    runtime::core::Core,
+    runtime::core::{ConnGuard, Core},
     ws::{self, close, Decoder, Message, OpCode},
 };
 
@@ -77,7 +77,16 @@ pub struct Joined {
 
 /// Runs an upgraded connection until it closes. `leftover` holds bytes the client sent right
 /// after its handshake (partysocket flushes its queued messages immediately).
-pub async fn serve(core: Rc<Core>, stream: TcpStream, mut leftover: Vec<u8>, joined: Joined) {
+///
+/// `held` counts the connection against the core's cap until this returns.
+pub async fn serve(
+    core: Rc<Core>,
+    stream: TcpStream,
+    mut leftover: Vec<u8>,
+    joined: Joined,
+    held: ConnGuard,
+) {
+    let _held = held;
     // A shutdown waits for this connection's closing handshake.
     let _busy = core.busy_guard();
     let fd = stream.as_raw_fd();
@@ -86,7 +95,12 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, mut leftover: Vec<u8>, joi
         id: joined.id,
         serial: core.next_serial(),
         slot: Cell::new(usize::MAX),
-        outbox: Rc::new(Outbox::new(core.config.max_outbound_bytes)),
+        outbox: Outbox::attached(
+            core.config.max_outbound_bytes,
+            core.flusher.clone(),
+            stream.clone(),
+            fd,
+        ),
     });
     {
         let mut rooms = core.rooms.borrow_mut();
@@ -94,7 +108,6 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, mut leftover: Vec<u8>, joi
         conn.slot.set(room.conns.insert(conn.clone()));
         core.parties.connect(joined.party, room, &conn);
     }
-    monoio::spawn(writer::write_loop(conn.outbox.clone(), stream.clone(), fd));
 
     let mut reader = Reader {
         core: &core,
@@ -133,6 +146,8 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// The timeouts here are boxed: monoio's `Sleep` is 640 bytes, and inline it would sit in
+    /// the state of every idle connection's task, which waits on none of them.
     async fn read_until_closed(&mut self, stream: &TcpStream, fd: RawFd) {
         let outbox = self.conn.outbox.clone();
         let mut closing_since: Option<Instant> = None;
@@ -142,7 +157,7 @@ impl Reader<'_> {
             if self.peer_closed {
                 // Our echo (or our own earlier close) is queued: let it out, then close TCP.
                 let wait = self.core.config.close_timeout;
-                let _ = monoio::time::timeout(wait, outbox.drained()).await;
+                let _ = Box::pin(monoio::time::timeout(wait, outbox.drained())).await;
                 return;
             }
             match outbox.state() {
@@ -151,7 +166,7 @@ impl Reader<'_> {
                     let since = *closing_since.get_or_insert_with(Instant::now);
                     let left = (since + self.core.config.close_timeout)
                         .saturating_duration_since(Instant::now());
-                    match monoio::time::timeout(left, stream.readable(false)).await {
+                    match Box::pin(monoio::time::timeout(left, stream.readable(false))).await {
                         Ok(Ok(())) => {}
                         _ => return,
                     }
@@ -165,20 +180,22 @@ impl Reader<'_> {
                     };
                     let alive = match self.core.config.ws_ping_interval {
                         None => wait.await,
-                        Some(interval) => match monoio::time::timeout(interval, wait).await {
-                            Ok(alive) => alive,
-                            // Silence for a whole interval: ping once; a second silent interval
-                            // means the peer is gone.
-                            Err(_) if ping_outstanding => {
-                                tracing::info!(conn = %self.conn.id, "no answer to ping: closing dead connection");
-                                return;
+                        Some(interval) => {
+                            match Box::pin(monoio::time::timeout(interval, wait)).await {
+                                Ok(alive) => alive,
+                                // Silence for a whole interval: ping once; a second silent interval
+                                // means the peer is gone.
+                                Err(_) if ping_outstanding => {
+                                    tracing::info!(conn = %self.conn.id, "no answer to ping: closing dead connection");
+                                    return;
+                                }
+                                Err(_) => {
+                                    ping_outstanding = true;
+                                    self.conn.send(OpCode::Ping, b"");
+                                    continue;
+                                }
                             }
-                            Err(_) => {
-                                ping_outstanding = true;
-                                self.conn.send(OpCode::Ping, b"");
-                                continue;
-                            }
-                        },
+                        }
                     };
                     if !alive {
                         return;

@@ -23,7 +23,7 @@ use std::{
 use crate::{
     config::Config,
     http::DateCache,
-    net::conn,
+    net::{conn, writer::Flusher},
     party::{Parties, PartySet},
     room::RoomTable,
 };
@@ -68,6 +68,8 @@ pub struct Core {
     /// Shared by every WebSocket read on this core: reads are synchronous after readiness, so
     /// it is never held across an `.await`, and idle connections park no buffer of their own.
     pub read_buf: RefCell<Box<[u8]>>,
+    /// Sends every WebSocket queue that has something in it, once per event-loop pass.
+    pub flusher: Rc<Flusher>,
     /// Serial numbers for connections (newest wins when ids collide).
     next_serial: Cell<u64>,
     /// Set when shutdown starts: the time by which this core must be done.
@@ -134,6 +136,7 @@ impl Core {
             rooms: RefCell::new(rooms),
             date: DateCache::new(),
             read_buf: RefCell::new(vec![0u8; READ_BUF_BYTES].into_boxed_slice()),
+            flusher: Flusher::new(),
             next_serial: Cell::new(0),
             shutdown_deadline: Cell::new(None),
             busy: Cell::new(0),
@@ -239,6 +242,7 @@ pub fn run(
     rt.block_on(async move {
         let core = Rc::new(Core::new(id, config, &parties, inboxes, stats));
         monoio::spawn(inbox_loop(core.clone(), inbox));
+        monoio::spawn(core.flusher.clone().run());
         monoio::select! {
             _ = accept_loop(core.clone(), listener) => {},
             _ = core.wait_until(Core::shutting_down) => {},

@@ -1,0 +1,747 @@
+//! [`Storage`]: the per-core log file, its writer task, and the in-memory mode.
+//!
+//! Opening is synchronous (it runs once per core at startup, before the event loop has anything
+//! else to do): read the whole file, replay it into the [`Index`], and truncate a torn or
+//! corrupt tail at the last good record. After that only the writer task touches the file.
+//!
+//! # Write path and group commit
+//!
+//! A write validates, encodes its record onto `pending`, applies the op to the index and
+//! returns a [`Durable`] holding the record's sequence number. The writer task (`writer.rs`,
+//! spawned by [`Storage::start`]) takes the *whole* `pending` buffer at once, writes it at the
+//! end of the file, fsyncs (under [`FsyncPolicy::Always`]), publishes the batch's last sequence
+//! number and wakes the waiters. Writes issued meanwhile pile up in `pending` and become the
+//! next batch: the number of fsyncs follows the disk's speed, not the write rate.
+//!
+//! # Compaction
+//!
+//! Between batches, if dead bytes dominate, the writer rewrites the index into
+//! `core-<k>.log.compact` (room by room, in ~1 MiB writes so the core is not stalled), fsyncs
+//! it, renames it over the log, fsyncs the directory, and continues appending to the new file.
+//! Writes keep landing in `pending` meanwhile and are appended after the rename. The snapshot is
+//! fuzzy (a room copied late may already include a write still in `pending`), which is fine:
+//! every op sets keys to absolute values, so replaying `pending` over any snapshot taken after
+//! compaction began gives the same state. A crash before the rename leaves the old log intact
+//! (the stale `.compact` file is deleted at the next open).
+//!
+//! # Failure
+//!
+//! An IO error in the writer fails the storage for good ([`StorageError::Io`]): a failed fsync
+//! cannot be retried (the kernel may have dropped the dirty pages), so pending and later writes
+//! all report it. The core should log it and stop serving storage (or exit).
+
+use std::{
+    cell::{Cell, RefCell},
+    fs, future,
+    future::Future,
+    io,
+    path::{Path, PathBuf},
+    pin::Pin,
+    rc::Rc,
+    task::{Context, Poll, Waker},
+};
+
+use super::{
+    index::{Index, ListOptions},
+    record::{self, Op, FILE_MAGIC},
+    writer, FsyncPolicy, StorageError, StorageOptions, MAX_KEYS_PER_OP, MAX_KEY_BYTES,
+    MAX_NAME_BYTES, MAX_VALUE_BYTES,
+};
+
+/// Counters for tests and metrics. Plain numbers, read on the owner core.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// `fdatasync`/`fsync` calls on log files (batches, the `Every` deadline, flush,
+    /// close, compaction).
+    pub fsyncs: u64,
+    /// Batches written (one `write_all_at` each).
+    pub batches: u64,
+    /// Records encoded (one per write that changed something).
+    pub records: u64,
+    /// Bytes appended to the log by batches (compaction not included).
+    pub bytes_written: u64,
+    /// Completed compactions.
+    pub compactions: u64,
+    /// Bytes in the log, including records not yet written.
+    pub log_bytes: u64,
+    /// Estimated size of the log after a compaction.
+    pub live_bytes: u64,
+}
+
+/// One core's room storage. Cloning is cheap (an `Rc`); every clone is the same store.
+#[derive(Clone)]
+pub struct Storage {
+    inner: Rc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) index: RefCell<Index>,
+    /// `None` in the in-memory mode: writes resolve at once and nothing is kept on restart.
+    pub(super) disk: Option<Disk>,
+    pub(super) stats: Cell<StorageStats>,
+}
+
+/// The on-disk half. Shared by the handles (which append to `pending`) and the writer task
+/// (which drains it); single-threaded, so `Cell`/`RefCell` and a waker list suffice.
+pub(super) struct Disk {
+    pub(super) dir: PathBuf,
+    pub(super) path: PathBuf,
+    pub(super) opts: StorageOptions,
+    /// The replayed log file, until [`Storage::start`] moves it into the writer task.
+    pub(super) file: RefCell<Option<(fs::File, u64)>>,
+    /// `flock`ed for the life of the storage: a second process on the same directory fails to
+    /// open instead of interleaving records. Released by the kernel when the fd closes, crash
+    /// included.
+    _lock: fs::File,
+    /// Encoded records not yet handed to the writer.
+    pub(super) pending: RefCell<Vec<u8>>,
+    /// Sequence number of the newest record in `pending` (records count from 1).
+    pub(super) last_seq: Cell<u64>,
+    /// Every record with a sequence number `<=` this is written to the file.
+    pub(super) written_seq: Cell<u64>,
+    /// Every record with a sequence number `<=` this is written and fsynced.
+    pub(super) synced_seq: Cell<u64>,
+    /// Futures waiting for `written_seq`/`synced_seq` to reach their record (or for the writer
+    /// to stop, `seq == u64::MAX`). The writer wakes and removes the satisfied ones per batch.
+    waiters: RefCell<Vec<Waiter>>,
+    /// Where the idle writer task parks; taken and woken by anything that gives it work.
+    pub(super) writer: RefCell<Option<Waker>>,
+    /// Records up to this sequence number should be fsynced as soon as they are written
+    /// (`flush`, the `Every` deadline). A target rather than a flag, so a request made while
+    /// its record is still pending survives the batch before it.
+    pub(super) sync_wanted: Cell<u64>,
+    /// Someone asked for a compaction regardless of the thresholds.
+    pub(super) compact_requested: Cell<bool>,
+    pub(super) started: Cell<bool>,
+    /// `close` was called: flush what is pending, sync, stop.
+    pub(super) closing: Cell<bool>,
+    /// The writer has stopped (after `close` or a failure); nothing more becomes durable.
+    pub(super) stopped: Cell<bool>,
+    /// Set once by the first IO error; from then on every write fails with it.
+    pub(super) failed: Cell<Option<io::ErrorKind>>,
+}
+
+struct Waiter {
+    seq: u64,
+    need_sync: bool,
+    waker: Waker,
+}
+
+impl Disk {
+    fn done(&self, seq: u64, need_sync: bool) -> bool {
+        seq <= if need_sync {
+            self.synced_seq.get()
+        } else {
+            self.written_seq.get()
+        }
+    }
+
+    fn wake_writer(&self) {
+        if let Some(w) = self.writer.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Wakes every waiter whose record is now durable (or all of them once stopped).
+    pub(super) fn wake_waiters(&self) {
+        let stopped = self.stopped.get();
+        self.waiters.borrow_mut().retain(|w| {
+            let done = stopped || self.done(w.seq, w.need_sync);
+            if done {
+                w.waker.wake_by_ref();
+            }
+            !done
+        });
+    }
+
+    fn log_path(dir: &Path, core_id: usize) -> PathBuf {
+        dir.join(format!("core-{core_id}.log"))
+    }
+}
+
+impl Storage {
+    /// Opens (or creates) `<dir>/core-<core_id>.log` and replays it. See [`Storage::open_with`].
+    pub fn open(dir: impl AsRef<Path>, core_id: usize, fsync: FsyncPolicy) -> io::Result<Storage> {
+        Self::open_with(dir, core_id, StorageOptions::new().fsync(fsync))
+    }
+
+    /// Opens (or creates) `<dir>/core-<core_id>.log`, replays it into memory, and truncates a
+    /// torn or corrupt tail (logged with `tracing::warn!`). Blocking: call it at core startup.
+    /// Writes resolve only once [`Storage::start`] has spawned the writer task.
+    ///
+    /// # Errors
+    ///
+    /// IO errors; `WouldBlock` if another process holds the directory's lock for this core;
+    /// `InvalidData` if the file does not start with the log magic (it is left untouched).
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        core_id: usize,
+        opts: StorageOptions,
+    ) -> io::Result<Storage> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir)?;
+        let lock = fs::File::create(dir.join(format!("core-{core_id}.lock")))?;
+        lock.try_lock().map_err(|e| match e {
+            fs::TryLockError::WouldBlock => io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{}: core {core_id}'s log is in use by another process",
+                    dir.display()
+                ),
+            ),
+            fs::TryLockError::Error(e) => e,
+        })?;
+        let path = Disk::log_path(&dir, core_id);
+        let compact = compact_path(&path);
+        match fs::remove_file(&compact) {
+            Ok(()) => tracing::warn!(path = %compact.display(), "removed an unfinished compaction"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+
+        let existed = path.exists();
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        let bytes = {
+            let mut v = Vec::new();
+            io::Read::read_to_end(&mut file, &mut v)?;
+            v
+        };
+        let mut index = Index::new();
+        let file_len = replay(&path, &mut file, &bytes, &mut index)?;
+        drop(bytes);
+        if !existed {
+            sync_dir(&dir)?;
+        }
+        index.set_log_bytes(file_len);
+
+        let disk = Disk {
+            dir,
+            path,
+            opts,
+            file: RefCell::new(Some((file, file_len))),
+            _lock: lock,
+            pending: RefCell::new(Vec::new()),
+            last_seq: Cell::new(0),
+            written_seq: Cell::new(0),
+            synced_seq: Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+            writer: RefCell::new(None),
+            sync_wanted: Cell::new(0),
+            compact_requested: Cell::new(false),
+            started: Cell::new(false),
+            closing: Cell::new(false),
+            stopped: Cell::new(false),
+            failed: Cell::new(None),
+        };
+        Ok(Storage::from_parts(index, Some(disk)))
+    }
+
+    /// A store with the same API and no file (`--persist false`): writes resolve at once.
+    pub fn memory() -> Storage {
+        Storage::from_parts(Index::new(), None)
+    }
+
+    fn from_parts(index: Index, disk: Option<Disk>) -> Storage {
+        let stats = StorageStats {
+            log_bytes: index.log_bytes(),
+            live_bytes: index.live_bytes(),
+            ..StorageStats::default()
+        };
+        Storage {
+            inner: Rc::new(Inner {
+                index: RefCell::new(index),
+                disk,
+                stats: Cell::new(stats),
+            }),
+        }
+    }
+
+    /// Spawns the writer task on the current monoio runtime. Call once, inside the core's
+    /// runtime; later calls do nothing. Call [`Storage::close`] before the runtime is dropped:
+    /// monoio does not drop parked tasks with the runtime, so a writer still waiting would keep
+    /// the file (and its lock) open.
+    pub fn start(&self) {
+        let Some(disk) = &self.inner.disk else {
+            return;
+        };
+        if disk.started.replace(true) {
+            return;
+        }
+        let (file, len) = disk.file.borrow_mut().take().expect("taken only here");
+        match monoio::fs::File::from_std(file) {
+            Ok(file) => {
+                monoio::spawn(writer::run(self.inner.clone(), file, len));
+            }
+            Err(e) => self.inner.fail(&e),
+        }
+    }
+
+    /// Whether writes go to a file ([`Storage::open`]) or only to memory ([`Storage::memory`]).
+    pub fn is_persistent(&self) -> bool {
+        self.inner.disk.is_some()
+    }
+
+    // ---- reads: straight from the index, never wait ----
+
+    /// A copy of one value.
+    pub fn get(&self, party: &str, room: &str, key: &str) -> Option<Vec<u8>> {
+        self.inner
+            .index
+            .borrow()
+            .get(party, room, key)
+            .map(<[u8]>::to_vec)
+    }
+
+    /// Borrowed access to the index, for reads that should not copy (e.g. serialising values
+    /// straight into a response). Do not call storage methods from inside `f`.
+    pub fn read<R>(&self, f: impl FnOnce(&Index) -> R) -> R {
+        f(&self.inner.index.borrow())
+    }
+
+    /// Durable Objects' `list()`: entries of one room in key order. See [`ListOptions`].
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::InvalidListOptions`].
+    pub fn list(
+        &self,
+        party: &str,
+        room: &str,
+        opts: &ListOptions<'_>,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let index = self.inner.index.borrow();
+        let entries = index.list(party, room, opts)?;
+        Ok(entries
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_vec()))
+            .collect())
+    }
+
+    /// The room's alarm, ms since the Unix epoch.
+    pub fn alarm(&self, party: &str, room: &str) -> Option<u64> {
+        self.inner.index.borrow().alarm(party, room)
+    }
+
+    /// Every room's alarm: `(party, room, at_ms)`, for the core to arm its timers at startup.
+    pub fn alarms(&self) -> Vec<(String, String, u64)> {
+        let index = self.inner.index.borrow();
+        index
+            .rooms()
+            .filter_map(|(p, r, d)| Some((p.to_owned(), r.to_owned(), d.alarm?)))
+            .collect()
+    }
+
+    // ---- writes: applied now, durable when the returned future resolves ----
+
+    /// Sets every `(key, value)` atomically (one record). Later duplicates of a key win.
+    pub fn put(&self, party: &str, room: &str, entries: Vec<(String, Vec<u8>)>) -> Durable<()> {
+        let check = || {
+            check_names(party, room)?;
+            if entries.len() > MAX_KEYS_PER_OP {
+                return Err(StorageError::TooManyKeys);
+            }
+            for (k, v) in &entries {
+                if k.len() > MAX_KEY_BYTES {
+                    return Err(StorageError::KeyTooLarge);
+                }
+                if v.len() > MAX_VALUE_BYTES {
+                    return Err(StorageError::ValueTooLarge);
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = check() {
+            return Durable::ready(Err(e));
+        }
+        let changes = !entries.is_empty();
+        self.write(party, room, Op::Put { entries }, changes)
+            .map(|_| ())
+    }
+
+    /// Sets one key.
+    pub fn put_one(&self, party: &str, room: &str, key: &str, value: Vec<u8>) -> Durable<()> {
+        self.put(party, room, vec![(key.to_owned(), value)])
+    }
+
+    /// Removes the keys atomically; resolves to how many existed.
+    pub fn delete(&self, party: &str, room: &str, keys: Vec<String>) -> Durable<usize> {
+        if let Err(e) = check_names(party, room) {
+            return Durable::ready(Err(e));
+        }
+        if keys.len() > MAX_KEYS_PER_OP {
+            return Durable::ready(Err(StorageError::TooManyKeys));
+        }
+        if keys.iter().any(|k| k.len() > MAX_KEY_BYTES) {
+            return Durable::ready(Err(StorageError::KeyTooLarge));
+        }
+        let changes = {
+            let index = self.inner.index.borrow();
+            keys.iter().any(|k| index.get(party, room, k).is_some())
+        };
+        self.write(party, room, Op::Delete { keys }, changes)
+    }
+
+    /// Removes every key of the room (not its alarm); resolves to how many there were.
+    pub fn delete_all(&self, party: &str, room: &str) -> Durable<usize> {
+        if let Err(e) = check_names(party, room) {
+            return Durable::ready(Err(e));
+        }
+        let changes = self
+            .inner
+            .index
+            .borrow()
+            .room(party, room)
+            .is_some_and(|d| !d.map.is_empty());
+        self.write(party, room, Op::DeleteAll, changes)
+    }
+
+    /// Sets (`Some(ms since the epoch)`) or deletes (`None`) the room's alarm. Only stores it:
+    /// arming a timer is the caller's job.
+    pub fn set_alarm(&self, party: &str, room: &str, at_ms: Option<u64>) -> Durable<()> {
+        if let Err(e) = check_names(party, room) {
+            return Durable::ready(Err(e));
+        }
+        let changes = self.alarm(party, room) != at_ms;
+        self.write(party, room, Op::SetAlarm { at_ms }, changes)
+            .map(|_| ())
+    }
+
+    /// Resolves once every write issued so far is durable, fsynced even under
+    /// [`FsyncPolicy::Every`] (Durable Objects' `sync()`).
+    pub fn flush(&self) -> Durable<()> {
+        let Some(disk) = &self.inner.disk else {
+            return Durable::ready(Ok(()));
+        };
+        if let Some(e) = self.inner.write_error() {
+            return Durable::ready(Err(e));
+        }
+        let seq = disk.last_seq.get();
+        let need_sync = disk.opts.fsync != FsyncPolicy::Never;
+        if need_sync && !disk.done(seq, true) {
+            disk.sync_wanted.set(disk.sync_wanted.get().max(seq));
+            disk.wake_writer();
+        }
+        Durable::waiting(self.inner.clone(), seq, need_sync, ())
+    }
+
+    /// Asks the writer to compact at its next pass, whatever the thresholds.
+    pub fn request_compaction(&self) {
+        if let Some(disk) = &self.inner.disk {
+            disk.compact_requested.set(true);
+            disk.wake_writer();
+        }
+    }
+
+    /// Writes what is pending, fsyncs (unless [`FsyncPolicy::Never`]), and stops the writer.
+    /// Later writes fail with [`StorageError::Closed`]; reads keep working. The file lock is
+    /// released when the last handle drops.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Io`] if the log had failed.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let Some(disk) = &self.inner.disk else {
+            return Ok(());
+        };
+        self.start();
+        disk.closing.set(true);
+        disk.wake_writer();
+        future::poll_fn(|cx| {
+            if disk.stopped.get() {
+                return Poll::Ready(());
+            }
+            disk.waiters.borrow_mut().push(Waiter {
+                seq: u64::MAX,
+                need_sync: false,
+                waker: cx.waker().clone(),
+            });
+            Poll::Pending
+        })
+        .await;
+        match disk.failed.get() {
+            Some(kind) => Err(StorageError::Io(kind)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn stats(&self) -> StorageStats {
+        let index = self.inner.index.borrow();
+        StorageStats {
+            log_bytes: index.log_bytes(),
+            live_bytes: index.live_bytes(),
+            ..self.inner.stats.get()
+        }
+    }
+
+    /// Encodes `op` (if it `changes` anything), applies it, and returns its future. An op that
+    /// changes nothing writes no record but still waits for the writes before it, so awaiting
+    /// any write means everything issued earlier is durable too.
+    fn write(&self, party: &str, room: &str, op: Op, changes: bool) -> Durable<usize> {
+        let inner = &self.inner;
+        let Some(disk) = &inner.disk else {
+            let removed = inner.index.borrow_mut().apply_op(party, room, op);
+            return Durable::ready(Ok(removed));
+        };
+        if let Some(e) = inner.write_error() {
+            return Durable::ready(Err(e));
+        }
+        let need_sync = disk.opts.fsync == FsyncPolicy::Always;
+        if !changes {
+            return Durable::waiting(inner.clone(), disk.last_seq.get(), need_sync, 0);
+        }
+        let n = record::encode(party, room, &op, &mut disk.pending.borrow_mut());
+        let seq = disk.last_seq.get() + 1;
+        disk.last_seq.set(seq);
+        inner.bump(|s| s.records += 1);
+        let removed = {
+            let mut index = inner.index.borrow_mut();
+            index.add_log_bytes(n as u64);
+            index.apply_op(party, room, op)
+        };
+        disk.wake_writer();
+        Durable::waiting(inner.clone(), seq, need_sync, removed)
+    }
+}
+
+impl Inner {
+    pub(super) fn disk(&self) -> &Disk {
+        self.disk
+            .as_ref()
+            .expect("only the writer calls this, and only with a disk")
+    }
+
+    pub(super) fn bump(&self, f: impl FnOnce(&mut StorageStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    /// Why a new write must be refused, if it must.
+    fn write_error(&self) -> Option<StorageError> {
+        let disk = self.disk.as_ref()?;
+        if let Some(kind) = disk.failed.get() {
+            return Some(StorageError::Io(kind));
+        }
+        (disk.closing.get() || disk.stopped.get()).then_some(StorageError::Closed)
+    }
+
+    /// Records the first IO error, stops the writer, and fails every waiter.
+    pub(super) fn fail(&self, e: &io::Error) {
+        let disk = self.disk();
+        tracing::error!(
+            path = %disk.path.display(),
+            error = %e,
+            "storage log failed; writes now fail"
+        );
+        if disk.failed.get().is_none() {
+            disk.failed.set(Some(e.kind()));
+        }
+        disk.stopped.set(true);
+        disk.wake_waiters();
+    }
+}
+
+fn check_names(party: &str, room: &str) -> Result<(), StorageError> {
+    if party.len() > MAX_NAME_BYTES || room.len() > MAX_NAME_BYTES {
+        return Err(StorageError::NameTooLong);
+    }
+    Ok(())
+}
+
+/// The future of one write: resolves to `Ok(value)` once the write is durable under the fsync
+/// policy, or to the error that prevented it.
+///
+/// Dropping it does not cancel the write (it is already applied and queued); awaiting is only
+/// how you learn that it reached the disk.
+#[must_use = "the write happens either way; await it to know it is durable or why it failed"]
+pub struct Durable<T = ()> {
+    value: Option<T>,
+    state: DurableState,
+}
+
+enum DurableState {
+    Ready(Result<(), StorageError>),
+    Waiting {
+        inner: Rc<Inner>,
+        seq: u64,
+        need_sync: bool,
+    },
+}
+
+impl<T> Durable<T> {
+    fn ready(result: Result<T, StorageError>) -> Self {
+        match result {
+            Ok(v) => Durable {
+                value: Some(v),
+                state: DurableState::Ready(Ok(())),
+            },
+            Err(e) => Durable {
+                value: None,
+                state: DurableState::Ready(Err(e)),
+            },
+        }
+    }
+
+    fn waiting(inner: Rc<Inner>, seq: u64, need_sync: bool, value: T) -> Self {
+        Durable {
+            value: Some(value),
+            state: DurableState::Waiting {
+                inner,
+                seq,
+                need_sync,
+            },
+        }
+    }
+
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Durable<U> {
+        Durable {
+            value: self.value.map(f),
+            state: self.state,
+        }
+    }
+}
+
+impl<T: Unpin> Future for Durable<T> {
+    type Output = Result<T, StorageError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let result = match &this.state {
+            DurableState::Ready(r) => *r,
+            DurableState::Waiting {
+                inner,
+                seq,
+                need_sync,
+            } => {
+                let disk = inner.disk();
+                if disk.done(*seq, *need_sync) {
+                    Ok(())
+                } else if let Some(kind) = disk.failed.get() {
+                    Err(StorageError::Io(kind))
+                } else if disk.stopped.get() {
+                    Err(StorageError::Closed)
+                } else {
+                    disk.waiters.borrow_mut().push(Waiter {
+                        seq: *seq,
+                        need_sync: *need_sync,
+                        waker: cx.waker().clone(),
+                    });
+                    return Poll::Pending;
+                }
+            }
+        };
+        Poll::Ready(result.map(|()| this.value.take().expect("Durable polled after completion")))
+    }
+}
+
+// ---- open + replay ----
+
+/// Validates the magic, replays the records into `index`, truncates a bad tail. Returns the
+/// length of the file that is kept.
+fn replay(path: &Path, file: &mut fs::File, bytes: &[u8], index: &mut Index) -> io::Result<u64> {
+    if bytes.len() < FILE_MAGIC.len() {
+        if !FILE_MAGIC.starts_with(bytes) {
+            return Err(not_a_log(path));
+        }
+        // New file, or a crash while it was being created: (re)write the magic.
+        file.set_len(0)?;
+        io::Write::write_all(file, &FILE_MAGIC)?;
+        file.sync_all()?;
+        return Ok(FILE_MAGIC.len() as u64);
+    }
+    if bytes[..FILE_MAGIC.len()] != FILE_MAGIC {
+        return Err(not_a_log(path));
+    }
+    let body = &bytes[FILE_MAGIC.len()..];
+    let mut decoder = record::Decoder::new(body);
+    let mut records = 0u64;
+    for rec in decoder.by_ref() {
+        index.apply(rec);
+        records += 1;
+    }
+    let good = (FILE_MAGIC.len() + decoder.good_len()) as u64;
+    if let Some(stop) = decoder.stop() {
+        tracing::warn!(
+            path = %path.display(),
+            ?stop,
+            records,
+            kept_bytes = good,
+            dropped_bytes = bytes.len() as u64 - good,
+            "storage log has a torn or corrupt tail; truncating it at the last good record"
+        );
+        file.set_len(good)?;
+        file.sync_all()?;
+    }
+    Ok(good)
+}
+
+fn not_a_log(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{} is not a partyring storage log (bad magic); refusing to touch it",
+            path.display()
+        ),
+    )
+}
+
+pub(super) fn compact_path(log: &Path) -> PathBuf {
+    let mut p = log.as_os_str().to_owned();
+    p.push(".compact");
+    PathBuf::from(p)
+}
+
+/// fsync a directory, so a created or renamed entry in it survives power loss.
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn memory_mode_resolves_at_once_and_reads_see_writes() {
+        block_on(async {
+            let s = Storage::memory();
+            s.start();
+            assert!(!s.is_persistent());
+            s.put_one("p", "r", "a", b"1".to_vec()).await.unwrap();
+            assert_eq!(s.get("p", "r", "a"), Some(b"1".to_vec()));
+            assert_eq!(
+                s.delete("p", "r", vec!["a".into(), "b".into()]).await,
+                Ok(1)
+            );
+            s.set_alarm("p", "r", Some(9)).await.unwrap();
+            assert_eq!(s.alarms(), vec![("p".into(), "r".into(), 9)]);
+            assert_eq!(
+                s.put_one("p", "r", &"k".repeat(MAX_KEY_BYTES + 1), vec![])
+                    .await,
+                Err(StorageError::KeyTooLarge)
+            );
+            assert_eq!(s.flush().await, Ok(()));
+            assert_eq!(s.close().await, Ok(()));
+        });
+    }
+
+    #[test]
+    fn compact_path_appends_a_suffix() {
+        assert_eq!(
+            compact_path(Path::new("/d/core-3.log")),
+            PathBuf::from("/d/core-3.log.compact")
+        );
+    }
+}
