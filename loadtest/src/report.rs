@@ -69,6 +69,13 @@ struct Integrity {
 #[derive(Serialize)]
 struct Report<'a> {
     scenario: &'static str,
+    /// The scenario's main rate of the last step, per second of server CPU time (what
+    /// `loadtest/compare` tabulates): deliveries for fanout, operations otherwise.
+    per_server_cpu_sec: Option<f64>,
+    /// The same per wall-clock second.
+    rate: Option<f64>,
+    /// What `rate` counts.
+    unit: &'static str,
     args: &'a Cli,
     steps: Vec<StepReport>,
     conns_ok: u64,
@@ -301,8 +308,25 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
         }
     }
 
+    let fanout = cli.cmd.name() == "fanout";
+    let last = steps.last();
     let report = Report {
         scenario: cli.cmd.name(),
+        per_server_cpu_sec: last.and_then(|s| {
+            if fanout {
+                s.delivered_per_server_cpu_sec
+            } else {
+                s.ops_per_server_cpu_sec
+            }
+        }),
+        rate: last.map(|s| {
+            if fanout {
+                s.delivered_per_sec
+            } else {
+                s.ops_per_sec
+            }
+        }),
+        unit: if fanout { "deliveries" } else { "operations" },
         args: cli,
         steps,
         conns_ok: part.conns_ok,
