@@ -33,7 +33,7 @@ use crate::{
     party::Request,
     router::{self, Route},
     runtime::{
-        core::{BusyGuard, ConnGuard, Core, CoreStats},
+        core::{spawn_guarded, BusyGuard, ConnGuard, Core, CoreStats},
         handoff::Handoff,
         shard,
     },
@@ -489,17 +489,21 @@ impl HttpConn {
         let HttpConn {
             held, core, stream, ..
         } = self;
-        monoio::spawn(ws_conn::serve(
-            core,
-            stream,
-            leftover,
-            ws_conn::Joined {
-                party: party_idx,
-                room: room.into(),
-                id: id.into(),
-            },
-            held,
-        ));
+        let core_id = core.id;
+        spawn_guarded(
+            core_id,
+            ws_conn::serve(
+                core,
+                stream,
+                leftover,
+                ws_conn::Joined {
+                    party: party_idx,
+                    room: room.into(),
+                    id: id.into(),
+                },
+                held,
+            ),
+        );
     }
 }
 

@@ -10,13 +10,15 @@
 
 use std::{
     cell::{Cell, RefCell},
-    future::poll_fn,
+    future::{poll_fn, Future},
+    panic::{self, AssertUnwindSafe},
+    pin::Pin,
     rc::Rc,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    task::{Poll, Waker},
+    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
 
@@ -49,6 +51,36 @@ impl CoreStats {
 
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Spawns a connection task whose panic (a bug, never expected) ends only that connection:
+/// unguarded, a panicking task would take down the core's whole event loop, and with it every
+/// room on the core. Party handlers have their own, finer guard (`party::Parties`).
+pub fn spawn_guarded(core: usize, fut: impl Future<Output = ()> + 'static) {
+    monoio::spawn(CatchUnwind { core, fut });
+}
+
+struct CatchUnwind<F> {
+    core: usize,
+    fut: F,
+}
+
+impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let core = self.core;
+        // SAFETY: `fut` is structurally pinned: it is never moved out of `self` nor accessed
+        // other than through this pinned projection, and `CatchUnwind` has no Drop impl.
+        let fut = unsafe { self.map_unchecked_mut(|s| &mut s.fut) };
+        match panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(poll) => poll,
+            Err(_) => {
+                tracing::error!(core, "a connection task panicked: connection dropped");
+                Poll::Ready(())
+            }
+        }
     }
 }
 
@@ -285,11 +317,11 @@ async fn accept_loop(core: Rc<Core>, listener: std::net::TcpListener) {
                     CoreStats::bump(&core.stats.refused_at_capacity);
                     // Refusals are capped too: past a small allowance the socket is just closed.
                     if core.refusing.get() < REFUSING_MAX {
-                        monoio::spawn(conn::refuse(core.clone(), stream));
+                        spawn_guarded(core.id, conn::refuse(core.clone(), stream));
                     }
                     continue;
                 }
-                monoio::spawn(conn::serve(core.clone(), stream, Vec::new()));
+                spawn_guarded(core.id, conn::serve(core.clone(), stream, Vec::new()));
             }
             Err(e) => {
                 tracing::warn!(core = core.id, error = %e, "accept failed; backing off {backoff:?}");
@@ -314,7 +346,7 @@ async fn inbox_loop(core: Rc<Core>, inbox: flume::Receiver<Inbound>) {
         let stream = std::net::TcpStream::from(h.fd);
         match monoio::net::TcpStream::from_std(stream) {
             Ok(stream) => {
-                monoio::spawn(conn::serve(core.clone(), stream, h.bytes));
+                spawn_guarded(core.id, conn::serve(core.clone(), stream, h.bytes));
             }
             Err(e) => {
                 tracing::warn!(core = core.id, from = h.from, error = %e, "cannot adopt a handed-off connection")
