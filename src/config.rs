@@ -51,8 +51,11 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Connections one core holds at most; a connection accepted beyond it is answered
     /// `503` (HTTP) or `101` + close `1013` (WebSocket upgrade) and closed. 0 (the default)
-    /// means: the process's open-file limit, less a reserve, divided among the cores, so the
-    /// server answers "try again later" instead of failing `accept` with EMFILE.
+    /// means no per-core cap. Whatever this is, the process as a whole also refuses
+    /// connections beyond its open-file limit less a reserve ([`process_connection_cap`]), so
+    /// a connection storm is answered "try again later" instead of failing `accept` with
+    /// EMFILE. (A per-core default would be wrong: one big room puts all its members on one
+    /// core.)
     pub max_connections_per_core: usize,
     /// Send a WebSocket ping after this long without hearing from the peer, and close the
     /// connection if another interval passes in silence (a dead peer). Off by default, like
@@ -113,8 +116,8 @@ impl Default for Config {
 /// few connections being refused at any moment.
 pub const FD_RESERVE: usize = 64;
 
-/// The per-core connection cap `max_connections_per_core = 0` stands for.
-pub fn auto_connections_per_core(threads: usize) -> usize {
+/// Connections the whole process accepts at most: the open-file limit less [`FD_RESERVE`].
+pub fn process_connection_cap() -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -125,5 +128,5 @@ pub fn auto_connections_per_core(threads: usize) -> usize {
     } else {
         1024
     };
-    (soft.saturating_sub(FD_RESERVE) / threads.max(1)).max(1)
+    soft.saturating_sub(FD_RESERVE).max(1)
 }

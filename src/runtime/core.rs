@@ -15,7 +15,7 @@ use std::{
     pin::Pin,
     rc::Rc,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     task::{Context, Poll, Waker},
@@ -113,7 +113,12 @@ pub struct Core {
     waiter: Cell<Option<Waker>>,
     /// Connections this core holds now (HTTP and WebSocket), against `conn_cap`.
     live: Cell<usize>,
+    /// `max_connections_per_core`, or unlimited.
     conn_cap: usize,
+    /// Connections the whole process holds, against `process_cap` (shared by every core;
+    /// touched once per connection, never per message).
+    process_live: Arc<AtomicUsize>,
+    process_cap: usize,
     /// Connections being refused right now (see `conn::refuse`).
     pub refusing: Cell<usize>,
 }
@@ -127,6 +132,7 @@ pub struct ConnGuard(Rc<Core>);
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.0.live.set(self.0.live.get() - 1);
+        self.0.process_live.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -152,10 +158,11 @@ impl Core {
         parties: &PartySet,
         inboxes: Inboxes,
         stats: Arc<CoreStats>,
+        process_live: Arc<AtomicUsize>,
     ) -> Self {
         let parties = parties.instantiate();
         let conn_cap = match config.max_connections_per_core {
-            0 => crate::config::auto_connections_per_core(config.threads),
+            0 => usize::MAX,
             n => n,
         };
         let rooms = RoomTable::new(parties.len(), config.history_limit);
@@ -175,6 +182,8 @@ impl Core {
             waiter: Cell::new(None),
             live: Cell::new(0),
             conn_cap,
+            process_live,
+            process_cap: crate::config::process_connection_cap(),
             refusing: Cell::new(0),
         }
     }
@@ -182,6 +191,7 @@ impl Core {
     /// Counts a connection as held by this core until the guard drops.
     pub fn conn_guard(self: &Rc<Self>) -> ConnGuard {
         self.live.set(self.live.get() + 1);
+        self.process_live.fetch_add(1, Ordering::Relaxed);
         ConnGuard(self.clone())
     }
 
@@ -248,18 +258,32 @@ impl Core {
     }
 }
 
+/// What every core gets a clone of at start.
+#[derive(Clone)]
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub parties: PartySet,
+    pub inboxes: Inboxes,
+    /// Connections held by the whole process (see `Core::process_live`).
+    pub process_live: Arc<AtomicUsize>,
+}
+
 /// Runs core `id` until it is shut down: builds the ring, accepts and adopts connections; on
 /// shutdown stops accepting, closes WebSockets with 1001, and waits (until the deadline) for
 /// in-flight requests and closing handshakes to finish.
 pub fn run(
     id: usize,
-    config: Arc<Config>,
-    parties: PartySet,
+    shared: Shared,
     listener: std::net::TcpListener,
     inbox: flume::Receiver<Inbound>,
-    inboxes: Inboxes,
     stats: Arc<CoreStats>,
 ) {
+    let Shared {
+        config,
+        parties,
+        inboxes,
+        process_live,
+    } = shared;
     let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .with_entries(4096)
         .enable_timer()
@@ -272,7 +296,14 @@ pub fn run(
         }
     };
     rt.block_on(async move {
-        let core = Rc::new(Core::new(id, config, &parties, inboxes, stats));
+        let core = Rc::new(Core::new(
+            id,
+            config,
+            &parties,
+            inboxes,
+            stats,
+            process_live,
+        ));
         monoio::spawn(inbox_loop(core.clone(), inbox));
         monoio::spawn(core.flusher.clone().run());
         monoio::select! {
@@ -313,7 +344,9 @@ async fn accept_loop(core: Rc<Core>, listener: std::net::TcpListener) {
                 backoff = Duration::from_millis(1);
                 CoreStats::bump(&core.stats.accepted);
                 let _ = stream.set_nodelay(true);
-                if core.live.get() >= core.conn_cap {
+                if core.live.get() >= core.conn_cap
+                    || core.process_live.load(Ordering::Relaxed) >= core.process_cap
+                {
                     CoreStats::bump(&core.stats.refused_at_capacity);
                     // Refusals are capped too: past a small allowance the socket is just closed.
                     if core.refusing.get() < REFUSING_MAX {

@@ -13,7 +13,7 @@ pub mod shard;
 use std::{
     io,
     net::SocketAddr,
-    sync::{mpsc, Arc},
+    sync::{atomic::AtomicUsize, mpsc, Arc},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -114,12 +114,18 @@ impl Builder {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let pin = config.pin_threads && config.threads <= cpus;
         let (done_tx, finished) = mpsc::channel();
+        let process_live = Arc::new(AtomicUsize::new(0));
         let mut stats = Vec::new();
         let mut threads = Vec::new();
         for (id, (listener, inbox)) in listeners.into_iter().zip(receivers).enumerate() {
             let core_stats = Arc::new(CoreStats::default());
             stats.push(core_stats.clone());
-            let (config, inboxes, parties) = (config.clone(), inboxes.clone(), parties.clone());
+            let shared = self::core::Shared {
+                config: config.clone(),
+                parties: parties.clone(),
+                inboxes: inboxes.clone(),
+                process_live: process_live.clone(),
+            };
             let done_tx = done_tx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("partyring-core-{id}"))
@@ -127,7 +133,7 @@ impl Builder {
                     if pin {
                         pin_to_cpu(id);
                     }
-                    self::core::run(id, config, parties, listener, inbox, inboxes, core_stats);
+                    self::core::run(id, shared, listener, inbox, core_stats);
                     let _ = done_tx.send(id);
                 })?;
             threads.push(thread);
