@@ -362,7 +362,8 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
                 issued = 0;
             }
             let rate = rates[rate_step] * share;
-            let due = ((now - rate_t0) as f64 * rate / 1e9) as u64;
+            // Publish i is due at rate_t0 + i / rate: at `now`, every i <= elapsed * rate is.
+            let due = ((now - rate_t0) as f64 * rate / 1e9) as u64 + 1;
             let mut budget = 100_000;
             while issued < due && budget > 0 {
                 // The intended send time, so a late send counts as latency (no coordinated
@@ -402,7 +403,8 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
         let wait = if open_loop {
             // Wake exactly when the next publish is due (timerfd), at the latest in 100 ms.
             let rate = rates[rate_step] * share;
-            let next_due = rate_t0 + ((issued + 1) as f64 * 1e9 / rate) as u64;
+            // The next publish not yet issued is number `issued`.
+            let next_due = rate_t0 + (issued as f64 * 1e9 / rate) as u64;
             net.set_timer(next_due.max(now + a.tick_us.clamp(1, 1_000_000) * 1_000));
             Duration::from_millis(100)
         } else {
