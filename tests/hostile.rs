@@ -67,7 +67,6 @@ fn stop(srv: TestServer) {
 
 // ---- frames ----
 
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 const TEXT: u8 = 0x1;
 const CLOSE: u8 = 0x8;
 const PONG: u8 = 0xA;
@@ -75,31 +74,6 @@ const PONG: u8 = 0xA;
 /// A masked client frame.
 fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     encode_client_frame(fin, opcode, payload, MASK)
-}
-
-/// A frame with first byte `b0` exactly as given (FIN, RSV, opcode), the shortest length form,
-/// masked or not.
-fn raw_frame(b0: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
-    let mask_bit = if masked { 0x80 } else { 0 };
-    let mut out = vec![b0];
-    match payload.len() {
-        n @ 0..=125 => out.push(mask_bit | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    if masked {
-        out.extend_from_slice(&MASK);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
 }
 
 /// A masked binary frame header announcing `len` bytes in the 64-bit form, without payload.

@@ -4,9 +4,7 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
     net::SocketAddr,
-    process::{Command, Stdio},
     rc::Rc,
     time::{Duration, Instant},
 };
@@ -86,23 +84,7 @@ fn a_panic_fails_only_its_request_or_connection() {
 
 #[test]
 fn sigterm_closes_websockets_finishes_requests_and_exits_zero() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_partyring"))
-        .args(["--port", "0", "--threads", "2", "--shutdown-timeout", "5"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .expect("address printed");
+    let (mut child, addr) = spawn_binary(&["--threads", "2", "--shutdown-timeout", "5"]);
 
     let mut sockets: Vec<Client> = (0..4)
         .map(|i| Client::ws_connect(addr, &format!("/parties/main/sd{i}")))

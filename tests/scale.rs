@@ -5,9 +5,9 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpStream},
-    process::{Child, Command, Stdio},
+    io::{Read, Write},
+    net::TcpStream,
+    process::Child,
     time::{Duration, Instant},
 };
 
@@ -53,26 +53,16 @@ fn raise_nofile() {
 #[test]
 fn ten_thousand_members_one_stuck_reader() {
     raise_nofile();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_partyring"))
-        .args(["--port", "0", "--threads", "2", "--max-outbound", "16384"])
-        .args(["--max-message-size", "8192"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
+    let (child, addr) = spawn_binary(&[
+        "--threads",
+        "2",
+        "--max-outbound",
+        "16384",
+        "--max-message-size",
+        "8192",
+    ]);
     let pid = child.id();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
     let _guard = ChildServer(child);
-    let addr: SocketAddr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
     let path = "/parties/main/ten-thousand";
 
     // Members join over plain blocking sockets; the upgrade answer is read and dropped.

@@ -11,9 +11,6 @@ use std::{net::SocketAddr, thread, time::Instant};
 use common::*;
 use partyring::ws::{encode_client_frame, OpCode};
 
-/// The masking key of every hand-made frame (not all zero, so unmasking is really exercised).
-const MASK: [u8; 4] = [0xa1, 0x5b, 0x03, 0xfe];
-
 const TEXT: u8 = 0x1;
 const BINARY: u8 = 0x2;
 const CLOSE: u8 = 0x8;
@@ -21,31 +18,6 @@ const PING: u8 = 0x9;
 const PONG: u8 = 0xA;
 
 // ---- hand-made frames ----
-
-/// A frame with first byte `b0` (FIN, RSV bits and opcode exactly as given), the shortest length
-/// form, and the payload masked with `MASK` if `masked`.
-fn raw_frame(b0: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
-    let mask_bit = if masked { 0x80 } else { 0 };
-    let mut out = vec![b0];
-    match payload.len() {
-        n @ 0..=125 => out.push(mask_bit | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    if masked {
-        out.extend_from_slice(&MASK);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
-}
 
 /// A masked client frame built by the crate's own client encoder.
 fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {

@@ -275,3 +275,57 @@ pub fn post_message(path: &str, msg: &str) -> String {
         body.len()
     )
 }
+
+/// The mask the helpers put on client frames.
+pub const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
+
+/// A frame with first byte `b0` (FIN, RSV bits and opcode exactly as given), the shortest length
+/// form, and the payload masked with [`MASK`] if `masked`: for frames the crate's own encoder
+/// would refuse to build (RSV bits, unknown opcodes, unmasked).
+pub fn raw_frame(b0: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
+    let mask_bit = if masked { 0x80 } else { 0 };
+    let mut out = vec![b0];
+    match payload.len() {
+        n @ 0..=125 => out.push(mask_bit | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        out.extend_from_slice(&MASK);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// Starts the `partyring` binary with `args` (plus `--port 0`); returns the child and the
+/// address it printed on stdout.
+pub fn spawn_binary(args: &[&str]) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_partyring"))
+        .args(["--port", "0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .expect("address printed");
+    (child, addr)
+}
