@@ -17,7 +17,10 @@
 //! - [`ws`]: sans-IO RFC 6455: handshake, frames, masking, the streaming decoder, close codes.
 //! - [`router`]: request target → party and room.
 //! - [`room`]: a room's state (members, history) and the per-core room table.
-//! - [`party`]: application behaviour (`main`: PartyKit's MessageServer; `echo`).
+//! - [`party`]: application behaviour (`main`: PartyKit's MessageServer; `echo`), the party
+//!   registry, and the panic guard around every party handler.
+//! - [`storage`]: per-core durable key-value storage (append-only log, group commit, replay,
+//!   compaction). Built and tested; not yet wired into rooms (the Party API issue does that).
 //!
 //! # Data path
 //!
