@@ -1,11 +1,11 @@
 //! One WebSocket connection on its room's owner core: the reader task (this file) and the
-//! writer task (`writer`).
+//! core's flusher (`writer`), which sends its queue.
 //!
 //! After the `101`, the connection is a member of its room ([`WsConn`] in the room's slab). The
 //! reader waits for readiness, reads into the core's shared buffer, and feeds the bytes to the
 //! connection's sans-IO [`ws::Decoder`], which keeps only partial frames; complete messages go to
 //! the party (`on_message`), pings are answered with pongs, and a close is echoed. Anything the
-//! connection sends goes through its [`Outbox`], drained by the writer task.
+//! connection sends goes through its [`Outbox`], drained by the core's flusher.
 //!
 //! Closing (RFC 6455 §7): when the peer closes, its code is echoed, the echo is flushed and the
 //! TCP connection is closed. When we close (protocol error, message too big, outbound queue over
@@ -123,7 +123,8 @@ pub async fn serve(
     drop(leftover);
     reader.read_until_closed(&stream, fd).await;
 
-    // Leave the room (by slot: another connection may have the same id), then stop the writer.
+    // Leave the room (by slot: another connection may have the same id), then release the
+    // socket from the outbox (the last holder closes it).
     {
         let mut rooms = core.rooms.borrow_mut();
         if let Some(room) = rooms.get_mut(joined.party, &joined.room) {
