@@ -18,7 +18,7 @@
 //! crash keeps all of it or none of it. The checksum covers the length too, so a torn or
 //! bit-flipped length cannot frame a "valid" record out of the wrong bytes (short of a 2^-32
 //! collision). Decoding never guesses: the first record that is short ([`Stop::Torn`]) or
-//! fails a check ([`Stop::Corrupt`]) ends the log, and [`Decoder::good_len`] says where the
+//! fails a check (a [`Stop`] other than reaching the end) ends the log, and [`Decoder::good_len`] says where the
 //! last good record ended so the opener can truncate there.
 //!
 //! This file does no IO and knows nothing of rooms' state; `index.rs` applies decoded ops,
