@@ -95,7 +95,7 @@ fn sigterm_closes_websockets_finishes_requests_and_exits_zero() {
     std::thread::sleep(Duration::from_millis(100));
 
     // SAFETY: kill only sends a signal to the child we spawned (its pid is live: not waited).
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
     for s in &mut sockets {
         assert_eq!(s.ws_close_code(), Some(1001));
     }
@@ -108,7 +108,7 @@ fn sigterm_closes_websockets_finishes_requests_and_exits_zero() {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "server did not exit");

@@ -7,7 +7,6 @@ mod common;
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    process::Child,
     time::{Duration, Instant},
 };
 
@@ -17,15 +16,6 @@ use partyring::ws::OpCode;
 const MEMBERS: usize = 10_000;
 const MESSAGES: usize = 60;
 const PAYLOAD: usize = 1024;
-
-struct ChildServer(Child);
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -61,8 +51,8 @@ fn ten_thousand_members_one_stuck_reader() {
         "--max-message-size",
         "8192",
     ]);
-    let pid = child.id();
-    let _guard = ChildServer(child);
+    let pid = child.0.id();
+    let _guard = child;
     let path = "/parties/main/ten-thousand";
 
     // Members join over plain blocking sockets; the upgrade answer is read and dropped.

@@ -305,9 +305,19 @@ pub fn raw_frame(b0: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A child server process, killed (if still running) when the test ends, even by a panic.
+pub struct ChildServer(pub std::process::Child);
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the `partyring` binary with `args` (plus `--port 0`); returns the child and the
 /// address it printed on stdout.
-pub fn spawn_binary(args: &[&str]) -> (std::process::Child, SocketAddr) {
+pub fn spawn_binary(args: &[&str]) -> (ChildServer, SocketAddr) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_partyring"))
         .args(["--port", "0"])
@@ -327,5 +337,5 @@ pub fn spawn_binary(args: &[&str]) -> (std::process::Child, SocketAddr) {
         .unwrap()
         .parse()
         .expect("address printed");
-    (child, addr)
+    (ChildServer(child), addr)
 }
