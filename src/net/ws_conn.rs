@@ -116,6 +116,7 @@ pub async fn serve(
         room: &joined.room,
         decoder: Decoder::new(core.config.max_message_bytes),
         peer_closed: false,
+        failed: false,
     };
     if !leftover.is_empty() {
         reader.feed(&mut leftover);
@@ -144,6 +145,8 @@ struct Reader<'a> {
     decoder: Decoder,
     /// The peer's close frame has arrived, or the connection failed: flush and close TCP.
     peer_closed: bool,
+    /// The connection failed (protocol error): the peer may still be sending.
+    failed: bool,
 }
 
 impl Reader<'_> {
@@ -159,6 +162,9 @@ impl Reader<'_> {
                 // Our echo (or our own earlier close) is queued: let it out, then close TCP.
                 let wait = self.core.config.close_timeout;
                 let _ = Box::pin(monoio::time::timeout(wait, outbox.drained())).await;
+                if self.failed {
+                    Box::pin(self.linger(stream, fd)).await;
+                }
                 return;
             }
             match outbox.state() {
@@ -215,6 +221,29 @@ impl Reader<'_> {
                     tracing::debug!(conn = %self.conn.id, error = %e, "websocket read failed");
                     return;
                 }
+            }
+        }
+    }
+
+    /// After failing the connection: our close frame is out and our side is half-closed. The
+    /// peer may still be sending (say, the rest of a message over the size limit); closing now,
+    /// with its bytes unread, would make the kernel answer with a reset that can destroy our
+    /// close frame before the peer reads it. So read and drop until the peer closes, at most
+    /// `close_timeout`.
+    async fn linger(&self, stream: &TcpStream, fd: RawFd) {
+        let deadline = Instant::now() + self.core.config.close_timeout;
+        loop {
+            let read = sock::recv(fd, &mut self.core.read_buf.borrow_mut());
+            match read {
+                Ok(0) => return,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match monoio::time::timeout(left, stream.readable(false)).await {
+                Ok(Ok(())) => {}
+                _ => return,
             }
         }
     }
@@ -281,6 +310,7 @@ impl Reader<'_> {
             // "Fail the WebSocket Connection" (RFC 6455 §7.1.7): send our close frame and close
             // TCP without waiting for the peer's; nothing after the error can be trusted.
             self.peer_closed = true;
+            self.failed = true;
         }
     }
 }
