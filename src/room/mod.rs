@@ -13,7 +13,7 @@ use std::{collections::VecDeque, rc::Rc};
 
 use slab::Slab;
 
-use crate::{net::writer::SendStatus, net::ws_conn::WsConn, ws};
+use crate::{net::ws_conn::WsConn, ws};
 
 pub use table::RoomTable;
 
@@ -85,11 +85,8 @@ impl Room {
             if Some(slot) == except {
                 continue;
             }
-            if conn.outbox.push(frame.clone()) == SendStatus::Backpressure {
-                tracing::warn!(room = %self.id, conn = %conn.id, queued = conn.outbox.queued_bytes(),
-                    "outbound queue over its bound: closing with 1008");
-                conn.close(ws::close::POLICY, "Outbound queue full", true);
-            }
+            // The connection applies the backpressure policy (close with 1008, logged).
+            conn.send_frame(frame.clone());
         }
     }
 
