@@ -4,7 +4,9 @@
 //! environment variables (see `main.rs`), tests build it with [`Config::test`]. Each field says
 //! its default and what changes when you move it. Limits are named here, never inlined.
 
-use std::{net::IpAddr, time::Duration};
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+pub use crate::storage::FsyncPolicy;
 
 /// Default port, the same as `partykit dev`, so PartySocket's `host: "127.0.0.1:1999"` works.
 pub const DEFAULT_PORT: u16 = 1999;
@@ -64,6 +66,49 @@ pub struct Config {
     /// Capacity of each core's handoff inbox: when full, the connection is answered 503.
     /// Default 4096.
     pub inbox_capacity: usize,
+
+    /// Whether rooms' storage (and the `main` party's history) is kept on disk under `data_dir`
+    /// and replayed at start. Default true, as `partykit dev` persists under `.partykit/`; false
+    /// keeps everything in memory (gone at exit).
+    pub persist: bool,
+    /// Where each core keeps its storage log (`core-<k>.log`). Default `./.partyring`.
+    /// The directory remembers how many cores wrote it: rooms are sharded by core count, so a
+    /// server with a different `threads` refuses to start on it.
+    pub data_dir: PathBuf,
+    /// When a storage write counts as durable (see [`FsyncPolicy`]). Default `Always`: a
+    /// write (and the `main` party's `OK`) resolves only after its batch was fsynced.
+    pub fsync: FsyncPolicy,
+    /// Cross-origin requests: off by default, as in PartyKit. When on, preflight `OPTIONS` is
+    /// answered and `Access-Control-Allow-Origin` is added to every non-WebSocket response.
+    pub cors: Cors,
+}
+
+/// Which origins may make cross-origin HTTP requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Cors {
+    /// No CORS headers at all (the default).
+    #[default]
+    Off,
+    /// Any origin (`Access-Control-Allow-Origin: *`).
+    Any,
+    /// Only these exact origins (e.g. `https://app.example.com`), echoed back with
+    /// `Vary: Origin`.
+    Origins(Vec<String>),
+}
+
+impl Cors {
+    /// The `Access-Control-Allow-Origin` value for a request from `origin`, if allowed.
+    pub fn allow_origin<'a>(&self, origin: Option<&'a str>) -> Option<&'a str> {
+        match self {
+            Cors::Off => None,
+            Cors::Any => Some("*"),
+            Cors::Origins(list) => origin.filter(|o| list.iter().any(|l| l == o)),
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        *self != Cors::Off
+    }
 }
 
 impl Config {
@@ -91,16 +136,21 @@ impl Config {
             max_connections_per_core: 0,
             ws_ping_interval: None,
             inbox_capacity: 4096,
+            persist: true,
+            data_dir: PathBuf::from(".partyring"),
+            fsync: FsyncPolicy::Always,
+            cors: Cors::Off,
         }
     }
 
     /// Defaults for an in-process test server: port 0, `threads` cores, not pinned (tests run in
-    /// parallel and must not fight over CPUs).
+    /// parallel and must not fight over CPUs), storage in memory.
     pub fn test(threads: usize) -> Self {
         Self {
             port: 0,
             threads,
             pin_threads: false,
+            persist: false,
             ..Self::new()
         }
     }

@@ -21,6 +21,7 @@
 //!   registry, and the panic guard around every party handler.
 //! - [`storage`]: per-core durable key-value storage (append-only log, group commit, replay,
 //!   compaction). Built and tested; not yet wired into rooms (the Party API issue does that).
+//! - [`demo`]: the chat page at `/` and its vendored partysocket bundle, embedded in the binary.
 //!
 //! # Data path
 //!
@@ -41,6 +42,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod net;
 pub mod party;

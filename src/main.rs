@@ -1,10 +1,13 @@
 //! The `partyring` binary: parses the command line and environment into a `Config`, sets up
 //! logging, and runs the server. Everything else lives in the library.
 
-use std::{net::IpAddr, process::ExitCode, time::Duration};
+use std::{net::IpAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use partyring::{config::DEFAULT_PORT, Config, Server};
+use partyring::{
+    config::{Cors, FsyncPolicy, DEFAULT_PORT},
+    Config, Server,
+};
 
 /// A PartyKit-compatible realtime room server (thread-per-core, io_uring).
 #[derive(Parser, Debug)]
@@ -47,6 +50,46 @@ struct Cli {
     /// Seconds a graceful shutdown (SIGINT/SIGTERM) waits for in-flight work.
     #[arg(long, env = "PARTYRING_SHUTDOWN_TIMEOUT", default_value_t = 10.0)]
     shutdown_timeout: f64,
+    /// Seconds a server-initiated WebSocket close waits for the peer's close frame.
+    #[arg(long, env = "PARTYRING_CLOSE_TIMEOUT", default_value_t = 5.0)]
+    close_timeout: f64,
+    /// Keep room storage (and the `main` party's history) on disk and replay it at start.
+    #[arg(long, env = "PARTYRING_PERSIST", default_value_t = true, action = clap::ArgAction::Set)]
+    persist: bool,
+    /// Directory for the storage logs (one per core).
+    #[arg(long, env = "PARTYRING_DATA_DIR", default_value = ".partyring")]
+    data_dir: PathBuf,
+    /// When a storage write is durable: `always` (fsync before answering), `every <ms>`, `never`.
+    #[arg(long, env = "PARTYRING_FSYNC", default_value = "always")]
+    fsync: FsyncPolicy,
+    /// Cross-origin requests: `off`, `*` (any origin), or a comma-separated list of origins.
+    #[arg(long, env = "PARTYRING_CORS", default_value = "off", value_parser = parse_cors)]
+    cors: Cors,
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive such as
+    /// `partyring=debug`). `RUST_LOG` is used when this is not given.
+    #[arg(long, env = "PARTYRING_LOG")]
+    log: Option<String>,
+}
+
+fn parse_cors(s: &str) -> Result<Cors, String> {
+    match s.trim() {
+        "" | "off" | "false" => Ok(Cors::Off),
+        "*" | "any" | "true" => Ok(Cors::Any),
+        list => {
+            let origins: Vec<String> = list
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect();
+            match origins
+                .iter()
+                .find(|o| !(o.starts_with("http://") || o.starts_with("https://")))
+            {
+                Some(bad) => Err(format!("{bad:?} is not an origin (scheme://host[:port])")),
+                None => Ok(Cors::Origins(origins)),
+            }
+        }
+    }
 }
 
 fn seconds(name: &str, s: f64) -> Result<Duration, String> {
@@ -56,12 +99,20 @@ fn seconds(name: &str, s: f64) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr; stdout carries only the "listening on" line, for scripts and tests.
+    let filter = match &cli.log {
+        Some(directive) => match tracing_subscriber::EnvFilter::try_new(directive) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: invalid value {directive:?} for '--log <LOG>': {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .init();
     let mut config = Config::new();
     config.host = cli.host;
@@ -74,19 +125,25 @@ fn main() -> ExitCode {
     config.max_body_bytes = cli.max_body_size;
     config.max_outbound_bytes = cli.max_outbound;
     config.max_connections_per_core = cli.max_connections_per_core;
+    config.persist = cli.persist;
+    config.data_dir = cli.data_dir;
+    config.fsync = cli.fsync;
+    config.cors = cli.cors;
     match (
         seconds("header-timeout", cli.header_timeout),
         seconds("idle-timeout", cli.idle_timeout),
         seconds("shutdown-timeout", cli.shutdown_timeout),
         seconds("ws-ping-interval", cli.ws_ping_interval),
+        seconds("close-timeout", cli.close_timeout),
     ) {
-        (Ok(h), Ok(i), Ok(s), Ok(p)) => {
+        (Ok(h), Ok(i), Ok(s), Ok(p), Ok(c)) => {
             config.header_timeout = h;
             config.idle_timeout = i;
             config.shutdown_timeout = s;
             config.ws_ping_interval = (!p.is_zero()).then_some(p);
+            config.close_timeout = c;
         }
-        (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), ..) | (.., Err(e), _) | (.., Err(e)) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }

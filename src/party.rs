@@ -1,51 +1,257 @@
-//! Parties: the application behaviour of rooms.
+//! Parties: the application behaviour of rooms — PartyKit's `Party.Server`, in Rust.
 //!
-//! A party is PartyKit's server class: it reacts to HTTP requests (`on_request`) and, for
-//! WebSocket connections, to connects, messages and closes. One instance per party per core
-//! serves every room of that party on that core, with the room's state passed in, so nothing
-//! here is shared between cores.
+//! A party reacts to a room's life: `on_start` (the room is loaded), `on_connect` /
+//! `on_message` / `on_close` / `on_error` (its WebSockets), `on_request` (HTTP), `on_alarm`
+//! (its one persisted timer). One instance per party per core serves every room of that party
+//! on that core, with the room passed in (`&mut Room`: its connections, storage, alarm and
+//! per-room `state`), so nothing here is shared between cores and nothing needs a lock.
+//!
+//! Two hooks run *before* the room is involved, on whichever core accepted the connection:
+//! `on_before_connect` (WebSocket upgrades) and `on_before_request` (everything else). They
+//! see the request head and either let it through, add or replace headers, or answer it
+//! themselves (say, 401), exactly like PartyKit's static `onBeforeConnect`/`onBeforeRequest`.
+//!
+//! Handlers are synchronous (they hold the room). Work that must wait — a storage write to be
+//! fsynced, a fetch to another party's room — is a future: `on_request` may return
+//! [`Reply::later`], and any handler may `monoio::spawn` a task that comes back to the room
+//! through a [`RoomRef`](crate::room::RoomRef).
+//!
+//! ```
+//! use partyring::party::{Connection, ConnectContext, Party, Reply, Request};
+//! use partyring::{http::Response, room::Room, ws::Message};
+//!
+//! /// Counts messages per room and tells everyone.
+//! struct Counter;
+//!
+//! impl Party for Counter {
+//!     fn on_connect(&self, room: &mut Room, conn: &Connection, _ctx: &ConnectContext<'_>) {
+//!         conn.send_text(&format!("welcome {}", conn.id()));
+//!     }
+//!
+//!     fn on_message(&self, room: &mut Room, _msg: Message<'_>, sender: &Connection) {
+//!         let n = room.state_mut::<u64>().map_or(1, |n| { *n += 1; *n });
+//!         if n == 1 {
+//!             room.set_state(1u64);
+//!         }
+//!         room.broadcast_text(&format!("{} sent message {n}", sender.id()), &[]);
+//!     }
+//!
+//!     fn on_request(&self, room: &mut Room, _req: &Request<'_>) -> Reply {
+//!         let n = room.state_ref::<u64>().copied().unwrap_or(0);
+//!         Response::text(200, n.to_string()).into()
+//!     }
+//! }
+//! ```
 //!
 //! Built in:
-//! - `main`: PartyKit's "Responding to HTTP requests" `MessageServer` — POST `{"message"}`
-//!   appends to the room's history and broadcasts it, GET answers the history as JSON;
+//! - `main`: PartyKit's "Responding to HTTP requests" `MessageServer`: POST `{"message"}`
+//!   appends to the room's history (durably: `OK` comes after the fsync) and broadcasts it, GET
+//!   answers the history as JSON;
 //! - `echo`: sends every WebSocket message back to its sender (conformance and benchmarks).
 
 use std::{
+    future::Future,
     panic::{self, AssertUnwindSafe},
+    pin::Pin,
     rc::Rc,
     sync::Arc,
 };
 
 use crate::{
     http::{response::TEXT_PLAIN, Method, Response},
-    net::ws_conn::WsConn,
     room::Room,
+    router,
     ws::{self, Message, OpCode},
 };
 
-/// What a party sees of an HTTP request.
-#[derive(Debug)]
+pub use crate::net::ws_conn::WsConn;
+
+/// A room member as parties see it: `id`, `uri`, `state`, tags, `send`, `close`.
+pub type Connection = Rc<WsConn>;
+
+/// Tags one connection may carry at most (PartyKit: 9, plus the id).
+pub const MAX_TAGS: usize = 9;
+/// Longest tag, in bytes (PartyKit's limit).
+pub const MAX_TAG_BYTES: usize = 256;
+
+/// What a party sees of an HTTP request (or of a WebSocket upgrade request).
+#[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
     pub method: Method,
-    /// The full request target (path and query) as sent.
+    /// The request target (path and query) as sent, e.g. `/parties/main/r1?x=1`.
     pub target: &'a str,
-    /// The decoded body (empty if none).
+    /// The decoded body (empty if none; hooks see an empty body, it has not arrived yet).
     pub body: &'a [u8],
+    headers: Headers<'a>,
 }
 
-/// Application behaviour for the rooms of one party. Methods run on the room's owner core.
-pub trait Party {
-    /// Answers an HTTP request to one of this party's rooms.
-    fn on_request(&self, room: &mut Room, req: &Request<'_>) -> Response;
+#[derive(Clone, Copy, Debug)]
+enum Headers<'a> {
+    /// A raw request head, parsed again only when a header is asked for (most handlers never
+    /// look, and the hot paths should not pay for a header list).
+    Raw(&'a [u8]),
+    List(&'a [(String, String)]),
+}
 
-    /// A WebSocket joined the room (it is already in `room.conns`).
-    fn on_connect(&self, _room: &mut Room, _conn: &Rc<WsConn>) {}
+impl<'a> Request<'a> {
+    /// A request built by code (tests, party-to-party fetches).
+    pub fn new(
+        method: Method,
+        target: &'a str,
+        headers: &'a [(String, String)],
+        body: &'a [u8],
+    ) -> Self {
+        Request {
+            method,
+            target,
+            body,
+            headers: Headers::List(headers),
+        }
+    }
+
+    /// A request whose headers are read from its raw head bytes on demand.
+    pub(crate) fn from_head(
+        method: Method,
+        target: &'a str,
+        head: &'a [u8],
+        body: &'a [u8],
+    ) -> Self {
+        Request {
+            method,
+            target,
+            body,
+            headers: Headers::Raw(head),
+        }
+    }
+
+    /// Every header field in order, names as sent.
+    pub fn headers(&self) -> Vec<(&'a str, &'a str)> {
+        match self.headers {
+            Headers::Raw(head) => crate::http::parse::header_fields(head),
+            Headers::List(list) => list.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        }
+    }
+
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers()
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The path without the query.
+    pub fn path(&self) -> &'a str {
+        self.target.split_once('?').map_or(self.target, |(p, _)| p)
+    }
+
+    /// The query string without its `?` (empty if none).
+    pub fn query(&self) -> &'a str {
+        self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+
+    /// Query parameter `name`, form-decoded; the first occurrence wins.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        router::query_param(self.query(), name)
+    }
+}
+
+/// An HTTP answer, now or once a future resolves (a storage write, a fetch to another room).
+pub enum Reply {
+    Now(Response),
+    Later(Pin<Box<dyn Future<Output = Response>>>),
+}
+
+impl Reply {
+    /// Answers with what `fut` resolves to. The connection waits for it (later pipelined
+    /// requests are answered after it, in order).
+    pub fn later(fut: impl Future<Output = Response> + 'static) -> Self {
+        Reply::Later(Box::pin(fut))
+    }
+}
+
+impl From<Response> for Reply {
+    fn from(r: Response) -> Self {
+        Reply::Now(r)
+    }
+}
+
+/// What an `on_before_*` hook decides.
+#[derive(Debug)]
+pub enum Before {
+    /// Let the request through as it is.
+    Continue,
+    /// Let it through with these headers set (replacing any of the same name, else added);
+    /// the room sees the rewritten request (`ctx.request` in `on_connect`, `req` in
+    /// `on_request`).
+    SetHeaders(Vec<(String, String)>),
+    /// Answer with this response instead; the room never sees the request.
+    Respond(Response),
+}
+
+impl Before {
+    /// `Respond` with 401 and `reason` as the text body (what PartyKit answers when a hook
+    /// throws).
+    pub fn unauthorized(reason: impl Into<String>) -> Self {
+        Before::Respond(Response::text(401, reason))
+    }
+}
+
+/// What `on_connect` and `connection_tags` get besides the connection.
+#[derive(Debug)]
+pub struct ConnectContext<'a> {
+    /// The upgrade request, with any headers an `on_before_connect` hook set.
+    pub request: Request<'a>,
+}
+
+/// Application behaviour for the rooms of one party. Every method has a default that does
+/// nothing (or, for `on_request`, answers 404); room methods run on the room's owner core.
+pub trait Party {
+    /// Runs on the accepting core for a WebSocket upgrade to one of this party's rooms, before
+    /// the room is involved (and before the connection moves to the room's core).
+    fn on_before_connect(&self, _req: &Request<'_>) -> Before {
+        Before::Continue
+    }
+
+    /// As `on_before_connect`, for every other HTTP request to one of this party's rooms. The
+    /// body has not been read yet (`req.body` is empty). Party-to-party fetches skip it.
+    fn on_before_request(&self, _req: &Request<'_>) -> Before {
+        Before::Continue
+    }
+
+    /// The room was loaded: before its first connect, request or alarm, and again if it was
+    /// dropped from memory (no connections and no `state`) and comes back.
+    fn on_start(&self, _room: &mut Room) {}
+
+    /// Tags for a new connection, for [`Room::get_connections`]: at most [`MAX_TAGS`], each
+    /// non-empty and at most [`MAX_TAG_BYTES`]; breaking that closes the connection with 1011.
+    fn connection_tags(&self, _conn: &Connection, _ctx: &ConnectContext<'_>) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// A WebSocket joined the room (it is already among the room's connections).
+    fn on_connect(&self, _room: &mut Room, _conn: &Connection, _ctx: &ConnectContext<'_>) {}
 
     /// A complete text or binary message arrived from `sender`.
-    fn on_message(&self, _room: &mut Room, _msg: Message<'_>, _sender: &Rc<WsConn>) {}
+    fn on_message(&self, _room: &mut Room, _msg: Message<'_>, _sender: &Connection) {}
 
-    /// A WebSocket left the room (it is no longer in `room.conns`).
-    fn on_close(&self, _room: &mut Room, _conn: &Rc<WsConn>) {}
+    /// A WebSocket left the room (it is no longer among its connections). `code` is the
+    /// peer's close code, the server's if the server closed first, or 1006 if the connection
+    /// ended without a close frame.
+    fn on_close(&self, _room: &mut Room, _conn: &Connection, _code: u16, _reason: &str) {}
+
+    /// The connection failed: a protocol violation by the peer (it is closed with the matching
+    /// code) or a socket error. `on_close` follows.
+    fn on_error(&self, _room: &mut Room, _conn: &Connection, _error: &str) {}
+
+    /// Answers an HTTP request to one of the party's rooms.
+    fn on_request(&self, _room: &mut Room, _req: &Request<'_>) -> Reply {
+        Response::text(404, "No onRequest handler").into()
+    }
+
+    /// The room's alarm ([`Room::set_alarm`]) went off. It is cleared before this runs, so
+    /// setting a new one here re-arms it.
+    fn on_alarm(&self, _room: &mut Room) {}
 }
 
 /// Makes one instance of a party; called once per core (a party instance is core-local and
@@ -87,7 +293,7 @@ impl PartySet {
             list: self
                 .entries
                 .iter()
-                .map(|(name, make)| (name.clone(), make()))
+                .map(|(name, make)| (Rc::from(&**name), make()))
                 .collect(),
         }
     }
@@ -97,7 +303,7 @@ impl PartySet {
 /// fails only the request (500) or the connection (close 1011) that caused it, is logged, and
 /// leaves the room, its other members and every other room working.
 pub struct Parties {
-    list: Vec<(Box<str>, Box<dyn Party>)>,
+    list: Vec<(Rc<str>, Box<dyn Party>)>,
 }
 
 impl Parties {
@@ -114,7 +320,7 @@ impl Parties {
         self.list.iter().position(|(n, _)| &**n == name)
     }
 
-    pub fn name(&self, idx: usize) -> &str {
+    pub fn name(&self, idx: usize) -> &Rc<str> {
         &self.list[idx].0
     }
 
@@ -134,39 +340,104 @@ impl Parties {
         }
     }
 
-    /// `on_request`, or 500 if it panics.
-    pub fn request(&self, idx: usize, room: &mut Room, req: &Request<'_>) -> Response {
-        self.guarded(idx, "on_request", |p| p.on_request(room, req))
-            .unwrap_or_else(|| Response::text(500, "Internal server error"))
+    /// `on_before_connect` (`upgrade`) or `on_before_request`; a panic answers 500.
+    pub fn before(&self, idx: usize, upgrade: bool, req: &Request<'_>) -> Before {
+        let (what, r) = if upgrade {
+            (
+                "on_before_connect",
+                self.guarded(idx, "on_before_connect", |p| p.on_before_connect(req)),
+            )
+        } else {
+            (
+                "on_before_request",
+                self.guarded(idx, "on_before_request", |p| p.on_before_request(req)),
+            )
+        };
+        r.unwrap_or_else(|| {
+            Before::Respond(Response::text(
+                500,
+                format!("Internal server error in {what}"),
+            ))
+        })
     }
 
-    /// `on_connect`; a panic closes the connection with 1011.
-    pub fn connect(&self, idx: usize, room: &mut Room, conn: &Rc<WsConn>) {
+    /// `on_start`; a panic is logged (the room is used anyway, as PartyKit retries nothing).
+    pub fn start(&self, idx: usize, room: &mut Room) {
+        self.guarded(idx, "on_start", |p| p.on_start(room));
+    }
+
+    /// `on_request`, or 500 if it panics.
+    pub fn request(&self, idx: usize, room: &mut Room, req: &Request<'_>) -> Reply {
+        self.guarded(idx, "on_request", |p| p.on_request(room, req))
+            .unwrap_or_else(|| Response::text(500, "Internal server error").into())
+    }
+
+    /// `connection_tags` (checked) then `on_connect`; a panic or bad tags close the connection
+    /// with 1011.
+    pub fn connect(
+        &self,
+        idx: usize,
+        room: &mut Room,
+        conn: &Connection,
+        ctx: &ConnectContext<'_>,
+    ) {
+        let Some(tags) = self.guarded(idx, "connection_tags", |p| p.connection_tags(conn, ctx))
+        else {
+            conn.close_with(ws::close::INTERNAL, "Internal server error", false);
+            return;
+        };
+        if let Err(reason) = check_tags(&tags) {
+            tracing::warn!(party = %self.list[idx].0, conn = %conn.id, reason, "connection_tags broke the limits: closing with 1011");
+            conn.close_with(ws::close::INTERNAL, reason, false);
+            return;
+        }
+        conn.set_tags(tags);
         if self
-            .guarded(idx, "on_connect", |p| p.on_connect(room, conn))
+            .guarded(idx, "on_connect", |p| p.on_connect(room, conn, ctx))
             .is_none()
         {
-            conn.close(ws::close::INTERNAL, "Internal server error", false);
+            conn.close_with(ws::close::INTERNAL, "Internal server error", false);
         }
     }
 
     /// `on_message`; a panic closes the sender with 1011.
-    pub fn message(&self, idx: usize, room: &mut Room, msg: Message<'_>, sender: &Rc<WsConn>) {
+    pub fn message(&self, idx: usize, room: &mut Room, msg: Message<'_>, sender: &Connection) {
         if self
             .guarded(idx, "on_message", |p| p.on_message(room, msg, sender))
             .is_none()
         {
-            sender.close(ws::close::INTERNAL, "Internal server error", false);
+            sender.close_with(ws::close::INTERNAL, "Internal server error", false);
         }
     }
 
     /// `on_close`; a panic is logged.
-    pub fn close(&self, idx: usize, room: &mut Room, conn: &Rc<WsConn>) {
-        self.guarded(idx, "on_close", |p| p.on_close(room, conn));
+    pub fn close(&self, idx: usize, room: &mut Room, conn: &Connection, code: u16, reason: &str) {
+        self.guarded(idx, "on_close", |p| p.on_close(room, conn, code, reason));
+    }
+
+    /// `on_error`; a panic is logged.
+    pub fn error(&self, idx: usize, room: &mut Room, conn: &Connection, error: &str) {
+        self.guarded(idx, "on_error", |p| p.on_error(room, conn, error));
+    }
+
+    /// `on_alarm`; a panic is logged.
+    pub fn alarm(&self, idx: usize, room: &mut Room) {
+        self.guarded(idx, "on_alarm", |p| p.on_alarm(room));
     }
 }
 
-/// PartyKit's `MessageServer` (../shared/PARTYKIT.md §4).
+fn check_tags(tags: &[String]) -> Result<(), &'static str> {
+    if tags.len() > MAX_TAGS {
+        return Err("Too many connection tags (at most 9)");
+    }
+    if tags.iter().any(|t| t.is_empty() || t.len() > MAX_TAG_BYTES) {
+        return Err("Connection tags must be 1 to 256 bytes");
+    }
+    Ok(())
+}
+
+/// PartyKit's `MessageServer` (../shared/PARTYKIT.md §4), with its history in room storage:
+/// it is replayed on start and a POST is answered `OK` only once its message is durable.
 pub struct MainParty;
 
 #[derive(serde::Deserialize)]
@@ -175,27 +446,40 @@ struct PostBody {
 }
 
 impl Party for MainParty {
-    fn on_request(&self, room: &mut Room, req: &Request<'_>) -> Response {
+    fn on_start(&self, room: &mut Room) {
+        room.load_history();
+    }
+
+    fn on_request(&self, room: &mut Room, req: &Request<'_>) -> Reply {
         match req.method {
-            Method::Get => Response::json(200, room.history_json().to_vec()),
+            Method::Get => Response::json(200, room.history_json().to_vec()).into(),
             Method::Post => match serde_json::from_slice::<PostBody>(req.body) {
                 Ok(post) => {
-                    room.broadcast_text(&post.message);
-                    room.push_history(post.message);
-                    Response::text(200, "OK")
+                    room.broadcast_text(&post.message, &[]);
+                    let durable = room.append_history(post.message);
+                    Reply::later(async move {
+                        match durable.await {
+                            Ok(()) => Response::text(200, "OK"),
+                            Err(e) => {
+                                tracing::error!(error = %e, "history write failed");
+                                Response::text(500, format!("Storage failed: {e}"))
+                            }
+                        }
+                    })
                 }
                 Err(e) => Response::text(
                     400,
                     format!("Body must be JSON {{\"message\": \"<string>\"}}: {e}"),
-                ),
+                )
+                .into(),
             },
-            _ => method_not_allowed("GET, POST"),
+            _ => method_not_allowed("GET, POST").into(),
         }
     }
 
     /// Text is stored and broadcast to the others (PartyKit's starter template excludes the
     /// sender); binary is broadcast as binary and not stored.
-    fn on_message(&self, room: &mut Room, msg: Message<'_>, sender: &Rc<WsConn>) {
+    fn on_message(&self, room: &mut Room, msg: Message<'_>, sender: &Connection) {
         let (opcode, payload) = match msg {
             Message::Text(text) => (OpCode::Text, text.as_bytes()),
             Message::Binary(bytes) => (OpCode::Binary, bytes),
@@ -206,7 +490,8 @@ impl Party for MainParty {
             room.broadcast_frame(&frame, Some(sender.slot.get()));
         }
         if let Message::Text(text) = msg {
-            room.push_history(text.to_owned());
+            // Durable in the background: a WebSocket message has no answer to hold back.
+            drop(room.append_history(text.to_owned()));
         }
     }
 }
@@ -215,14 +500,14 @@ impl Party for MainParty {
 pub struct EchoParty;
 
 impl Party for EchoParty {
-    fn on_request(&self, _room: &mut Room, req: &Request<'_>) -> Response {
+    fn on_request(&self, _room: &mut Room, req: &Request<'_>) -> Reply {
         match req.method {
-            Method::Get => Response::text(200, "echo: connect with a WebSocket"),
-            _ => method_not_allowed("GET"),
+            Method::Get => Response::text(200, "echo: connect with a WebSocket").into(),
+            _ => method_not_allowed("GET").into(),
         }
     }
 
-    fn on_message(&self, _room: &mut Room, msg: Message<'_>, sender: &Rc<WsConn>) {
+    fn on_message(&self, _room: &mut Room, msg: Message<'_>, sender: &Connection) {
         match msg {
             Message::Text(text) => sender.send(OpCode::Text, text.as_bytes()),
             Message::Binary(bytes) => sender.send(OpCode::Binary, bytes),
@@ -231,7 +516,8 @@ impl Party for EchoParty {
     }
 }
 
-fn method_not_allowed(allow: &'static str) -> Response {
+/// 405 `Method not allowed` with the `Allow` header.
+pub fn method_not_allowed(allow: &'static str) -> Response {
     Response {
         status: 405,
         content_type: TEXT_PLAIN,

@@ -52,7 +52,7 @@ fn unknown_routes_methods_and_bad_bodies() {
             404,
             "Party nope not found",
         ),
-        ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", 404, "Not found"),
+        ("GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n", 404, "Not found"),
         (
             "GET /parties/main HTTP/1.1\r\nHost: a\r\n\r\n",
             404,

@@ -13,7 +13,7 @@ use common::*;
 use partyring::{
     http::Response,
     net::ws_conn::WsConn,
-    party::{Party, Request},
+    party::{Party, Reply, Request},
     room::Room,
     ws::{Message, OpCode},
     Config, Server,
@@ -23,11 +23,11 @@ use partyring::{
 struct Panicky;
 
 impl Party for Panicky {
-    fn on_request(&self, _room: &mut Room, req: &Request<'_>) -> Response {
+    fn on_request(&self, _room: &mut Room, req: &Request<'_>) -> Reply {
         if req.body == b"panic" {
             panic!("asked to panic in on_request");
         }
-        Response::text(200, "fine")
+        Response::text(200, "fine").into()
     }
 
     fn on_message(&self, room: &mut Room, msg: Message<'_>, sender: &Rc<WsConn>) {
@@ -35,7 +35,7 @@ impl Party for Panicky {
             if text == "panic" {
                 panic!("asked to panic in on_message");
             }
-            room.broadcast_text(text);
+            room.broadcast_text(text, &[]);
         }
         let _ = sender;
     }

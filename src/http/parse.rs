@@ -85,6 +85,66 @@ pub struct Head {
     pub ws_version: Option<Range<usize>>,
 }
 
+/// Every header field of a complete request head, in order (fields whose value is not UTF-8
+/// are left out). For handlers that ask for headers; the hot path never calls it.
+pub fn header_fields(head: &[u8]) -> Vec<(&str, &str)> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut storage);
+    if req.parse(head).is_err() {
+        return Vec::new();
+    }
+    req.headers
+        .iter()
+        .filter_map(|h| Some((h.name, std::str::from_utf8(h.value).ok()?.trim())))
+        .collect()
+}
+
+/// The value of the first header `name` (case-insensitive) in a complete head.
+pub fn header_value<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
+    header_fields(head)
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// A complete head (up to and including its blank line) rewritten with the fields in `set`
+/// replacing any of the same name (case-insensitive) or added at the end. `None` if the head
+/// does not parse or a new name or value could break the framing (CR, LF, or an empty name).
+pub fn rewrite_head(head: &[u8], set: &[(String, String)]) -> Option<Vec<u8>> {
+    if set.iter().any(|(k, v)| {
+        k.is_empty()
+            || k.bytes().any(|b| !b.is_ascii_graphic() || b == b':')
+            || v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+    }) {
+        return None;
+    }
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut storage);
+    let httparse::Status::Complete(_) = req.parse(head).ok()? else {
+        return None;
+    };
+    let line_end = head.windows(2).position(|w| w == b"\r\n")?;
+    let mut out = Vec::with_capacity(head.len() + 64);
+    out.extend_from_slice(&head[..line_end + 2]);
+    for h in req.headers.iter() {
+        if set.iter().any(|(k, _)| k.eq_ignore_ascii_case(h.name)) {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    for (k, v) in set {
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Some(out)
+}
+
 /// Finds the end of a request head (the blank line) in `buf`, scanning from `from` (the length
 /// already scanned by an earlier call, so each byte is looked at about once). Bare-LF line ends
 /// count too, so that httparse, not a timeout, answers them.
@@ -260,6 +320,42 @@ fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_are_read_and_rewritten() {
+        let head =
+            b"GET /parties/main/r?x=1 HTTP/1.1\r\nHost: h\r\nX-Token: abc\r\nx-token: dup\r\n\r\n";
+        assert_eq!(
+            header_fields(head),
+            [("Host", "h"), ("X-Token", "abc"), ("x-token", "dup")]
+        );
+        assert_eq!(header_value(head, "x-TOKEN"), Some("abc"));
+        assert_eq!(header_value(head, "missing"), None);
+        let set = vec![
+            ("X-Token".to_owned(), "new".to_owned()),
+            ("X-User".to_owned(), "ann".to_owned()),
+        ];
+        let out = rewrite_head(head, &set).unwrap();
+        assert_eq!(
+            out,
+            b"GET /parties/main/r?x=1 HTTP/1.1\r\nHost: h\r\nX-Token: new\r\nX-User: ann\r\n\r\n"
+        );
+        let limits = Limits {
+            max_head_bytes: 1 << 14,
+            max_headers: 100,
+            max_target_bytes: 1 << 13,
+        };
+        assert_eq!(parse_head(&out, &limits).unwrap().unwrap().len, out.len());
+        for bad in [
+            ("X-A", "a\r\nX-B: b"),
+            ("", "v"),
+            ("X A", "v"),
+            ("X:A", "v"),
+        ] {
+            let set = vec![(bad.0.to_owned(), bad.1.to_owned())];
+            assert!(rewrite_head(head, &set).is_none(), "{bad:?}");
+        }
+    }
 
     const LIMITS: Limits = Limits {
         max_head_bytes: 16 * 1024,

@@ -25,12 +25,15 @@ use std::{
 use monoio::net::TcpStream;
 
 use crate::{
+    config::Cors,
     http::{
-        self, parse::head_end, parse::Framing, response::write_response, BodyDecoder, Head,
-        HttpError, Limits, Method, Response,
+        self,
+        parse::{head_end, header_value, rewrite_head, Framing},
+        response::write_response,
+        BodyDecoder, Head, HttpError, Limits, Method, Response,
     },
     net::{sock, ws_conn},
-    party::Request,
+    party::{Before, Reply, Request},
     router::{self, Route},
     runtime::{
         core::{spawn_guarded, BusyGuard, ConnGuard, Core, CoreStats},
@@ -47,8 +50,9 @@ const KEEP_BUF_CAPACITY: usize = 64 * 1024;
 /// How long an erroring connection is drained after its error response.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// Serves a connection from its first byte, or from the bytes another core already read.
-pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>) {
+/// Serves a connection from its first byte, or from the bytes another core already read
+/// (`hooked`: the first request in them already passed its party's `on_before_*` hook).
+pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>, hooked: bool) {
     let fd = stream.as_raw_fd();
     let mut conn = HttpConn {
         held: core.conn_guard(),
@@ -64,11 +68,13 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>) {
         pending: None,
         req_started: None,
         busy: None,
+        hooked,
+        waiting: None,
     };
     match conn.run().await {
         Exit::Close => {}
         Exit::Linger => conn.linger().await,
-        Exit::Handoff(owner) => conn.handoff(owner),
+        Exit::Handoff { owner, hooked } => conn.handoff(owner, hooked),
         Exit::Upgrade { head, head_at } => conn.upgrade(head, head_at).await,
     }
 }
@@ -79,15 +85,31 @@ enum Exit {
     Close,
     /// An error response was sent; drain the socket briefly before closing.
     Linger,
-    /// The request at `pos` is for a room on this core.
-    Handoff(usize),
+    /// The request at `pos` is for a room on core `owner`; `hooked`: it passed its hook here.
+    Handoff { owner: usize, hooked: bool },
     /// A valid WebSocket upgrade for a room on this core; `head` indexes `buf[head_at..]`.
     Upgrade { head: Head, head_at: usize },
 }
 
 enum Step {
     NeedMore,
+    /// A party answered with a future (`HttpConn::waiting`): await it, then go on.
+    Await,
     Exit(Exit),
+}
+
+/// A response that is still being computed (a storage write, a party fetch).
+struct Waiting {
+    fut: std::pin::Pin<Box<dyn std::future::Future<Output = Response>>>,
+    cors: Option<CorsHeaders>,
+    head_only: bool,
+    close: bool,
+}
+
+/// CORS response headers for one request.
+struct CorsHeaders {
+    allow_origin: String,
+    vary: bool,
 }
 
 /// A request whose body is still arriving.
@@ -121,6 +143,10 @@ struct HttpConn {
     req_started: Option<Instant>,
     /// Held while a request is in progress, so a shutdown waits for its answer.
     busy: Option<BusyGuard>,
+    /// The next request dispatched already passed its hook (on the core that handed it here).
+    hooked: bool,
+    /// The answer being awaited (requests after it wait their turn).
+    waiting: Option<Waiting>,
 }
 
 impl HttpConn {
@@ -137,6 +163,27 @@ impl HttpConn {
         loop {
             let exit = match self.process() {
                 Ok(Step::NeedMore) => None,
+                Ok(Step::Await) => {
+                    if !self.out.is_empty() && self.flush().await.is_err() {
+                        return Exit::Close;
+                    }
+                    let w = self.waiting.take().expect("Step::Await sets it");
+                    // A party future that never resolves must not hold the connection forever.
+                    let wait = self.core.config.idle_timeout;
+                    let resp = match monoio::time::timeout(wait, w.fut).await {
+                        Ok(resp) => resp,
+                        Err(_) => {
+                            tracing::warn!(core = self.core.id, "deferred reply timed out: 504");
+                            Response::text(504, "Gateway timeout: the room did not answer")
+                        }
+                    };
+                    self.write(resp, w.cors, w.head_only, w.close);
+                    if w.close {
+                        let _ = self.flush().await;
+                        return Exit::Close;
+                    }
+                    continue;
+                }
                 Ok(Step::Exit(exit)) => Some(exit),
                 Err(e) => {
                     tracing::info!(core = self.core.id, error = %e, "bad request");
@@ -193,6 +240,9 @@ impl HttpConn {
                 if let Some(exit) = self.respond(&p.head, p.head_at) {
                     return Ok(Step::Exit(exit));
                 }
+                if self.waiting.is_some() {
+                    return Ok(Step::Await);
+                }
                 continue;
             }
             let avail = &self.buf[self.pos..];
@@ -240,21 +290,49 @@ impl HttpConn {
             if let Some(exit) = self.dispatch_head(head, head_at)? {
                 return Ok(Step::Exit(exit));
             }
+            if self.waiting.is_some() {
+                return Ok(Step::Await);
+            }
         }
     }
 
-    /// Decides what to do with a complete head: hand off, upgrade, or read its body.
-    fn dispatch_head(&mut self, head: Head, head_at: usize) -> Result<Option<Exit>, HttpError> {
-        let target = self.target(&head, head_at)?;
-        if let Route::Room { party, room, .. } = router::route(target) {
-            if self.core.party_index(party).is_some() {
-                let owner = shard::owner(party, room, self.core.cores());
-                if owner != self.core.id {
-                    return Ok(Some(Exit::Handoff(owner)));
+    /// Decides what to do with a complete head: answer a CORS preflight, run the party's
+    /// `on_before_*` hook, hand off, upgrade, or read its body.
+    fn dispatch_head(&mut self, mut head: Head, head_at: usize) -> Result<Option<Exit>, HttpError> {
+        if head.method == Method::Options && self.core.config.cors.is_on() {
+            if let Some(resp) = self.preflight(&head, head_at) {
+                return Ok(self.answer_now(&head, head_at, resp, None));
+            }
+        }
+        let (party_idx, owner) = {
+            let target = self.target(&head, head_at)?;
+            match router::route(target) {
+                Route::Room { party, room, .. } => match self.core.party_index(party) {
+                    Some(idx) => (Some(idx), shard::owner(party, room, self.core.cores())),
+                    None => (None, self.core.id),
+                },
+                Route::NotFound => (None, self.core.id),
+            }
+        };
+        if let Some(idx) = party_idx {
+            if !std::mem::take(&mut self.hooked) {
+                match self.run_hook(idx, &head, head_at)? {
+                    Ok(Some(new_head)) => head = new_head,
+                    Ok(None) => {}
+                    Err(resp) => {
+                        let cors = self.cors_headers(&head, head_at);
+                        return Ok(self.answer_now(&head, head_at, resp, cors));
+                    }
                 }
-                if head.upgrade_websocket {
-                    return Ok(Some(self.check_upgrade(head, head_at)));
-                }
+            }
+            if owner != self.core.id {
+                return Ok(Some(Exit::Handoff {
+                    owner,
+                    hooked: true,
+                }));
+            }
+            if head.upgrade_websocket {
+                return Ok(Some(self.check_upgrade(head, head_at)));
             }
         }
         match head.framing {
@@ -281,6 +359,124 @@ impl HttpConn {
             decoder,
         });
         Ok(None)
+    }
+
+    /// Runs the party's `on_before_connect` (upgrades) or `on_before_request` hook on the
+    /// request at `head_at`. `Ok(Some(head))`: it set headers, and the request in the buffer
+    /// was rewritten (this is its new head); `Ok(None)`: unchanged; `Err(resp)`: answer this.
+    fn run_hook(
+        &mut self,
+        idx: usize,
+        head: &Head,
+        head_at: usize,
+    ) -> Result<Result<Option<Head>, Response>, HttpError> {
+        let head_range = head_at..head_at + head.len;
+        let decision = {
+            let target = self.target(head, head_at)?;
+            let req = Request::from_head(head.method, target, &self.buf[head_range.clone()], &[]);
+            self.core.parties.before(idx, head.upgrade_websocket, &req)
+        };
+        let set = match decision {
+            Before::Continue => return Ok(Ok(None)),
+            Before::Respond(resp) => return Ok(Err(resp)),
+            Before::SetHeaders(set) => set,
+        };
+        let Some(new) = rewrite_head(&self.buf[head_range.clone()], &set) else {
+            tracing::error!(core = self.core.id, party = %self.core.parties.name(idx), "hook set a header that is not valid HTTP: 500");
+            return Ok(Err(Response::text(
+                500,
+                "Internal server error: a hook set an invalid header",
+            )));
+        };
+        self.buf.splice(head_range, new);
+        let limits = self.limits();
+        match http::parse_head(&self.buf[head_at..], &limits)? {
+            Some(new_head) => Ok(Ok(Some(new_head))),
+            None => Err(HttpError::Malformed("rewritten request head is incomplete")),
+        }
+    }
+
+    /// Answers the request at `head_at` with `resp` without running it (a hook's or the
+    /// preflight's answer). A request with a body is answered and the connection closed, as
+    /// its body is not read.
+    fn answer_now(
+        &mut self,
+        head: &Head,
+        head_at: usize,
+        resp: Response,
+        cors: Option<CorsHeaders>,
+    ) -> Option<Exit> {
+        let has_body = head.framing != Framing::None;
+        let close = has_body || !head.keep_alive || self.core.shutting_down();
+        self.pos = head_at + head.len;
+        self.write(resp, cors, head.method == Method::Head, close);
+        if has_body {
+            Some(Exit::Linger)
+        } else {
+            close.then_some(Exit::Close)
+        }
+    }
+
+    /// The CORS headers for a response to the request at `head_at`, if CORS is on and its
+    /// origin allowed.
+    fn cors_headers(&self, head: &Head, head_at: usize) -> Option<CorsHeaders> {
+        let cors = &self.core.config.cors;
+        if !cors.is_on() {
+            return None;
+        }
+        let origin = header_value(&self.buf[head_at..head_at + head.len], "origin");
+        cors.allow_origin(origin).map(|o| CorsHeaders {
+            allow_origin: o.to_owned(),
+            vary: matches!(cors, Cors::Origins(_)),
+        })
+    }
+
+    /// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`): 204 with the allowed
+    /// methods and headers, or 403 for an origin not on the list. `None`: not a preflight.
+    fn preflight(&self, head: &Head, head_at: usize) -> Option<Response> {
+        let raw = &self.buf[head_at..head_at + head.len];
+        header_value(raw, "access-control-request-method")?;
+        let Some(cors) = self.cors_headers(head, head_at) else {
+            tracing::info!(core = self.core.id, origin = ?header_value(raw, "origin"), "CORS preflight from an origin not allowed: 403");
+            return Some(Response::text(403, "CORS: origin not allowed"));
+        };
+        let mut resp = Response {
+            status: 204,
+            content_type: "",
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+        .header("Access-Control-Allow-Origin", cors.allow_origin)
+        .header(
+            "Access-Control-Allow-Methods",
+            "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS",
+        )
+        .header("Access-Control-Max-Age", "86400");
+        if let Some(h) = header_value(raw, "access-control-request-headers") {
+            resp = resp.header("Access-Control-Allow-Headers", h);
+        }
+        if cors.vary {
+            resp = resp.header("Vary", "Origin");
+        }
+        Some(resp)
+    }
+
+    /// Appends a response (with CORS headers, if any) to the output.
+    fn write(
+        &mut self,
+        mut resp: Response,
+        cors: Option<CorsHeaders>,
+        head_only: bool,
+        close: bool,
+    ) {
+        if let Some(c) = cors {
+            resp.headers
+                .push(("Access-Control-Allow-Origin", c.allow_origin));
+            if c.vary {
+                resp.headers.push(("Vary", "Origin".to_owned()));
+            }
+        }
+        write_response(&mut self.out, &resp, &self.core.date, head_only, close);
     }
 
     fn target(&self, head: &Head, head_at: usize) -> Result<&str, HttpError> {
@@ -327,23 +523,39 @@ impl HttpConn {
     }
 
     /// Answers the request whose head is at `head_at` and whose body is in `self.body`.
-    /// Returns `Some(Exit::Close)` if the connection ends after it.
+    /// Returns `Some(Exit::Close)` if the connection ends after it; a deferred answer is left
+    /// in `self.waiting`.
     fn respond(&mut self, head: &Head, head_at: usize) -> Option<Exit> {
         let range = head_at + head.target.start..head_at + head.target.end;
+        let raw = &self.buf[head_at..head_at + head.len];
         // Disjoint borrows of the fields: the target stays in the read buffer (no copy).
-        let resp = match std::str::from_utf8(&self.buf[range]) {
-            Ok(target) => route_request(&self.core, head.method, target, &self.body),
+        let reply = match std::str::from_utf8(&self.buf[range]) {
+            Ok(target) => route_request(&self.core, head.method, target, raw, &self.body),
             Err(_) => {
                 let e = HttpError::Malformed("Request target is not UTF-8");
-                Response::text(e.status(), e.reason())
+                Response::text(e.status(), e.reason()).into()
             }
         };
+        let cors = self.cors_headers(head, head_at);
         let head_only = head.method == Method::Head;
         // While shutting down, every answer is the connection's last.
         let close = !head.keep_alive || self.core.shutting_down();
-        write_response(&mut self.out, &resp, &self.core.date, head_only, close);
         self.body.clear();
-        close.then_some(Exit::Close)
+        match reply {
+            Reply::Now(resp) => {
+                self.write(resp, cors, head_only, close);
+                close.then_some(Exit::Close)
+            }
+            Reply::Later(fut) => {
+                self.waiting = Some(Waiting {
+                    fut,
+                    cors,
+                    head_only,
+                    close,
+                });
+                None
+            }
+        }
     }
 
     /// Drops consumed bytes from the front of the buffer.
@@ -427,7 +639,7 @@ impl HttpConn {
     }
 
     /// Moves the connection and its unanswered bytes to core `owner`.
-    fn handoff(self, owner: usize) {
+    fn handoff(self, owner: usize, hooked: bool) {
         let core = self.core;
         let bytes = self.buf[self.pos..].to_vec();
         let raw = self.stream.into_raw_fd();
@@ -437,6 +649,7 @@ impl HttpConn {
         let h = Handoff {
             fd,
             bytes,
+            hooked,
             from: core.id,
         };
         match core.inboxes.send(owner, h) {
@@ -477,6 +690,9 @@ impl HttpConn {
             .expect("checked by dispatch_head");
         let id =
             router::query_param(query, "_pk").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let head_bytes = self.buf[head_at..head_at + head.len].to_vec();
+        let host = header_value(&head_bytes, "host").unwrap_or("localhost");
+        let uri = format!("http://{host}{target}");
         self.out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
         self.out.extend_from_slice(accept.as_bytes());
         self.out.extend_from_slice(b"\r\n\r\n");
@@ -500,6 +716,9 @@ impl HttpConn {
                     party: party_idx,
                     room: room.into(),
                     id: id.into(),
+                    uri: uri.into(),
+                    target: target.as_str().into(),
+                    head: head_bytes,
                 },
                 held,
             ),
@@ -582,24 +801,19 @@ pub async fn refuse(core: Rc<Core>, stream: TcpStream) {
 }
 
 /// Routes a complete request to its party (or a 404) on this core.
-fn route_request(core: &Core, method: Method, target: &str, body: &[u8]) -> Response {
+fn route_request(core: &Core, method: Method, target: &str, head: &[u8], body: &[u8]) -> Reply {
     let Route::Room { party, room, .. } = router::route(target) else {
-        return Response::text(404, "Not found");
+        return crate::demo::response(method, target)
+            .unwrap_or_else(|| Response::text(404, "Not found"))
+            .into();
     };
     let Some(party_idx) = core.party_index(party) else {
-        return Response::text(404, format!("Party {party} not found"));
+        return Response::text(404, format!("Party {party} not found")).into();
     };
-    let req = Request {
-        method,
-        target,
-        body,
-    };
-    let mut rooms = core.rooms.borrow_mut();
-    let resp = core
-        .parties
-        .request(party_idx, rooms.get_or_create(party_idx, room), &req);
-    rooms.remove_if_empty(party_idx, room);
-    resp
+    let req = Request::from_head(method, target, head, body);
+    core.with_room(party_idx, room, |r| {
+        core.parties.request(party_idx, r, &req)
+    })
 }
 
 /// Writes all of `bytes`, waiting for room in the socket at most `timeout` at a time.

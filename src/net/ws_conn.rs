@@ -13,7 +13,7 @@
 //! the peer's close frame, EOF, or `close_timeout`, whichever is first.
 
 use std::{
-    cell::Cell,
+    cell::{Cell, RefCell},
     io,
     os::fd::{AsRawFd, RawFd},
     rc::Rc,
@@ -23,10 +23,12 @@ use std::{
 use monoio::net::TcpStream;
 
 use crate::{
+    http::Method,
     net::{
         sock,
         writer::{OutState, Outbox, SendStatus},
     },
+    party::{ConnectContext, Request},
     runtime::core::{ConnGuard, Core},
     ws::{self, close, Decoder, Message, OpCode},
 };
@@ -34,7 +36,11 @@ use crate::{
 /// Reads (of the core's 64 KiB buffer) per readiness wake-up at most.
 const READS_PER_WAKE: usize = 4;
 
-/// A room member: what the room (and anyone broadcasting) holds of a connection.
+/// Largest connection state, serialised (PartyKit's `setState` limit).
+pub const MAX_STATE_BYTES: usize = 2048;
+
+/// A room member: what the room (and anyone broadcasting) holds of a connection, and the
+/// connection handle parties get (`party::Connection` is `Rc<WsConn>`).
 pub struct WsConn {
     /// The connection id: `_pk` from the upgrade URL, or a fresh UUID v4. Not unique.
     pub id: Box<str>,
@@ -43,15 +49,88 @@ pub struct WsConn {
     /// This connection's slot in its room's slab (its identity there).
     pub slot: Cell<usize>,
     pub outbox: Rc<Outbox>,
+    /// The full upgrade URL, `http://<host><target>`.
+    pub(crate) uri: Box<str>,
+    /// From the party's `connection_tags`, set once before `on_connect`.
+    tags: RefCell<Box<[Box<str>]>>,
+    /// `set_state`'s value, as JSON.
+    state: RefCell<Option<Box<str>>>,
+    /// The close code the server sent, 0 until it closes.
+    pub(crate) sent_close: Cell<u16>,
 }
 
 impl WsConn {
+    /// A connection that is not (yet) attached to a socket.
+    pub(crate) fn new(id: Box<str>, serial: u64, uri: Box<str>, outbox: Rc<Outbox>) -> Self {
+        WsConn {
+            id,
+            serial,
+            slot: Cell::new(usize::MAX),
+            outbox,
+            uri,
+            tags: RefCell::new(Box::default()),
+            state: RefCell::new(None),
+            sent_close: Cell::new(0),
+        }
+    }
+
+    /// The connection id (`_pk`, or a UUID v4).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The full upgrade URL with its query, e.g. `http://127.0.0.1:1999/parties/main/r?_pk=a`.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The tags from the party's `connection_tags`.
+    pub fn tags(&self) -> Vec<String> {
+        self.tags.borrow().iter().map(|t| t.to_string()).collect()
+    }
+
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.borrow().iter().any(|t| &**t == tag)
+    }
+
+    pub(crate) fn set_tags(&self, tags: Vec<String>) {
+        *self.tags.borrow_mut() = tags.into_iter().map(String::into_boxed_str).collect();
+    }
+
+    /// The state set by [`WsConn::set_state`], if any and if it deserialises as `T`.
+    pub fn state<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        let state = self.state.borrow();
+        serde_json::from_str(state.as_deref()?).ok()
+    }
+
+    /// Replaces the connection's small state (PartyKit's `setState`): any serialisable value of
+    /// at most [`MAX_STATE_BYTES`] as JSON.
+    ///
+    /// # Errors
+    /// The value does not serialise, or is too large; the old state is kept.
+    pub fn set_state<T: serde::Serialize>(&self, value: &T) -> Result<(), String> {
+        let json = serde_json::to_string(value).map_err(|e| e.to_string())?;
+        if json.len() > MAX_STATE_BYTES {
+            return Err(format!(
+                "connection state is {} bytes as JSON, over the {MAX_STATE_BYTES}-byte limit",
+                json.len()
+            ));
+        }
+        *self.state.borrow_mut() = Some(json.into_boxed_str());
+        Ok(())
+    }
+
+    /// Clears the connection's state.
+    pub fn clear_state(&self) {
+        *self.state.borrow_mut() = None;
+    }
+
     /// Queues a frame; over the bound, closes the connection with 1008.
     pub fn send_frame(&self, frame: Rc<[u8]>) {
         if self.outbox.push(frame) == SendStatus::Backpressure {
             tracing::warn!(conn = %self.id, queued = self.outbox.queued_bytes(),
                 "outbound queue over its bound: closing with 1008");
-            self.close(close::POLICY, "Outbound queue full", true);
+            self.close_with(close::POLICY, "Outbound queue full", true);
         }
     }
 
@@ -60,9 +139,39 @@ impl WsConn {
         self.send_frame(ws::encode_frame(opcode, payload).into());
     }
 
+    /// Sends a text message.
+    pub fn send_text(&self, text: &str) {
+        self.send(OpCode::Text, text.as_bytes());
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&self, bytes: &[u8]) {
+        self.send(OpCode::Binary, bytes);
+    }
+
+    /// Closes the connection with `code` and `reason` (after what is already queued). A code a
+    /// server may not send (RFC 6455 §7.4: only 1000-1003, 1007-1014 and 3000-4999) becomes
+    /// 1000 with a log line; the reason is cut to the 123 bytes a close frame holds.
+    pub fn close(&self, code: u16, reason: &str) {
+        let code = if close::is_valid_wire_code(code) {
+            code
+        } else {
+            tracing::warn!(conn = %self.id, code, "close with a code a server may not send: using 1000");
+            close::NORMAL
+        };
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.close_with(code, &reason[..end], false);
+    }
+
     /// Starts a server-side close with `code`. With `discard_pending`, queued frames the peer
     /// has not started receiving are dropped so the close frame is next.
-    pub fn close(&self, code: u16, reason: &str, discard_pending: bool) {
+    pub(crate) fn close_with(&self, code: u16, reason: &str, discard_pending: bool) {
+        if self.sent_close.get() == 0 && self.outbox.state() == OutState::Open {
+            self.sent_close.set(code);
+        }
         self.outbox
             .close_with(ws::encode_close(code, reason).into(), discard_pending);
     }
@@ -73,6 +182,11 @@ pub struct Joined {
     pub party: usize,
     pub room: Box<str>,
     pub id: Box<str>,
+    pub uri: Box<str>,
+    /// The upgrade request's target and raw head (with any headers a hook set), for
+    /// `connection_tags` and `on_connect`; dropped after them.
+    pub target: Box<str>,
+    pub head: Vec<u8>,
 }
 
 /// Runs an upgraded connection until it closes. `leftover` holds bytes the client sent right
@@ -91,32 +205,44 @@ pub async fn serve(
     let _busy = core.busy_guard();
     let fd = stream.as_raw_fd();
     let stream = Rc::new(stream);
-    let conn = Rc::new(WsConn {
-        id: joined.id,
-        serial: core.next_serial(),
-        slot: Cell::new(usize::MAX),
-        outbox: Outbox::attached(
+    let Joined {
+        party,
+        room: room_id,
+        id,
+        uri,
+        target,
+        head,
+    } = joined;
+    let conn = Rc::new(WsConn::new(
+        id,
+        core.next_serial(),
+        uri,
+        Outbox::attached(
             core.config.max_outbound_bytes,
             core.flusher.clone(),
             stream.clone(),
             fd,
         ),
-    });
-    {
-        let mut rooms = core.rooms.borrow_mut();
-        let room = rooms.get_or_create(joined.party, &joined.room);
+    ));
+    core.with_room(party, &room_id, |room| {
         conn.slot.set(room.conns.insert(conn.clone()));
-        core.parties.connect(joined.party, room, &conn);
-    }
+        let ctx = ConnectContext {
+            request: Request::from_head(Method::Get, &target, &head, &[]),
+        };
+        core.parties.connect(party, room, &conn, &ctx);
+    });
+    drop((target, head));
 
     let mut reader = Reader {
         core: &core,
         conn: &conn,
-        party: joined.party,
-        room: &joined.room,
+        party,
+        room: &room_id,
         decoder: Decoder::new(core.config.max_message_bytes),
         peer_closed: false,
         failed: false,
+        peer_close: None,
+        error: None,
     };
     if !leftover.is_empty() {
         reader.feed(&mut leftover);
@@ -126,14 +252,21 @@ pub async fn serve(
 
     // Leave the room (by slot: another connection may have the same id), then release the
     // socket from the outbox (the last holder closes it).
-    {
-        let mut rooms = core.rooms.borrow_mut();
-        if let Some(room) = rooms.get_mut(joined.party, &joined.room) {
-            room.conns.try_remove(conn.slot.get());
-            core.parties.close(joined.party, room, &conn);
+    let (code, reason) = match reader.peer_close.take() {
+        Some((code, reason)) => (code, reason),
+        None => match conn.sent_close.get() {
+            0 => (close::ABNORMAL, String::new()),
+            code => (code, String::new()),
+        },
+    };
+    let error = reader.error.take();
+    core.with_existing_room(party, &room_id, |room| {
+        room.conns.try_remove(conn.slot.get());
+        if let Some(error) = &error {
+            core.parties.error(party, room, &conn, error);
         }
-        rooms.remove_if_empty(joined.party, &joined.room);
-    }
+        core.parties.close(party, room, &conn, code, &reason);
+    });
     conn.outbox.shut();
 }
 
@@ -147,6 +280,10 @@ struct Reader<'a> {
     peer_closed: bool,
     /// The connection failed (protocol error): the peer may still be sending.
     failed: bool,
+    /// The peer's close frame: its code (1005 if it had none) and reason.
+    peer_close: Option<(u16, String)>,
+    /// Why the connection failed, for `on_error`.
+    error: Option<String>,
 }
 
 impl Reader<'_> {
@@ -219,6 +356,7 @@ impl Reader<'_> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
                     tracing::debug!(conn = %self.conn.id, error = %e, "websocket read failed");
+                    self.error = Some(format!("read failed: {e}"));
                     return;
                 }
             }
@@ -273,6 +411,7 @@ impl Reader<'_> {
         let conn = self.conn;
         let (party_idx, room_id) = (self.party, self.room);
         let mut peer_closed = false;
+        let mut peer_close = None;
         let result = self.decoder.feed(data, &mut |msg| match msg {
             Message::Text(_) | Message::Binary(_) => {
                 if conn.outbox.state() != OutState::Open {
@@ -289,8 +428,9 @@ impl Reader<'_> {
                 }
             }
             Message::Pong(_) => {}
-            Message::Close { code, .. } => {
+            Message::Close { code, reason } => {
                 peer_closed = true;
+                peer_close = Some((code.unwrap_or(close::NO_STATUS), reason.to_owned()));
                 if conn.outbox.state() == OutState::Open {
                     // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an empty one.
                     let echo: Rc<[u8]> = match code {
@@ -302,11 +442,15 @@ impl Reader<'_> {
             }
         });
         self.peer_closed |= peer_closed;
+        if peer_close.is_some() {
+            self.peer_close = peer_close;
+        }
         if let Err(e) = result {
             if conn.outbox.state() == OutState::Open {
                 tracing::info!(conn = %conn.id, error = %e, code = e.close_code(), "websocket protocol error: closing");
-                conn.close(e.close_code(), e.reason(), false);
+                conn.close_with(e.close_code(), e.reason(), false);
             }
+            self.error = Some(e.to_string());
             // "Fail the WebSocket Connection" (RFC 6455 §7.1.7): send our close frame and close
             // TCP without waiting for the peer's; nothing after the error can be trusted.
             self.peer_closed = true;

@@ -1,32 +1,62 @@
 //! Rooms: the per-core state of one `party/room`.
 //!
 //! A room lives on its owner core only (`runtime::shard`), so it is plain data behind the core's
-//! `RefCell`: no locks, no atomics. It holds the room's WebSocket connections (a slab, so a
-//! connection's slot is stable while others come and go) and the `main` party's message history.
+//! `RefCell`: no locks, no atomics. It is the handle a party gets (`&mut Room`): the room's
+//! WebSocket connections (a slab, so a connection's slot is stable while others come and go),
+//! broadcast, its durable storage ([`RoomStorage`], this core's log), its alarm, the party's
+//! per-room `state`, other parties' rooms ([`RoomStub::fetch`]), and the `main` party's message
+//! history (cached here, kept in storage).
 //!
-//! A room exists while it has something to keep: connections or history. The table drops it
-//! when both are empty, so a stream of GETs for random room names costs nothing.
+//! A room is in memory while it has something to keep: connections, party state or history.
+//! The table drops it when all are empty, so a stream of GETs for random room names costs
+//! nothing; storage outlives it, and `on_start` runs again when the room comes back.
 
+pub mod storage;
 pub mod table;
 
-use std::{collections::VecDeque, rc::Rc};
+use std::{
+    any::Any,
+    collections::VecDeque,
+    future::Future,
+    rc::Rc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use slab::Slab;
 
-use crate::{net::ws_conn::WsConn, ws};
+use crate::{
+    http::Response,
+    party::{Connection, Request},
+    storage::{Durable, ListOptions, Storage},
+    ws,
+};
 
+pub use storage::RoomStorage;
 pub use table::RoomTable;
+
+/// Keys of the `main` party's history in room storage: `history/<seq, 20 digits>`, so key
+/// order is arrival order.
+const HISTORY_PREFIX: &str = "history/";
 
 pub struct Room {
     /// The party's index in the core's party list.
     pub party: usize,
+    party_name: Rc<str>,
     /// The raw (undecoded) room id from the URL.
-    pub id: Box<str>,
+    pub id: Rc<str>,
     /// Live WebSocket connections. A connection knows its own slot (`WsConn::slot`) and is
     /// removed by that slot, never by id: two sockets may share an id (partysocket reuses `_pk`).
-    pub conns: Slab<Rc<WsConn>>,
-    /// Messages in arrival order, at most `history_limit` (the oldest are dropped).
+    pub conns: Slab<Connection>,
+    /// The party's own per-room data (see [`Room::set_state`]). A room with state stays in
+    /// memory while it has no connections; one without is dropped and started again later.
+    state: Option<Box<dyn Any>>,
+    /// `on_start` has run.
+    pub(crate) started: bool,
+    storage: Storage,
+    /// The `main` party's messages in arrival order, at most `history_limit` (the oldest are
+    /// dropped). Message `history_first + i` is `history[i]`, stored under its sequence number.
     history: VecDeque<String>,
+    history_first: u64,
     history_limit: usize,
     /// `history` serialised as a JSON array, kept until the history changes: GET is the hot
     /// HTTP path, and re-serialising 10,000 messages per request would dominate it.
@@ -34,31 +64,246 @@ pub struct Room {
 }
 
 impl Room {
-    pub fn new(party: usize, id: &str, history_limit: usize) -> Self {
+    pub fn new(
+        party: usize,
+        party_name: Rc<str>,
+        id: &str,
+        history_limit: usize,
+        storage: Storage,
+    ) -> Self {
         Room {
             party,
+            party_name,
             id: id.into(),
             conns: Slab::new(),
+            state: None,
+            started: false,
+            storage,
             history: VecDeque::new(),
+            history_first: 0,
             history_limit,
             history_json: None,
         }
     }
 
-    /// Nothing to keep: no connections and no history.
-    pub fn is_empty(&self) -> bool {
-        self.conns.is_empty() && self.history.is_empty()
+    /// The room id: the raw path segment from the URL.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
-    pub fn push_history(&mut self, message: String) {
-        if self.history_limit == 0 {
+    /// The party's name.
+    pub fn party(&self) -> &str {
+        &self.party_name
+    }
+
+    /// Nothing to keep in memory: no connections, no state, no history.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty() && self.state.is_none() && self.history.is_empty()
+    }
+
+    // ---- per-room state of the party ----
+
+    /// Sets the party's per-room value (any type). While it is set the room stays in memory
+    /// without connections; [`Room::clear_state`] lets it go (it is started again later).
+    pub fn set_state<T: Any>(&mut self, value: T) {
+        self.state = Some(Box::new(value));
+    }
+
+    pub fn state_ref<T: Any>(&self) -> Option<&T> {
+        self.state.as_ref()?.downcast_ref()
+    }
+
+    pub fn state_mut<T: Any>(&mut self) -> Option<&mut T> {
+        self.state.as_mut()?.downcast_mut()
+    }
+
+    pub fn clear_state(&mut self) {
+        self.state = None;
+    }
+
+    // ---- connections ----
+
+    /// Every live connection (PartyKit's `getConnections()`).
+    pub fn connections(&self) -> impl Iterator<Item = &Connection> {
+        self.conns.iter().map(|(_, c)| c)
+    }
+
+    /// The connections carrying `tag` (from the party's `connection_tags`); the connection id
+    /// counts as a tag too, as in PartyKit.
+    pub fn get_connections<'a>(&'a self, tag: &'a str) -> impl Iterator<Item = &'a Connection> {
+        self.connections()
+            .filter(move |c| &*c.id == tag || c.has_tag(tag))
+    }
+
+    /// The newest live connection with this id (two sockets may share one).
+    pub fn get_connection(&self, id: &str) -> Option<&Connection> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| &*c.id == id)
+            .max_by_key(|(_, c)| c.serial)
+            .map(|(_, c)| c)
+    }
+
+    /// Sends `frame` (already encoded) to every connection except the one in slot `except`.
+    /// A connection whose queue is over its bound is closed with 1008; the others are not
+    /// affected.
+    pub fn broadcast_frame(&self, frame: &Rc<[u8]>, except: Option<usize>) {
+        for (slot, conn) in &self.conns {
+            if Some(slot) == except {
+                continue;
+            }
+            // The connection applies the backpressure policy (close with 1008, logged).
+            conn.send_frame(frame.clone());
+        }
+    }
+
+    /// Sends a message to every connection whose id is not in `without` (the frame is encoded
+    /// once and shared).
+    pub fn broadcast(&self, opcode: ws::OpCode, payload: &[u8], without: &[&str]) {
+        if self.conns.is_empty() {
             return;
         }
-        while self.history.len() >= self.history_limit {
-            self.history.pop_front();
+        let frame: Rc<[u8]> = ws::encode_frame(opcode, payload).into();
+        for (_, conn) in &self.conns {
+            if !without.contains(&&*conn.id) {
+                conn.send_frame(frame.clone());
+            }
         }
-        self.history.push_back(message);
+    }
+
+    /// [`Room::broadcast`] of a text message.
+    pub fn broadcast_text(&self, text: &str, without: &[&str]) {
+        self.broadcast(ws::OpCode::Text, text.as_bytes(), without);
+    }
+
+    /// [`Room::broadcast`] of a binary message.
+    pub fn broadcast_binary(&self, bytes: &[u8], without: &[&str]) {
+        self.broadcast(ws::OpCode::Binary, bytes, without);
+    }
+
+    // ---- storage, alarm, other rooms ----
+
+    /// This room's durable key-value storage (Durable Objects' API).
+    pub fn storage(&self) -> RoomStorage {
+        RoomStorage::new(
+            self.storage.clone(),
+            self.party_name.clone(),
+            self.id.clone(),
+        )
+    }
+
+    /// Sets the room's one alarm (replacing any): `on_alarm` runs at `at` on this core, also
+    /// after a restart. A time in the past fires at once. Resolves when the alarm is durable.
+    pub fn set_alarm(&self, at: SystemTime) -> Durable<()> {
+        let at_ms = u64::try_from(
+            at.duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
+        let durable = self
+            .storage
+            .set_alarm(&self.party_name, &self.id, Some(at_ms));
+        crate::runtime::alarms::arm(self.party, &self.id, at_ms);
+        durable
+    }
+
+    /// Deletes the room's alarm.
+    pub fn delete_alarm(&self) -> Durable<()> {
+        self.storage.set_alarm(&self.party_name, &self.id, None)
+    }
+
+    /// When the alarm will go off, if one is set.
+    pub fn alarm(&self) -> Option<SystemTime> {
+        self.storage
+            .alarm(&self.party_name, &self.id)
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
+    /// Another room of any party (party-to-party): `room.party_room("counter", "r1").fetch(..)`.
+    pub fn party_room(&self, party: &str, room: &str) -> RoomStub {
+        RoomStub {
+            party: party.into(),
+            room: room.into(),
+        }
+    }
+
+    /// A handle to come back to this room later, from a task or a deferred reply.
+    pub fn handle(&self) -> RoomRef {
+        RoomRef {
+            party: self.party,
+            id: self.id.clone(),
+        }
+    }
+
+    // ---- the `main` party's history ----
+
+    /// Replays the history from storage (the `main` party's `on_start`). Keeps the newest
+    /// `history_limit` messages; older ones left by a crash between a put and its delete are
+    /// deleted now.
+    pub fn load_history(&mut self) {
+        let opts = ListOptions {
+            prefix: Some(HISTORY_PREFIX),
+            ..ListOptions::default()
+        };
+        let entries = self
+            .storage
+            .list(&self.party_name, &self.id, &opts)
+            .unwrap_or_default();
+        let extra = entries.len().saturating_sub(self.history_limit);
+        if extra > 0 {
+            let stale: Vec<String> = entries[..extra].iter().map(|(k, _)| k.clone()).collect();
+            for chunk in stale.chunks(crate::storage::MAX_KEYS_PER_OP) {
+                drop(
+                    self.storage
+                        .delete(&self.party_name, &self.id, chunk.to_vec()),
+                );
+            }
+        }
+        self.history.clear();
         self.history_json = None;
+        let mut next = 0;
+        for (key, value) in &entries[extra..] {
+            let Some(seq) = key[HISTORY_PREFIX.len()..].parse::<u64>().ok() else {
+                continue;
+            };
+            if self.history.is_empty() {
+                self.history_first = seq;
+            }
+            self.history
+                .push_back(String::from_utf8_lossy(value).into_owned());
+            next = seq + 1;
+        }
+        if self.history.is_empty() {
+            self.history_first = next;
+        }
+    }
+
+    /// Appends a message to the history, in memory at once (a GET sees it) and in storage;
+    /// resolves when it is durable. Drops (and deletes) the oldest beyond `history_limit`.
+    pub fn append_history(&mut self, message: String) -> Durable<()> {
+        if self.history_limit == 0 {
+            return Durable::ready(Ok(()));
+        }
+        let seq = self.history_first + self.history.len() as u64;
+        let durable = self.storage.put_one(
+            &self.party_name,
+            &self.id,
+            &history_key(seq),
+            message.clone().into_bytes(),
+        );
+        self.history.push_back(message);
+        while self.history.len() > self.history_limit {
+            self.history.pop_front();
+            drop(self.storage.delete(
+                &self.party_name,
+                &self.id,
+                vec![history_key(self.history_first)],
+            ));
+            self.history_first += 1;
+        }
+        self.history_json = None;
+        durable
     }
 
     pub fn history(&self) -> impl Iterator<Item = &str> {
@@ -76,53 +321,113 @@ impl Room {
         self.history_json = Some(json.clone());
         json
     }
+}
 
-    /// Sends `frame` (already encoded) to every connection except the one in slot `except`.
-    /// A connection whose queue is over its bound is closed with 1008; the others are not
-    /// affected.
-    pub fn broadcast_frame(&self, frame: &Rc<[u8]>, except: Option<usize>) {
-        for (slot, conn) in &self.conns {
-            if Some(slot) == except {
-                continue;
-            }
-            // The connection applies the backpressure policy (close with 1008, logged).
-            conn.send_frame(frame.clone());
+fn history_key(seq: u64) -> String {
+    format!("{HISTORY_PREFIX}{seq:020}")
+}
+
+/// A way back into a room from a task or a deferred reply (which cannot hold `&mut Room`).
+#[derive(Clone, Debug)]
+pub struct RoomRef {
+    party: usize,
+    id: Rc<str>,
+}
+
+impl RoomRef {
+    /// Runs `f` on the room (loading it, and running `on_start`, if it was dropped). `None` if
+    /// called outside a core, or from inside another room handler (rooms are borrowed then:
+    /// await something first).
+    pub fn with<R>(&self, f: impl FnOnce(&mut Room) -> R) -> Option<R> {
+        let core = crate::runtime::core::current()?;
+        core.try_with_room(self.party, &self.id, f)
+    }
+}
+
+/// Another party's room, reached from inside a room (PartyKit's `context.parties`).
+#[derive(Clone, Debug)]
+pub struct RoomStub {
+    party: Box<str>,
+    room: Box<str>,
+}
+
+/// A request for [`RoomStub::fetch`].
+#[derive(Clone, Debug)]
+pub struct FetchRequest {
+    pub method: crate::http::Method,
+    /// After the room: `""`, `"/path"`, `"?query"`, or `"/path?query"`.
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl FetchRequest {
+    pub fn get() -> Self {
+        FetchRequest {
+            method: crate::http::Method::Get,
+            path: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
         }
     }
 
-    /// Broadcasts a text message to every connection (encoded once, shared).
-    pub fn broadcast_text(&self, text: &str) {
-        if self.conns.is_empty() {
-            return;
+    pub fn post(body: impl Into<Vec<u8>>) -> Self {
+        FetchRequest {
+            method: crate::http::Method::Post,
+            body: body.into(),
+            ..FetchRequest::get()
         }
-        let frame: Rc<[u8]> = ws::encode_frame(ws::OpCode::Text, text.as_bytes()).into();
-        self.broadcast_frame(&frame, None);
     }
 
-    /// The newest live connection with this id (two sockets may share one).
-    pub fn get_connection(&self, id: &str) -> Option<&Rc<WsConn>> {
-        self.conns
-            .iter()
-            .filter(|(_, c)| &*c.id == id)
-            .max_by_key(|(_, c)| c.serial)
-            .map(|(_, c)| c)
+    #[must_use]
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
     }
+
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+impl RoomStub {
+    /// Sends `req` to the room's `on_request` on its owner core (a direct call when that is this
+    /// core, a message to the owner otherwise) and resolves to its response. Skips
+    /// `on_before_request`, as PartyKit's does. An unknown party is 404; a path that does not
+    /// start with `/` or `?` is 400; a busy owner is 503.
+    pub fn fetch(&self, req: FetchRequest) -> impl Future<Output = Response> + 'static {
+        crate::runtime::fetch::fetch(self.party.clone(), self.room.clone(), req)
+    }
+}
+
+/// Builds the request a fetched room sees.
+pub(crate) fn fetch_target(party: &str, room: &str, path: &str) -> String {
+    format!("/parties/{party}/{room}{path}")
+}
+
+/// A [`FetchRequest`] as an `on_request` argument.
+pub(crate) fn fetch_request<'a>(req: &'a FetchRequest, target: &'a str) -> Request<'a> {
+    Request::new(req.method, target, &req.headers, &req.body)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
-
     use super::*;
-    use crate::net::writer::Outbox;
+    use crate::{net::writer::Outbox, party::WsConn};
 
     fn conn(id: &str, serial: u64) -> Rc<WsConn> {
-        Rc::new(WsConn {
-            id: id.into(),
+        Rc::new(WsConn::new(
+            id.into(),
             serial,
-            slot: Cell::new(usize::MAX),
-            outbox: Rc::new(Outbox::new(1 << 20)),
-        })
+            "http://x/".into(),
+            Rc::new(Outbox::new(1 << 20)),
+        ))
+    }
+
+    fn room() -> Room {
+        Room::new(0, "main".into(), "r", 10, Storage::memory())
     }
 
     fn join(room: &mut Room, c: &Rc<WsConn>) {
@@ -131,33 +436,33 @@ mod tests {
 
     #[test]
     fn duplicate_ids_live_side_by_side_and_leave_by_slot() {
-        let mut room = Room::new(0, "r", 10);
+        let mut room = room();
         let (old, new, other) = (conn("dup", 1), conn("dup", 2), conn("x", 3));
         for c in [&old, &new, &other] {
             join(&mut room, c);
         }
         assert_eq!(room.get_connection("dup").unwrap().serial, 2, "newest wins");
         // A broadcast reaches both duplicates.
-        room.broadcast_text("hi");
+        room.broadcast_text("hi", &[]);
         assert!(old.outbox.queued_bytes() > 0 && new.outbox.queued_bytes() > 0);
         // The old one leaves by its own slot: the new one stays findable and reachable.
         room.conns.remove(old.slot.get());
         assert_eq!(room.get_connection("dup").unwrap().serial, 2);
         let before = new.outbox.queued_bytes();
-        room.broadcast_text("again");
+        room.broadcast_text("again", &[]);
         assert!(new.outbox.queued_bytes() > before);
         assert!(room.get_connection("nobody").is_none());
     }
 
     #[test]
     fn broadcast_skips_the_sender_and_closes_the_overfull() {
-        let mut room = Room::new(0, "r", 10);
-        let small = Rc::new(WsConn {
-            id: "small".into(),
-            serial: 9,
-            slot: Cell::new(usize::MAX),
-            outbox: Rc::new(Outbox::new(16)),
-        });
+        let mut room = room();
+        let small = Rc::new(WsConn::new(
+            "small".into(),
+            9,
+            "http://x/".into(),
+            Rc::new(Outbox::new(16)),
+        ));
         let (a, b) = (conn("a", 1), conn("b", 2));
         for c in [&a, &b, &small] {
             join(&mut room, c);

@@ -3,28 +3,40 @@
 //! One `HashMap` per party (indexed by the party's position in the core's party list), keyed by
 //! the raw room id, so a lookup borrows the id from the request buffer instead of allocating.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, rc::Rc};
 
 use super::Room;
+use crate::storage::Storage;
 
 pub struct RoomTable {
     by_party: Vec<HashMap<Box<str>, Room>>,
+    party_names: Vec<Rc<str>>,
     history_limit: usize,
+    storage: Storage,
 }
 
 impl RoomTable {
-    pub fn new(parties: usize, history_limit: usize) -> Self {
+    pub fn new(party_names: Vec<Rc<str>>, history_limit: usize, storage: Storage) -> Self {
         RoomTable {
-            by_party: (0..parties).map(|_| HashMap::new()).collect(),
+            by_party: party_names.iter().map(|_| HashMap::new()).collect(),
+            party_names,
             history_limit,
+            storage,
         }
     }
 
-    /// The room, created empty if it does not exist yet.
+    /// The room, created empty (not yet started) if it is not in memory.
     pub fn get_or_create(&mut self, party: usize, id: &str) -> &mut Room {
         let map = &mut self.by_party[party];
         if !map.contains_key(id) {
-            map.insert(id.into(), Room::new(party, id, self.history_limit));
+            let room = Room::new(
+                party,
+                self.party_names[party].clone(),
+                id,
+                self.history_limit,
+                self.storage.clone(),
+            );
+            map.insert(id.into(), room);
         }
         map.get_mut(id).expect("just inserted")
     }
@@ -62,19 +74,47 @@ mod tests {
 
     #[test]
     fn rooms_come_and_go() {
-        let mut t = RoomTable::new(2, 3);
+        let storage = Storage::memory();
+        let mut t = RoomTable::new(vec!["p".into(), "main".into()], 3, storage.clone());
         t.get_or_create(0, "a");
         assert_eq!(t.len(), 1);
         t.remove_if_empty(0, "a");
         assert!(t.is_empty());
         let r = t.get_or_create(1, "a");
         for m in ["1", "2", "3", "4"] {
-            r.push_history(m.into());
+            drop(r.append_history(m.into()));
         }
         assert_eq!(r.history().collect::<Vec<_>>(), ["2", "3", "4"]);
         assert_eq!(&*r.history_json(), br#"["2","3","4"]"#);
         t.remove_if_empty(1, "a");
         assert_eq!(t.len(), 1, "a room with history stays");
         assert!(t.get_mut(0, "a").is_none());
+        // The history is in storage, under ordered keys, the evicted one deleted.
+        let keys: Vec<String> = storage
+            .list("main", "a", &Default::default())
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "history/00000000000000000001",
+                "history/00000000000000000002",
+                "history/00000000000000000003"
+            ]
+        );
+        // A fresh room over the same storage replays it and continues the numbering.
+        let mut fresh = Room::new(1, "main".into(), "a", 3, storage.clone());
+        fresh.load_history();
+        assert_eq!(fresh.history().collect::<Vec<_>>(), ["2", "3", "4"]);
+        drop(fresh.append_history("5".into()));
+        assert_eq!(fresh.history().collect::<Vec<_>>(), ["3", "4", "5"]);
+        assert!(storage
+            .get("main", "a", "history/00000000000000000004")
+            .is_some());
+        assert!(storage
+            .get("main", "a", "history/00000000000000000001")
+            .is_none());
     }
 }

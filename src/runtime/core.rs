@@ -27,10 +27,25 @@ use crate::{
     http::DateCache,
     net::{conn, writer::Flusher},
     party::{Parties, PartySet},
-    room::RoomTable,
+    room::{Room, RoomTable},
+    storage::Storage,
 };
 
-use super::handoff::{Inbound, Inboxes};
+use super::{
+    alarms::Alarms,
+    handoff::{Inbound, Inboxes},
+};
+
+thread_local! {
+    /// The core running on this thread, for the party API's handles (`RoomRef`, alarms,
+    /// party fetch) that are not handed a core. Set for the life of the core's event loop.
+    static CURRENT: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+}
+
+/// The core running on this thread, if any.
+pub fn current() -> Option<Rc<Core>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
 
 /// Per-core counters readable from any thread (tests, metrics). Touched once per connection
 /// event, never per message, so relaxed atomics cost nothing that matters.
@@ -121,6 +136,10 @@ pub struct Core {
     process_cap: usize,
     /// Connections being refused right now (see `conn::refuse`).
     pub refusing: Cell<usize>,
+    /// The storage of every room on this core: this core's log under `data_dir`, or memory.
+    pub storage: Storage,
+    /// Room alarms waiting to fire on this core.
+    pub alarms: Alarms,
 }
 
 /// Connections one core refuses politely at the same time; more are closed at once.
@@ -159,13 +178,17 @@ impl Core {
         inboxes: Inboxes,
         stats: Arc<CoreStats>,
         process_live: Arc<AtomicUsize>,
+        storage: Storage,
     ) -> Self {
         let parties = parties.instantiate();
         let conn_cap = match config.max_connections_per_core {
             0 => usize::MAX,
             n => n,
         };
-        let rooms = RoomTable::new(parties.len(), config.history_limit);
+        let names = (0..parties.len())
+            .map(|i| parties.name(i).clone())
+            .collect();
+        let rooms = RoomTable::new(names, config.history_limit, storage.clone());
         Core {
             id,
             config,
@@ -185,7 +208,49 @@ impl Core {
             process_live,
             process_cap: crate::config::process_connection_cap(),
             refusing: Cell::new(0),
+            storage,
+            alarms: Alarms::default(),
         }
+    }
+
+    /// Runs `f` on a room, loading it (and running the party's `on_start`) if it is not in
+    /// memory; drops it afterwards if it has nothing to keep. Must not be called from inside a
+    /// room handler (the room table is borrowed then).
+    pub fn with_room<R>(&self, party: usize, id: &str, f: impl FnOnce(&mut Room) -> R) -> R {
+        self.try_with_room(party, id, f)
+            .expect("with_room called from inside a room handler")
+    }
+
+    /// [`Core::with_room`], or `None` if the room table is borrowed (called from inside a
+    /// handler).
+    pub fn try_with_room<R>(
+        &self,
+        party: usize,
+        id: &str,
+        f: impl FnOnce(&mut Room) -> R,
+    ) -> Option<R> {
+        let mut rooms = self.rooms.try_borrow_mut().ok()?;
+        let room = rooms.get_or_create(party, id);
+        if !room.started {
+            room.started = true;
+            self.parties.start(party, room);
+        }
+        let r = f(room);
+        rooms.remove_if_empty(party, id);
+        Some(r)
+    }
+
+    /// Runs `f` on a room only if it is in memory; drops it afterwards if it is empty.
+    pub fn with_existing_room<R>(
+        &self,
+        party: usize,
+        id: &str,
+        f: impl FnOnce(&mut Room) -> R,
+    ) -> Option<R> {
+        let mut rooms = self.rooms.borrow_mut();
+        let r = rooms.get_mut(party, id).map(f);
+        rooms.remove_if_empty(party, id);
+        r
     }
 
     /// Counts a connection as held by this core until the guard drops.
@@ -224,7 +289,7 @@ impl Core {
         let rooms = self.rooms.borrow();
         for room in rooms.iter() {
             for (_, conn) in &room.conns {
-                conn.close(crate::ws::close::GOING_AWAY, "Server shutting down", false);
+                conn.close_with(crate::ws::close::GOING_AWAY, "Server shutting down", false);
             }
         }
     }
@@ -268,15 +333,25 @@ pub struct Shared {
     pub process_live: Arc<AtomicUsize>,
 }
 
-/// Runs core `id` until it is shut down: builds the ring, accepts and adopts connections; on
-/// shutdown stops accepting, closes WebSockets with 1001, and waits (until the deadline) for
-/// in-flight requests and closing handshakes to finish.
+/// Opens core `id`'s storage: its log under `data_dir` (replayed), or memory.
+fn open_storage(id: usize, config: &Config) -> std::io::Result<Storage> {
+    if !config.persist {
+        return Ok(Storage::memory());
+    }
+    Storage::open(&config.data_dir, id, config.fsync)
+}
+
+/// Runs core `id` until it is shut down: opens its storage and builds the ring (reporting on
+/// `ready` whether that worked), accepts and adopts connections; on shutdown stops accepting,
+/// closes WebSockets with 1001, waits (until the deadline) for in-flight requests and closing
+/// handshakes to finish, and closes the storage (its last writes fsynced).
 pub fn run(
     id: usize,
     shared: Shared,
     listener: std::net::TcpListener,
     inbox: flume::Receiver<Inbound>,
     stats: Arc<CoreStats>,
+    ready: std::sync::mpsc::Sender<std::io::Result<()>>,
 ) {
     let Shared {
         config,
@@ -284,6 +359,19 @@ pub fn run(
         inboxes,
         process_live,
     } = shared;
+    let storage = match open_storage(id, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "core {id}: cannot open storage in {}: {e}",
+                    config.data_dir.display()
+                ),
+            )));
+            return;
+        }
+    };
     let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .with_entries(4096)
         .enable_timer()
@@ -292,10 +380,12 @@ pub fn run(
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(core = id, error = %e, "cannot build the event loop");
+            let _ = ready.send(Err(e));
             return;
         }
     };
     rt.block_on(async move {
+        storage.start();
         let core = Rc::new(Core::new(
             id,
             config,
@@ -303,7 +393,11 @@ pub fn run(
             inboxes,
             stats,
             process_live,
+            storage,
         ));
+        let _ = ready.send(Ok(()));
+        CURRENT.with(|c| *c.borrow_mut() = Some(core.clone()));
+        monoio::spawn(super::alarms::run(core.clone()));
         monoio::spawn(inbox_loop(core.clone(), inbox));
         monoio::spawn(core.flusher.clone().run());
         monoio::select! {
@@ -324,6 +418,10 @@ pub fn run(
                 "shutdown deadline passed with connections still busy"
             );
         }
+        if let Err(e) = core.storage.close().await {
+            tracing::error!(core = id, error = %e, "storage failed before shutdown");
+        }
+        CURRENT.with(|c| c.borrow_mut().take());
     });
 }
 
@@ -354,7 +452,10 @@ async fn accept_loop(core: Rc<Core>, listener: std::net::TcpListener) {
                     }
                     continue;
                 }
-                spawn_guarded(core.id, conn::serve(core.clone(), stream, Vec::new()));
+                spawn_guarded(
+                    core.id,
+                    conn::serve(core.clone(), stream, Vec::new(), false),
+                );
             }
             Err(e) => {
                 tracing::warn!(core = core.id, error = %e, "accept failed; backing off {backoff:?}");
@@ -370,6 +471,10 @@ async fn inbox_loop(core: Rc<Core>, inbox: flume::Receiver<Inbound>) {
     while let Ok(msg) = inbox.recv_async().await {
         let h = match msg {
             Inbound::Conn(h) => h,
+            Inbound::Fetch(job) => {
+                super::fetch::serve_job(core.clone(), job);
+                continue;
+            }
             Inbound::Shutdown { deadline } => {
                 core.begin_shutdown(deadline);
                 continue;
@@ -379,7 +484,10 @@ async fn inbox_loop(core: Rc<Core>, inbox: flume::Receiver<Inbound>) {
         let stream = std::net::TcpStream::from(h.fd);
         match monoio::net::TcpStream::from_std(stream) {
             Ok(stream) => {
-                spawn_guarded(core.id, conn::serve(core.clone(), stream, h.bytes));
+                spawn_guarded(
+                    core.id,
+                    conn::serve(core.clone(), stream, h.bytes, h.hooked),
+                );
             }
             Err(e) => {
                 tracing::warn!(core = core.id, from = h.from, error = %e, "cannot adopt a handed-off connection")

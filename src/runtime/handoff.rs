@@ -20,6 +20,9 @@ pub struct Handoff {
     pub fd: OwnedFd,
     /// Bytes read from the socket and not yet answered, oldest first.
     pub bytes: Vec<u8>,
+    /// The first request in `bytes` already passed its party's `on_before_*` hook on the
+    /// sending core (which may have rewritten it): the owner must not run the hook again.
+    pub hooked: bool,
     /// The core that sent it (for logs and the receiver's sanity check).
     pub from: usize,
 }
@@ -29,6 +32,8 @@ pub struct Handoff {
 pub enum Inbound {
     /// A connection to adopt.
     Conn(Handoff),
+    /// A party-to-party fetch for a room this core owns.
+    Fetch(super::fetch::FetchJob),
     /// Stop accepting, close WebSockets with 1001, finish in-flight requests by `deadline`.
     Shutdown { deadline: Instant },
 }
@@ -62,7 +67,24 @@ impl Inboxes {
             .try_send(Inbound::Conn(h))
             .map_err(|e| match e.into_inner() {
                 Inbound::Conn(h) => h,
-                Inbound::Shutdown { .. } => unreachable!("we sent a connection"),
+                _ => unreachable!("we sent a connection"),
+            })
+    }
+
+    /// Queues a party-to-party fetch for core `to`.
+    ///
+    /// # Errors
+    /// That inbox is full or its core has stopped: the job is handed back.
+    pub fn send_fetch(
+        &self,
+        to: usize,
+        job: super::fetch::FetchJob,
+    ) -> Result<(), Box<super::fetch::FetchJob>> {
+        self.senders[to]
+            .try_send(Inbound::Fetch(job))
+            .map_err(|e| match e.into_inner() {
+                Inbound::Fetch(job) => Box::new(job),
+                _ => unreachable!("we sent a fetch"),
             })
     }
 
@@ -86,6 +108,7 @@ mod tests {
         let h = |from| Handoff {
             fd: fd(),
             bytes: b"GET".to_vec(),
+            hooked: false,
             from,
         };
         assert!(inboxes.send(1, h(0)).is_ok());

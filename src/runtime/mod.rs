@@ -6,7 +6,9 @@
 //! `Server::shutdown` asks every core (through its inbox) to stop accepting, close its
 //! WebSockets with 1001 and finish in-flight requests, and waits for them up to a deadline.
 
+pub mod alarms;
 pub mod core;
+pub mod fetch;
 pub mod handoff;
 pub mod shard;
 
@@ -43,12 +45,12 @@ pub struct Server {
 /// Configures a server: its `Config` and the parties it serves.
 ///
 /// ```no_run
-/// use partyring::{party::{Party, Request}, http::Response, room::Room, Config, Server};
+/// use partyring::{party::{Party, Reply, Request}, http::Response, room::Room, Config, Server};
 ///
 /// struct Hello;
 /// impl Party for Hello {
-///     fn on_request(&self, _room: &mut Room, _req: &Request<'_>) -> Response {
-///         Response::text(200, "hello")
+///     fn on_request(&self, _room: &mut Room, _req: &Request<'_>) -> Reply {
+///         Response::text(200, "hello").into()
 ///     }
 /// }
 ///
@@ -106,6 +108,9 @@ impl Builder {
                 "max outbound bytes must exceed the max message size (plus 14 bytes of header)",
             ));
         }
+        if config.persist {
+            check_data_dir(&config)?;
+        }
         let config = Arc::new(config);
         let (listeners, addr) =
             listener::bind_all(SocketAddr::new(config.host, config.port), config.threads)?;
@@ -114,6 +119,7 @@ impl Builder {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let pin = config.pin_threads && config.threads <= cpus;
         let (done_tx, finished) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
         let process_live = Arc::new(AtomicUsize::new(0));
         let mut stats = Vec::new();
         let mut threads = Vec::new();
@@ -127,25 +133,45 @@ impl Builder {
                 process_live: process_live.clone(),
             };
             let done_tx = done_tx.clone();
+            let ready_tx = ready_tx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("partyring-core-{id}"))
                 .spawn(move || {
                     if pin {
                         pin_to_cpu(id);
                     }
-                    self::core::run(id, shared, listener, inbox, core_stats);
+                    self::core::run(id, shared, listener, inbox, core_stats, ready_tx);
                     let _ = done_tx.send(id);
                 })?;
             threads.push(thread);
         }
-        Ok(Server {
+        drop(ready_tx);
+        let server = Server {
             addr,
             stats,
             io_uring,
             inboxes,
             threads,
             finished,
-        })
+        };
+        // Every core reports once it has opened its storage and built its ring; a core that
+        // cannot stops the whole start (the others are shut down again).
+        let mut failure = None;
+        for _ in 0..config.threads {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Err(_) => {
+                    failure = failure.or_else(|| Some(io::Error::other("a core thread died")));
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            server.shutdown(Duration::from_secs(1));
+            return Err(e);
+        }
+        Ok(server)
     }
 
     /// Starts the server and blocks until its cores stop.
@@ -202,6 +228,39 @@ impl Server {
             let _ = t.join();
         }
         true
+    }
+}
+
+/// The file in a data directory that records how many cores wrote it.
+const CORES_FILE: &str = "cores";
+
+/// Rooms are sharded by core count, and each core replays only its own log: a data directory
+/// written by N cores is only readable by N cores. Records N on first use; refuses another N.
+fn check_data_dir(config: &Config) -> io::Result<()> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("data dir {}: {e}", dir.display())))?;
+    let path = dir.join(CORES_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse::<usize>() {
+            Ok(n) if n == config.threads => Ok(()),
+            Ok(n) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "data dir {} was written by {n} cores and rooms are sharded by core count: \
+                     start with --threads {n} (or use another --data-dir)",
+                    dir.display()
+                ),
+            )),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a core count", path.display()),
+            )),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::write(&path, format!("{}\n", config.threads))
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -574,7 +574,8 @@ enum DurableState {
 }
 
 impl<T> Durable<T> {
-    fn ready(result: Result<T, StorageError>) -> Self {
+    /// An already-finished write (nothing to wait for, or an error found before writing).
+    pub fn ready(result: Result<T, StorageError>) -> Self {
         match result {
             Ok(v) => Durable {
                 value: Some(v),
@@ -598,7 +599,8 @@ impl<T> Durable<T> {
         }
     }
 
-    fn map<U>(self, f: impl FnOnce(T) -> U) -> Durable<U> {
+    /// The same write, resolving to `f` of its value.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Durable<U> {
         Durable {
             value: self.value.map(f),
             state: self.state,

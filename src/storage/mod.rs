@@ -104,6 +104,27 @@ impl fmt::Display for StorageError {
 
 impl std::error::Error for StorageError {}
 
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    #[test]
+    fn fsync_policy_parses() {
+        assert_eq!("always".parse(), Ok(FsyncPolicy::Always));
+        assert_eq!(" Never ".parse(), Ok(FsyncPolicy::Never));
+        for s in ["every 100", "every 100ms", "every:100", "every=100ms"] {
+            assert_eq!(
+                s.parse(),
+                Ok(FsyncPolicy::Every(Duration::from_millis(100))),
+                "{s}"
+            );
+        }
+        for s in ["", "sometimes", "every", "every 0", "every -1", "every x"] {
+            assert!(s.parse::<FsyncPolicy>().is_err(), "{s}");
+        }
+    }
+}
+
 /// When a write counts as durable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FsyncPolicy {
@@ -117,6 +138,32 @@ pub enum FsyncPolicy {
     Every(Duration),
     /// Never fsync (tests, throwaway data). Writes still survive a process crash.
     Never,
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = String;
+
+    /// `always`, `never`, or `every <ms>` (also `every:<ms>`, `every=<ms>`; `ms` may carry an
+    /// `ms` suffix), as the `--fsync` flag takes it.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "always" => return Ok(FsyncPolicy::Always),
+            "never" => return Ok(FsyncPolicy::Never),
+            _ => {}
+        }
+        let bad = || format!("invalid fsync policy {s:?}: use always, never or \"every <ms>\"");
+        let rest = t.strip_prefix("every").ok_or_else(bad)?;
+        let ms = rest
+            .trim_start_matches([' ', ':', '='])
+            .trim()
+            .trim_end_matches("ms")
+            .trim();
+        match ms.parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(FsyncPolicy::Every(Duration::from_millis(ms))),
+            _ => Err(bad()),
+        }
+    }
 }
 
 /// Knobs of [`Storage::open_with`].

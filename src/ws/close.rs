@@ -24,6 +24,10 @@ pub const POLICY: u16 = 1008;
 pub const TOO_BIG: u16 = 1009;
 /// 1011: the server hit an unexpected condition.
 pub const INTERNAL: u16 = 1011;
+/// 1005: local-only: the peer's close frame had no code (never sent on the wire).
+pub const NO_STATUS: u16 = 1005;
+/// 1006: local-only: the connection ended without a close frame (never sent on the wire).
+pub const ABNORMAL: u16 = 1006;
 /// 1013: the server is overloaded; the client should retry later (IANA registry).
 pub const TRY_AGAIN_LATER: u16 = 1013;
 

@@ -319,8 +319,16 @@ impl Drop for ChildServer {
 /// address it printed on stdout.
 pub fn spawn_binary(args: &[&str]) -> (ChildServer, SocketAddr) {
     use std::io::BufRead;
+    // Storage in memory unless the test asks for a data directory: tests run in parallel and
+    // must not share (or lock) one.
+    let storage: &[&str] = if args.iter().any(|a| a.starts_with("--data-dir")) {
+        &[]
+    } else {
+        &["--persist", "false"]
+    };
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_partyring"))
         .args(["--port", "0"])
+        .args(storage)
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
