@@ -92,7 +92,9 @@ pub(super) struct Disk {
     /// `flock`ed for the life of the storage: a second process on the same directory fails to
     /// open instead of interleaving records. Released by the kernel when the fd closes, crash
     /// included.
-    _lock: fs::File,
+    /// Dropped by [`Storage::close`] (nothing is written after it), so the same process can
+    /// open the directory again.
+    lock: RefCell<Option<fs::File>>,
     /// Encoded records not yet handed to the writer.
     pub(super) pending: RefCell<Vec<u8>>,
     /// Sequence number of the newest record in `pending` (records count from 1).
@@ -224,7 +226,7 @@ impl Storage {
             path,
             opts,
             file: RefCell::new(Some((file, file_len))),
-            _lock: lock,
+            lock: RefCell::new(Some(lock)),
             pending: RefCell::new(Vec::new()),
             last_seq: Cell::new(0),
             written_seq: Cell::new(0),
@@ -463,6 +465,7 @@ impl Storage {
             Poll::Pending
         })
         .await;
+        disk.lock.borrow_mut().take();
         match disk.failed.get() {
             Some(kind) => Err(StorageError::Io(kind)),
             None => Ok(()),

@@ -1,0 +1,161 @@
+// The demo page (`GET /`) in a real browser: Debian's Chromium, headless, driven by
+// playwright-core. Run by run.sh, which starts the server and sets:
+//   PARTY_ADDR   host:port of a running partyring (loopback)
+//   CHROMIUM     the Chromium executable
+//   SCREENSHOT   where to save the screenshot
+// Two pages (two browser contexts, like two people) join one room; a message sent over the
+// WebSocket in A appears in B, one posted with PartySocket.fetch in B appears in both, a reload
+// of A shows both from the history, and A's new socket gets live messages again. Every request
+// the pages make must go to the server under test (the page needs no CDN).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const ADDR = process.env.PARTY_ADDR;
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SCREENSHOT = process.env.SCREENSHOT;
+assert.ok(ADDR, "PARTY_ADDR must be set (run.sh sets it)");
+const BASE = `http://${ADDR}`;
+const WAIT = { timeout: 5000 };
+
+let browser;
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    // Without the background-networking flags Chromium tries to reach Google's hosts, which
+    // this machine's closed network refuses.
+    args: [
+      "--no-sandbox",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+test("the page and the bundle are served (HTTP)", async () => {
+  let res = await fetch(`${BASE}/?room=x`);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), "text/html; charset=utf-8");
+  assert.equal(res.headers.get("cache-control"), "no-cache");
+  const html = await res.text();
+  assert.match(html, /import PartySocket from "\/_demo\/partysocket\.js\?v=1\.3\.0"/);
+
+  res = await fetch(`${BASE}/_demo/partysocket.js?v=1.3.0`);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), "text/javascript; charset=utf-8");
+  assert.match(await res.text(), /partysocket@1\.3\.0[\s\S]*MIT License[\s\S]*export \{/);
+
+  res = await fetch(`${BASE}/`, { method: "HEAD" });
+  assert.equal(res.status, 200);
+  assert.equal(Number(res.headers.get("content-length")), Buffer.byteLength(html));
+
+  res = await fetch(`${BASE}/`, { method: "POST", body: "x" });
+  assert.equal(res.status, 405);
+  assert.equal(res.headers.get("allow"), "GET, HEAD");
+  await res.text();
+
+  res = await fetch(`${BASE}/_demo/nope.js`);
+  assert.equal(res.status, 404);
+  await res.text();
+});
+
+// Opens the demo page for `room` in a fresh context; records anything that goes wrong.
+async function openPage(name, room, problems) {
+  const context = await browser.newContext({ viewport: { width: 820, height: 700 } });
+  const page = await context.newPage();
+  const ours = (url) =>
+    url.startsWith(`${BASE}/`) || url.startsWith(`ws://${ADDR}/`) || url.startsWith("data:");
+  page.on("pageerror", (e) => problems.push(`${name}: page error: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error") problems.push(`${name}: console error: ${m.text()}`);
+  });
+  page.on("request", (r) => {
+    if (!ours(r.url())) problems.push(`${name}: request outside the server: ${r.url()}`);
+  });
+  page.on("websocket", (ws) => {
+    if (!ours(ws.url())) problems.push(`${name}: websocket outside the server: ${ws.url()}`);
+  });
+  await page.goto(`${BASE}/?room=${encodeURIComponent(room)}`);
+  await ready(page);
+  return page;
+}
+
+// Waits until the page's socket is open and its history is loaded.
+async function ready(page) {
+  await page.waitForSelector('#status[data-state="open"]', WAIT);
+}
+
+// The message list as [via, text] pairs.
+function messages(page) {
+  return page.$$eval("#messages li", (lis) =>
+    lis.map((li) => [li.dataset.via, li.querySelector(".text").textContent]),
+  );
+}
+
+async function waitForMessage(page, text) {
+  await page.waitForFunction(
+    (t) => [...document.querySelectorAll("#messages .text")].some((e) => e.textContent === t),
+    text,
+    WAIT,
+  );
+}
+
+test("two pages chat through the WebSocket and PartySocket.fetch", { timeout: 30000 }, async () => {
+  const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  // A space and a non-ASCII letter: the page must encode the room the same way for both paths.
+  const room = `browser test ü ${id}`;
+  const problems = [];
+  const a = await openPage("A", room, problems);
+  const b = await openPage("B", room, problems);
+  assert.equal(await a.textContent("#room-name"), room);
+  assert.equal(await a.title(), `${room} · partyring demo`);
+  assert.deepEqual(await messages(a), [], "a new room has no history");
+
+  // A sends over the WebSocket: B gets it live; A shows its own copy (no echo from the server).
+  const m1 = `hello over the socket ${id}`;
+  await a.fill("#message", m1);
+  await a.click("#send-ws");
+  await waitForMessage(b, m1);
+  assert.equal(await a.inputValue("#message"), "", "the input is cleared after sending");
+
+  // B posts with PartySocket.fetch: the server broadcasts it to both sockets.
+  const m2 = `hello over fetch ${id}`;
+  await b.fill("#message", m2);
+  await b.click("#send-post");
+  await waitForMessage(a, m2);
+  await waitForMessage(b, m2);
+  assert.deepEqual(await messages(a), [["you", m1], ["live", m2]]);
+  assert.deepEqual(await messages(b), [["live", m1], ["live", m2]]);
+
+  // The server kept both: a reloaded A shows them from the history, in order.
+  await a.reload();
+  await ready(a);
+  assert.deepEqual(await messages(a), [["history", m1], ["history", m2]]);
+
+  // A's new socket is in the room: B sends with Enter (the form's default, the WebSocket).
+  const m3 = `after the reload ${id}`;
+  await b.fill("#message", m3);
+  await b.press("#message", "Enter");
+  await waitForMessage(a, m3);
+  assert.deepEqual(await messages(a), [["history", m1], ["history", m2], ["live", m3]]);
+  assert.deepEqual(await messages(b), [["live", m1], ["live", m2], ["you", m3]]);
+
+  // The same history over plain HTTP, for the record.
+  const res = await fetch(`${BASE}/parties/main/${encodeURIComponent(room)}`);
+  assert.deepEqual(await res.json(), [m1, m2, m3]);
+
+  if (SCREENSHOT) {
+    await b.screenshot({ path: SCREENSHOT });
+  }
+  assert.deepEqual(problems, []);
+});
