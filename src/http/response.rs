@@ -84,14 +84,25 @@ pub fn write_response(
     close: bool,
 ) {
     write_head(out, resp.status, date);
-    out.extend_from_slice(b"Content-Type: ");
-    out.extend_from_slice(resp.content_type.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    // An empty content type means "no body to describe" (a 204).
+    if !resp.content_type.is_empty() {
+        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(resp.content_type.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     for (name, value) in &resp.headers {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if resp.status == 204 {
+        // RFC 9110 8.6: no Content-Length in a 204.
+        if close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        return;
     }
     write_tail(out, resp.body.len(), close);
     if !head_only {
