@@ -118,9 +118,10 @@ def svg_plot(title, series, path):
 
 def latency(out):
     for variant in sorted(os.listdir(out)):
-        if not variant.startswith("latency"):
-            continue
         vdir = os.path.join(out, variant)
+        # Only the result directories: the plots written next to them share the prefix.
+        if not variant.startswith("latency") or not os.path.isdir(vdir):
+            continue
         series = {}
         print(f"\nOpen-loop latency, {variant} (delivery latency from the timestamp in each payload):\n")
         print("| server | publishes/s offered | delivered/s | server CPU % | p50 µs | p99 µs | p999 µs | max µs |")
