@@ -8,20 +8,26 @@
 //! # Layout
 //!
 //! - [`config`]: every knob, with its default.
-//! - [`runtime`]: starting the cores ([`runtime::Server`]); `shard` (which core owns a room),
-//!   `handoff` (moving a connection to its owner core, the only `Send` code), `core` (the
-//!   per-thread state and accept/inbox loops).
+//! - [`runtime`]: starting the cores ([`runtime::Server`], its builder takes the parties);
+//!   `shard` (which core owns a room), `handoff` (moving a connection, a party fetch or a
+//!   metrics request to another core: the only `Send` code), `core` (the per-thread state and
+//!   accept/inbox loops), `alarms` (each core's room alarm timer), `fetch` (party-to-party).
 //! - [`net`]: sockets. `conn` (the HTTP/1.1 connection loop), `ws_conn` (a WebSocket's reader),
 //!   `writer` (its bounded outbound queue and writer task), `sock` (raw non-blocking syscalls).
 //! - [`http`]: sans-IO HTTP/1.1: head parsing, body framing, responses, the error table.
 //! - [`ws`]: sans-IO RFC 6455: handshake, frames, masking, the streaming decoder, close codes.
 //! - [`router`]: request target → party and room.
-//! - [`room`]: a room's state (members, history) and the per-core room table.
-//! - [`party`]: application behaviour (`main`: PartyKit's MessageServer; `echo`), the party
-//!   registry, and the panic guard around every party handler.
+//! - [`room`]: the room handle parties get (connections, broadcast, storage, alarm, state,
+//!   other parties' rooms, the `main` history) and the per-core room table.
+//! - [`party`]: the Party API (the `Party` trait, hooks, `Reply`, `Connection`), the built-in
+//!   parties (`main`: PartyKit's MessageServer; `echo`), and the panic guard around every
+//!   party handler.
 //! - [`storage`]: per-core durable key-value storage (append-only log, group commit, replay,
-//!   compaction). Built and tested; not yet wired into rooms (the Party API issue does that).
+//!   compaction), opened by each core at start under `data_dir` (or in memory with
+//!   `persist: false`); rooms reach it through [`room::RoomStorage`].
 //! - [`demo`]: the chat page at `/` and its vendored partysocket bundle, embedded in the binary.
+//! - [`metrics`]: `GET /metrics` (Prometheus text format): plain per-core counters, gathered
+//!   from every core through the inboxes on request.
 //!
 //! # Data path
 //!
@@ -44,6 +50,7 @@
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod metrics;
 pub mod net;
 pub mod party;
 pub mod room;

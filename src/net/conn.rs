@@ -32,6 +32,7 @@ use crate::{
         response::write_response,
         BodyDecoder, Head, HttpError, Limits, Method, Response,
     },
+    metrics::Metrics,
     net::{sock, ws_conn},
     party::{Before, Reply, Request},
     router::{self, Route},
@@ -187,6 +188,7 @@ impl HttpConn {
                 Ok(Step::Exit(exit)) => Some(exit),
                 Err(e) => {
                     tracing::info!(core = self.core.id, error = %e, "bad request");
+                    self.core.metrics.http_error(e.status());
                     let resp = Response::text(e.status(), e.reason());
                     write_response(&mut self.out, &resp, &self.core.date, false, true);
                     Some(Exit::Linger)
@@ -206,6 +208,7 @@ impl HttpConn {
                     if self.in_progress() {
                         tracing::info!(core = self.core.id, "request timeout");
                         let e = HttpError::Timeout;
+                        self.core.metrics.http_error(e.status());
                         let resp = Response::text(e.status(), e.reason());
                         write_response(&mut self.out, &resp, &self.core.date, false, true);
                         let _ = self.flush().await;
@@ -515,6 +518,10 @@ impl HttpConn {
         match reject {
             Some(resp) => {
                 tracing::info!(core = self.core.id, status = resp.status, reason = %String::from_utf8_lossy(&resp.body), "bad websocket upgrade");
+                // 503 (shutting down) is the server's state, not the client's fault.
+                if resp.status != 503 {
+                    self.core.metrics.http_error(resp.status);
+                }
                 write_response(&mut self.out, &resp, &self.core.date, false, true);
                 Exit::Linger
             }
@@ -593,8 +600,12 @@ impl HttpConn {
                 Err(_) => return Err(io::ErrorKind::TimedOut.into()),
             }
             match sock::recv_into_vec(self.fd, &mut self.buf, READ_CHUNK) {
+                Ok(n) => {
+                    self.core.metrics.received_bytes.add(n as u64);
+                    return Ok(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return other,
+                Err(e) => return Err(e),
             }
         }
     }
@@ -606,6 +617,7 @@ impl HttpConn {
             self.fd,
             &self.out,
             self.core.config.idle_timeout,
+            &self.core.metrics,
         )
         .await?;
         self.out.clear();
@@ -623,7 +635,10 @@ impl HttpConn {
             let read = sock::recv(self.fd, &mut self.core.read_buf.borrow_mut());
             match read {
                 Ok(0) => return,
-                Ok(_) => continue,
+                Ok(n) => {
+                    self.core.metrics.received_bytes.add(n as u64);
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => return,
             }
@@ -665,7 +680,9 @@ impl HttpConn {
                 let resp = Response::text(503, "Service unavailable: try again");
                 write_response(&mut out, &resp, &core.date, false, true);
                 // Best effort: a small response into an idle socket's empty send buffer.
-                let _ = sock::send(h.fd.as_raw_fd(), &out);
+                if let Ok(n) = sock::send(h.fd.as_raw_fd(), &out) {
+                    core.metrics.sent_bytes.add(n as u64);
+                }
             }
         }
     }
@@ -755,7 +772,7 @@ pub async fn refuse(core: Rc<Core>, stream: TcpStream) {
         }
         match sock::recv_into_vec(fd, &mut buf, READ_CHUNK) {
             Ok(0) => break None,
-            Ok(_) => {}
+            Ok(n) => core.metrics.received_bytes.add(n as u64),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => break None,
         }
@@ -794,7 +811,7 @@ pub async fn refuse(core: Rc<Core>, stream: TcpStream) {
         );
     }
     if !out.is_empty() {
-        let _ = flush_all(&stream, fd, &out, REFUSE_HEAD_TIMEOUT).await;
+        let _ = flush_all(&stream, fd, &out, REFUSE_HEAD_TIMEOUT, &core.metrics).await;
         sock::shutdown_write(fd);
     }
     core.refusing.set(core.refusing.get() - 1);
@@ -803,6 +820,9 @@ pub async fn refuse(core: Rc<Core>, stream: TcpStream) {
 /// Routes a complete request to its party (or a 404) on this core.
 fn route_request(core: &Core, method: Method, target: &str, head: &[u8], body: &[u8]) -> Reply {
     let Route::Room { party, room, .. } = router::route(target) else {
+        if let Some(reply) = crate::metrics::response(core, method, target) {
+            return reply;
+        }
         return crate::demo::response(method, target)
             .unwrap_or_else(|| Response::text(404, "Not found"))
             .into();
@@ -816,17 +836,22 @@ fn route_request(core: &Core, method: Method, target: &str, head: &[u8], body: &
     })
 }
 
-/// Writes all of `bytes`, waiting for room in the socket at most `timeout` at a time.
+/// Writes all of `bytes`, waiting for room in the socket at most `timeout` at a time; counts
+/// what is sent in `metrics`.
 pub async fn flush_all(
     stream: &TcpStream,
     fd: RawFd,
     bytes: &[u8],
     timeout: Duration,
+    metrics: &Metrics,
 ) -> io::Result<()> {
     let mut sent = 0;
     while sent < bytes.len() {
         match sock::send(fd, &bytes[sent..]) {
-            Ok(n) => sent += n,
+            Ok(n) => {
+                sent += n;
+                metrics.sent_bytes.add(n as u64);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 match monoio::time::timeout(timeout, stream.writable(false)).await {
                     Ok(Ok(())) => {}

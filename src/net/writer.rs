@@ -31,6 +31,7 @@ use monoio::net::TcpStream;
 use smallvec::SmallVec;
 
 use super::sock;
+use crate::metrics::Metrics;
 
 /// Frames handed to one `sendmsg` at most (Linux allows 1024; 64 frames already fill a segment
 /// for any frame size that matters).
@@ -181,7 +182,19 @@ impl Outbox {
     fn enqueue(&self, frame: Rc<[u8]>) {
         self.queued.set(self.queued.get() + frame.len());
         self.frames.borrow_mut().push_back(frame);
+        if let Some(io) = self.io.borrow().as_ref() {
+            io.flusher.metrics.ws_frames_queued.inc();
+        }
         self.schedule();
+    }
+
+    /// The core's counters, while the outbox is attached (for the rare events counted outside
+    /// this file, such as a close for overflow).
+    pub fn metrics(&self) -> Option<Rc<Metrics>> {
+        self.io
+            .borrow()
+            .as_ref()
+            .map(|io| io.flusher.metrics.clone())
     }
 
     /// Puts this outbox on the flusher's dirty list (once per pass; not while a drain task
@@ -309,6 +322,9 @@ impl Outbox {
                 sock::sendv(fd, &iov)?
             }
         };
+        if let Some(io) = self.io.borrow().as_ref() {
+            io.flusher.metrics.sent_bytes.add(n as u64);
+        }
         self.advance(n);
         Ok(self.queued.get() == 0)
     }
@@ -407,13 +423,17 @@ pub struct Flusher {
     dirty: RefCell<Vec<Rc<Outbox>>>,
     /// The flusher task, parked while the list is empty.
     waker: Cell<Option<Waker>>,
+    /// The core's counters, reached by every attached outbox through its `Io` (so an outbox
+    /// carries no pointer of its own for them).
+    metrics: Rc<Metrics>,
 }
 
 impl Flusher {
-    pub fn new() -> Rc<Self> {
+    pub fn new(metrics: Rc<Metrics>) -> Rc<Self> {
         Rc::new(Flusher {
             dirty: RefCell::new(Vec::new()),
             waker: Cell::new(None),
+            metrics,
         })
     }
 

@@ -130,6 +130,9 @@ impl WsConn {
         if self.outbox.push(frame) == SendStatus::Backpressure {
             tracing::warn!(conn = %self.id, queued = self.outbox.queued_bytes(),
                 "outbound queue over its bound: closing with 1008");
+            if let Some(m) = self.outbox.metrics() {
+                m.ws_protocol_close(close::POLICY);
+            }
             self.close_with(close::POLICY, "Outbound queue full", true);
         }
     }
@@ -203,6 +206,7 @@ pub async fn serve(
     let _held = held;
     // A shutdown waits for this connection's closing handshake.
     let _busy = core.busy_guard();
+    let _open = core.metrics.websockets_open.hold();
     let fd = stream.as_raw_fd();
     let stream = Rc::new(stream);
     let Joined {
@@ -374,7 +378,10 @@ impl Reader<'_> {
             let read = sock::recv(fd, &mut self.core.read_buf.borrow_mut());
             match read {
                 Ok(0) => return,
-                Ok(_) => continue,
+                Ok(n) => {
+                    self.core.metrics.received_bytes.add(n as u64);
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => return,
             }
@@ -397,6 +404,7 @@ impl Reader<'_> {
             if n == 0 {
                 return Ok(false);
             }
+            core.metrics.received_bytes.add(n as u64);
             self.feed(&mut buf[..n]);
             if n < buf.len() || self.peer_closed {
                 break;
@@ -414,6 +422,7 @@ impl Reader<'_> {
         let mut peer_close = None;
         let result = self.decoder.feed(data, &mut |msg| match msg {
             Message::Text(_) | Message::Binary(_) => {
+                core.metrics.ws_messages_received.inc();
                 if conn.outbox.state() != OutState::Open {
                     return; // closing: data is ignored until the peer's close frame
                 }
@@ -448,6 +457,7 @@ impl Reader<'_> {
         if let Err(e) = result {
             if conn.outbox.state() == OutState::Open {
                 tracing::info!(conn = %conn.id, error = %e, code = e.close_code(), "websocket protocol error: closing");
+                core.metrics.ws_protocol_close(e.close_code());
                 conn.close_with(e.close_code(), e.reason(), false);
             }
             self.error = Some(e.to_string());

@@ -285,21 +285,31 @@ impl Room {
         if self.history_limit == 0 {
             return Durable::ready(Ok(()));
         }
+        // Without a log (`persist: false`) the room itself is the only copy: it stays in memory
+        // while it has history, so a second copy in the storage index would only cost a key,
+        // a clone and a tree insert per message on the fan-out path.
+        let persist = self.storage.is_persistent();
         let seq = self.history_first + self.history.len() as u64;
-        let durable = self.storage.put_one(
-            &self.party_name,
-            &self.id,
-            &history_key(seq),
-            message.clone().into_bytes(),
-        );
+        let durable = if persist {
+            self.storage.put_one(
+                &self.party_name,
+                &self.id,
+                &history_key(seq),
+                message.clone().into_bytes(),
+            )
+        } else {
+            Durable::ready(Ok(()))
+        };
         self.history.push_back(message);
         while self.history.len() > self.history_limit {
             self.history.pop_front();
-            drop(self.storage.delete(
-                &self.party_name,
-                &self.id,
-                vec![history_key(self.history_first)],
-            ));
+            if persist {
+                drop(self.storage.delete(
+                    &self.party_name,
+                    &self.id,
+                    vec![history_key(self.history_first)],
+                ));
+            }
             self.history_first += 1;
         }
         self.history_json = None;

@@ -73,8 +73,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rooms_come_and_go() {
+    fn memory_rooms_keep_history_only_in_the_room() {
         let storage = Storage::memory();
+        let mut t = RoomTable::new(vec!["main".into()], 3, storage.clone());
+        let r = t.get_or_create(0, "a");
+        drop(r.append_history("1".into()));
+        assert_eq!(r.history().collect::<Vec<_>>(), ["1"]);
+        assert!(storage
+            .list("main", "a", &Default::default())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn rooms_come_and_go() {
+        // A log (never started: writes reach the index at once, which is what is checked).
+        let dir = std::env::temp_dir().join(format!("partyring-table-{}", std::process::id()));
+        let storage = Storage::open(&dir, 0, crate::storage::FsyncPolicy::Never).unwrap();
         let mut t = RoomTable::new(vec!["p".into(), "main".into()], 3, storage.clone());
         t.get_or_create(0, "a");
         assert_eq!(t.len(), 1);
@@ -116,5 +131,7 @@ mod tests {
         assert!(storage
             .get("main", "a", "history/00000000000000000001")
             .is_none());
+        drop((t, fresh, storage));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

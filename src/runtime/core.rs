@@ -25,6 +25,7 @@ use std::{
 use crate::{
     config::Config,
     http::DateCache,
+    metrics::Metrics,
     net::{conn, writer::Flusher},
     party::{Parties, PartySet},
     room::{Room, RoomTable},
@@ -117,6 +118,8 @@ pub struct Core {
     pub read_buf: RefCell<Box<[u8]>>,
     /// Sends every WebSocket queue that has something in it, once per event-loop pass.
     pub flusher: Rc<Flusher>,
+    /// This core's counters for `/metrics` (plain cells; the flusher holds a clone).
+    pub metrics: Rc<Metrics>,
     /// Serial numbers for connections (newest wins when ids collide).
     next_serial: Cell<u64>,
     /// Set when shutdown starts: the time by which this core must be done.
@@ -189,6 +192,7 @@ impl Core {
             .map(|i| parties.name(i).clone())
             .collect();
         let rooms = RoomTable::new(names, config.history_limit, storage.clone());
+        let metrics = Rc::new(Metrics::default());
         Core {
             id,
             config,
@@ -198,7 +202,8 @@ impl Core {
             rooms: RefCell::new(rooms),
             date: DateCache::new(),
             read_buf: RefCell::new(vec![0u8; READ_BUF_BYTES].into_boxed_slice()),
-            flusher: Flusher::new(),
+            flusher: Flusher::new(metrics.clone()),
+            metrics,
             next_serial: Cell::new(0),
             shutdown_deadline: Cell::new(None),
             busy: Cell::new(0),
@@ -477,6 +482,11 @@ async fn inbox_loop(core: Rc<Core>, inbox: flume::Receiver<Inbound>) {
             }
             Inbound::Shutdown { deadline } => {
                 core.begin_shutdown(deadline);
+                continue;
+            }
+            Inbound::Metrics(reply) => {
+                // The asker may have given up (timed out): then the answer is just dropped.
+                let _ = reply.try_send(crate::metrics::snapshot(&core));
                 continue;
             }
         };

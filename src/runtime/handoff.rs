@@ -36,6 +36,8 @@ pub enum Inbound {
     Fetch(super::fetch::FetchJob),
     /// Stop accepting, close WebSockets with 1001, finish in-flight requests by `deadline`.
     Shutdown { deadline: Instant },
+    /// A `/metrics` scrape on another core wants this core's counters, sent back here.
+    Metrics(flume::Sender<crate::metrics::Snapshot>),
 }
 
 /// The sending side of every core's inbox, shared by all cores and the `Server` handle.
@@ -86,6 +88,12 @@ impl Inboxes {
                 Inbound::Fetch(job) => Box::new(job),
                 _ => unreachable!("we sent a fetch"),
             })
+    }
+
+    /// Asks core `to` for its metrics snapshot, to be sent on `reply`. False if that inbox is
+    /// full or its core has stopped (the scrape reports it missing).
+    pub fn send_metrics(&self, to: usize, reply: flume::Sender<crate::metrics::Snapshot>) -> bool {
+        self.senders[to].try_send(Inbound::Metrics(reply)).is_ok()
     }
 
     /// Tells every core to shut down. Blocks while an inbox is full (called from the thread
