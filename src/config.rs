@@ -78,6 +78,12 @@ pub struct Config {
     /// When a storage write counts as durable (see [`FsyncPolicy`]). Default `Always`: a
     /// write (and the `main` party's `OK`) resolves only after its batch was fsynced.
     pub fsync: FsyncPolicy,
+    /// Where party-to-party fetches go when several nodes serve the rooms (behind a load
+    /// balancer that routes by party and room, see docs/deploy.md): every
+    /// `room.party_room(..).fetch(..)` is then an HTTP request to this address, which routes it
+    /// to the node that owns the room. `None` (the default): this node owns every room, and a
+    /// fetch is a direct call or a message to the owner core.
+    pub fetch_entry: Option<std::net::SocketAddr>,
     /// Cross-origin requests: off by default, as in PartyKit. When on, preflight `OPTIONS` is
     /// answered and `Access-Control-Allow-Origin` is added to every non-WebSocket response.
     pub cors: Cors,
@@ -140,6 +146,7 @@ impl Config {
             data_dir: PathBuf::from(".partyring"),
             fsync: FsyncPolicy::Always,
             cors: Cors::Off,
+            fetch_entry: None,
         }
     }
 

@@ -65,6 +65,10 @@ struct Cli {
     /// Cross-origin requests: `off`, `*` (any origin), or a comma-separated list of origins.
     #[arg(long, env = "PARTYRING_CORS", default_value = "off", value_parser = parse_cors)]
     cors: Cors,
+    /// With several nodes behind a load balancer: the balancer's address (`host:port`), where
+    /// party-to-party fetches are sent so they reach the node that owns the room.
+    #[arg(long, env = "PARTYRING_FETCH_ENTRY")]
+    fetch_entry: Option<std::net::SocketAddr>,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive such as
     /// `partyring=debug`). `RUST_LOG` is used when this is not given.
     #[arg(long, env = "PARTYRING_LOG")]
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
     config.data_dir = cli.data_dir;
     config.fsync = cli.fsync;
     config.cors = cli.cors;
+    config.fetch_entry = cli.fetch_entry;
     match (
         seconds("header-timeout", cli.header_timeout),
         seconds("idle-timeout", cli.idle_timeout),

@@ -703,3 +703,77 @@ fn cors_preflight_and_headers() {
     assert_eq!(r.header("access-control-allow-origin"), None);
     server.shutdown(Duration::from_secs(2));
 }
+
+/// Answers with the name of the node it runs on; `/fetch?room=R` fetches `node` room R.
+struct Node(&'static str);
+
+impl Party for Node {
+    fn on_before_request(&self, req: &Request<'_>) -> Before {
+        if req.header("x-deny").is_some() {
+            return Before::unauthorized("denied at the edge");
+        }
+        Before::Continue
+    }
+
+    fn on_request(&self, room: &mut Room, req: &Request<'_>) -> Reply {
+        if req.path().ends_with("/fetch") {
+            let target = req.query_param("room").unwrap();
+            let mut fetch = FetchRequest::post("ping").path("/echo?q=1");
+            if req.query_param("deny").is_some() {
+                fetch = fetch.header("X-Deny", "1");
+            }
+            let fut = room.party_room("node", &target).fetch(fetch);
+            return Reply::later(async move {
+                let r = fut.await;
+                Response::text(r.status, String::from_utf8_lossy(&r.body).into_owned())
+            });
+        }
+        Response::text(
+            200,
+            format!(
+                "{} {} {} {}",
+                self.0,
+                room.id(),
+                req.target,
+                String::from_utf8_lossy(req.body)
+            ),
+        )
+        .into()
+    }
+}
+
+#[test]
+fn party_fetch_through_an_entry_reaches_another_node() {
+    // Node B stands in for the load balancer's choice: A sends every fetch to it.
+    let b = Server::builder()
+        .config(Config::test(2))
+        .party("node", || Node("b"))
+        .start()
+        .unwrap();
+    let mut config = Config::test(2);
+    config.fetch_entry = Some(b.addr);
+    let a = Server::builder()
+        .config(config)
+        .party("node", || Node("a"))
+        .start()
+        .unwrap();
+    let r = http(a.addr, "GET", "/parties/node/here/fetch?room=there", "");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "b there /parties/node/there/echo?q=1 ping".to_owned())
+    );
+    // Through the entry the target's edge hook runs, as for any client.
+    let r = http(
+        a.addr,
+        "GET",
+        "/parties/node/here/fetch?room=there&deny=1",
+        "",
+    );
+    assert_eq!((r.status, r.text()), (401, "denied at the edge".to_owned()));
+    assert!(b.shutdown(Duration::from_secs(2)));
+    // The entry is gone: a clear 502, not a hang.
+    let r = http(a.addr, "GET", "/parties/node/here/fetch?room=there", "");
+    assert_eq!(r.status, 502);
+    assert!(r.text().starts_with("Party fetch through"), "{}", r.text());
+    a.shutdown(Duration::from_secs(2));
+}

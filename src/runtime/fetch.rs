@@ -7,15 +7,28 @@
 //! data, like a handoff) and the response comes back on a one-shot flume channel; the owner
 //! runs it as a task of its own, so a slow room does not hold up its inbox. The edge hooks
 //! (`on_before_request`) are skipped, as in PartyKit.
+//!
+//! With several nodes behind a load balancer (`Config::fetch_entry`), no node knows which one
+//! owns a room, so every fetch is an HTTP/1.1 request to the balancer, which routes it like any
+//! client request (by party and room): the target room sees a normal request, and its party's
+//! `on_before_request` hook runs (a node cannot tell a fetch from a client there). One
+//! connection per fetch, `Connection: close`, bounded in time and size.
 
-use std::rc::Rc;
+use std::{
+    io,
+    net::SocketAddr,
+    os::fd::AsRawFd,
+    rc::Rc,
+    time::{Duration, Instant},
+};
 
 use super::{
     core::{current, spawn_guarded, Core},
     shard,
 };
 use crate::{
-    http::Response,
+    http::{BodyDecoder, Response},
+    net::{conn::flush_all, sock},
     party::Reply,
     room::{fetch_request, fetch_target, FetchRequest},
 };
@@ -43,6 +56,9 @@ pub async fn fetch(party: Box<str>, room: Box<str>, req: FetchRequest) -> Respon
             400,
             "Party fetch room id must be one non-empty path segment",
         );
+    }
+    if let Some(entry) = core.config.fetch_entry {
+        return via_entry(&core, entry, &party, &room, &req).await;
     }
     let Some(idx) = core.party_index(&party) else {
         return Response::text(404, format!("Party {party} not found"));
@@ -95,5 +111,212 @@ async fn serve(core: &Rc<Core>, idx: usize, room: &str, req: &FetchRequest) -> R
             tracing::error!(core = core.id, "party fetch polled inside a room handler: await it from a deferred reply or a task");
             Response::text(500, "Party fetch polled inside a room handler")
         }
+    }
+}
+
+/// How long a fetch through the entry may take, connect to last byte.
+const ENTRY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A party fetch as an HTTP request to the load balancer at `entry`.
+async fn via_entry(
+    core: &Rc<Core>,
+    entry: SocketAddr,
+    party: &str,
+    room: &str,
+    req: &FetchRequest,
+) -> Response {
+    match monoio::time::timeout(ENTRY_TIMEOUT, entry_request(core, entry, party, room, req)).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => {
+            tracing::warn!(core = core.id, %entry, error = %e, "party fetch through the entry failed");
+            Response::text(502, format!("Party fetch through {entry} failed: {e}"))
+        }
+        Err(_) => {
+            tracing::warn!(core = core.id, %entry, "party fetch through the entry timed out");
+            Response::text(504, format!("Party fetch through {entry} timed out"))
+        }
+    }
+}
+
+/// Writes the request for the entry: `Connection: close`, the body with `Content-Length`.
+pub(crate) fn encode_entry_request(
+    entry: SocketAddr,
+    party: &str,
+    room: &str,
+    req: &FetchRequest,
+) -> Vec<u8> {
+    let method = match req.method {
+        crate::http::Method::Get => "GET",
+        crate::http::Method::Head => "HEAD",
+        crate::http::Method::Post => "POST",
+        crate::http::Method::Put => "PUT",
+        crate::http::Method::Delete => "DELETE",
+        crate::http::Method::Options => "OPTIONS",
+        crate::http::Method::Patch => "PATCH",
+        crate::http::Method::Other => "GET",
+    };
+    let mut out = format!(
+        "{method} {} HTTP/1.1\r\nHost: {entry}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        fetch_target(party, room, &req.path),
+        req.body.len()
+    )
+    .into_bytes();
+    for (k, v) in &req.headers {
+        let hop = ["host", "connection", "content-length", "transfer-encoding"];
+        if hop.iter().any(|h| k.eq_ignore_ascii_case(h))
+            || k.bytes().any(|b| !b.is_ascii_graphic() || b == b':')
+            || v.bytes().any(|b| b == b'\r' || b == b'\n')
+        {
+            continue;
+        }
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&req.body);
+    out
+}
+
+async fn entry_request(
+    core: &Rc<Core>,
+    entry: SocketAddr,
+    party: &str,
+    room: &str,
+    req: &FetchRequest,
+) -> io::Result<Response> {
+    let stream = monoio::net::TcpStream::connect(entry).await?;
+    let fd = stream.as_raw_fd();
+    let request = encode_entry_request(entry, party, room, req);
+    flush_all(&stream, fd, &request, ENTRY_TIMEOUT, &core.metrics).await?;
+    // Read to EOF (we asked for Connection: close), at most a body limit plus a head.
+    let cap = core.config.max_body_bytes + core.config.max_head_bytes;
+    let deadline = Instant::now() + ENTRY_TIMEOUT;
+    let mut buf = Vec::new();
+    loop {
+        match sock::recv_into_vec(fd, &mut buf, 16 * 1024) {
+            Ok(0) => break,
+            Ok(_) if buf.len() > cap => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "response too large",
+                ))
+            }
+            Ok(_) => {
+                if let Some(resp) = parse_entry_response(&buf, false)? {
+                    return Ok(resp);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match monoio::time::timeout(left, stream.readable(false)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    parse_entry_response(&buf, true)?.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed mid-response",
+        )
+    })
+}
+
+/// Parses a complete response from the entry: `Ok(None)` while more is needed (`eof`: no more
+/// is coming, so a body without a length ends here).
+pub(crate) fn parse_entry_response(buf: &[u8], eof: bool) -> io::Result<Option<Response>> {
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head_len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(bad(&format!("bad response head: {e}"))),
+    };
+    let status = resp.code.unwrap_or(502);
+    let mut out = Response {
+        status,
+        content_type: "",
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    let mut length = None;
+    let mut chunked = false;
+    for h in resp.headers.iter() {
+        let value = String::from_utf8_lossy(h.value).trim().to_owned();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            length = Some(
+                value
+                    .parse::<usize>()
+                    .map_err(|_| bad("bad Content-Length"))?,
+            );
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.eq_ignore_ascii_case("chunked");
+        } else if h.name.eq_ignore_ascii_case("content-type") {
+            out.headers.push(("Content-Type", value));
+        }
+    }
+    let body = &buf[head_len..];
+    if chunked {
+        let mut decoder = BodyDecoder::chunked();
+        let progress = decoder
+            .feed(body, &mut out.body, usize::MAX)
+            .map_err(|e| bad(&format!("bad chunked body: {e}")))?;
+        return Ok(progress.done.then_some(out));
+    }
+    match length {
+        Some(n) if body.len() >= n => {
+            out.body = body[..n].to_vec();
+            Ok(Some(out))
+        }
+        Some(_) => Ok(None),
+        None if eof => {
+            out.body = body.to_vec();
+            Ok(Some(out))
+        }
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_request_and_response_bytes() {
+        let req = FetchRequest::post("{}")
+            .path("/x?y=1")
+            .header("X-Token", "t")
+            .header("Host", "evil")
+            .header("X-Bad", "a\r\nInjected: 1");
+        let entry: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            String::from_utf8(encode_entry_request(entry, "counter", "r1", &req)).unwrap(),
+            "POST /parties/counter/r1/x?y=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\
+             Content-Length: 2\r\nX-Token: t\r\n\r\n{}"
+        );
+        let full = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]";
+        for cut in 0..full.len() {
+            assert!(
+                parse_entry_response(&full[..cut], false).unwrap().is_none(),
+                "{cut}"
+            );
+        }
+        let r = parse_entry_response(full, false).unwrap().unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (201, &b"[]"[..]));
+        assert_eq!(r.headers, [("Content-Type", "application/json".to_owned())]);
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+        assert_eq!(
+            parse_entry_response(chunked, false).unwrap().unwrap().body,
+            b"ok"
+        );
+        let until_eof = b"HTTP/1.1 200 OK\r\n\r\nabc";
+        assert!(parse_entry_response(until_eof, false).unwrap().is_none());
+        assert_eq!(
+            parse_entry_response(until_eof, true).unwrap().unwrap().body,
+            b"abc"
+        );
+        assert!(parse_entry_response(b"garbage\r\n\r\n", true).is_err());
     }
 }
