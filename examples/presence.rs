@@ -1,0 +1,218 @@
+//! A presence counter kept by one party and updated by another (party-to-party fetch).
+//!
+//! ```sh
+//! cargo run --release --example presence      # PORT=1999 by default
+//! ```
+//!
+//! - `room`: WebSocket rooms, `ws://127.0.0.1:1999/parties/room/<name>`. Text messages are
+//!   broadcast to the others in the room. Whenever someone joins or leaves, the room tells the
+//!   presence party its new head count.
+//! - `presence`: one room, `global`, holds the map `{"<room>": <count>, ..}` of every non-empty
+//!   room. `GET http://127.0.0.1:1999/parties/presence/global` answers it (with an `X-Core`
+//!   header saying which core served it); a WebSocket to `/parties/presence/global` gets the map
+//!   on connect and again on every change. Only the `room` party may change it: an outside
+//!   `POST` is refused by `on_before_request`, which party-to-party fetches skip.
+//!
+//! Every room lives on one core, chosen by a hash of party and room name. `presence/global`
+//! is one room, so with N cores most `room/<name>` rooms live on another core than the
+//! presence room. `room.party_room("presence", "global").fetch(..)` handles both cases: a
+//! direct call when the presence room is on the same core, otherwise a message to its core's
+//! inbox and the response back on a channel. The log lines on stderr show which core
+//! reported to which.
+
+use std::collections::BTreeMap;
+
+use partyring::{
+    http::{Method, Response},
+    party::{method_not_allowed, Before, ConnectContext, Connection, Party, Reply, Request},
+    room::{FetchRequest, Room},
+    runtime::shard,
+    ws::Message,
+    Config, Server,
+};
+use serde::{Deserialize, Serialize};
+
+/// The presence party's one room.
+const PRESENCE_ROOM: &str = "global";
+
+/// Which core (OS thread) this handler runs on: `partyring-core-<k>`.
+fn this_core() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("?")
+        .trim_start_matches("partyring-")
+        .to_owned()
+}
+
+/// The body of a presence update: room `room` now has `count` connections. An absolute count
+/// (not +1/-1) so that a lost update is corrected by the next one. Updates about one room all
+/// come from that room's core, in order.
+#[derive(Serialize, Deserialize)]
+struct Update {
+    room: String,
+    count: usize,
+}
+
+// ---- the `room` party ----
+
+struct ChatRoom;
+
+impl ChatRoom {
+    /// Tells the presence room how many connections this room has now.
+    fn report(&self, room: &Room) {
+        let update = Update {
+            room: room.id().to_owned(),
+            count: room.connections().count(),
+        };
+        let body = serde_json::to_vec(&update).expect("serialises");
+        // `fetch` returns a future: it does nothing until polled. A handler cannot wait (it
+        // holds the room), so spawn the future as a task on this core's monoio runtime; the
+        // handler returns at once, and the task runs on the next turn of the event loop.
+        let response = room
+            .party_room("presence", PRESENCE_ROOM)
+            .fetch(FetchRequest::post(body));
+        let from = this_core();
+        monoio::spawn(async move {
+            let resp = response.await;
+            let to = resp
+                .headers
+                .iter()
+                .find(|(name, _)| *name == "X-Core")
+                .map_or("?", |(_, v)| v.as_str());
+            let hop = if to == from {
+                "same core"
+            } else {
+                "cross-core"
+            };
+            tracing::info!(
+                room = %update.room, count = update.count, status = resp.status,
+                "presence update: {from} -> {to} ({hop})"
+            );
+        });
+    }
+}
+
+impl Party for ChatRoom {
+    fn on_connect(&self, room: &mut Room, conn: &Connection, _ctx: &ConnectContext<'_>) {
+        conn.send_text(&format!(
+            "welcome to room {} (served by {})",
+            room.id(),
+            this_core()
+        ));
+        self.report(room);
+    }
+
+    fn on_message(&self, room: &mut Room, msg: Message<'_>, sender: &Connection) {
+        if let Message::Text(text) = msg {
+            room.broadcast_text(text, &[sender.id()]);
+        }
+    }
+
+    /// The connection has already left `room.connections()`, so the count is the new one.
+    fn on_close(&self, room: &mut Room, _conn: &Connection, _code: u16, _reason: &str) {
+        self.report(room);
+    }
+}
+
+// ---- the `presence` party ----
+
+/// Room name -> connections, kept with `room.set_state` (memory only, on purpose: after a
+/// restart every WebSocket is gone, so stored counts would be wrong). A room with state stays
+/// loaded while nobody is connected to it.
+#[derive(Default)]
+struct Counts(BTreeMap<String, usize>);
+
+struct Presence;
+
+fn counts(room: &mut Room) -> &mut BTreeMap<String, usize> {
+    if room.state_ref::<Counts>().is_none() {
+        room.set_state(Counts::default());
+    }
+    &mut room.state_mut::<Counts>().expect("just set").0
+}
+
+fn counts_json(room: &mut Room) -> String {
+    serde_json::to_string(counts(room)).expect("a map of counts serialises")
+}
+
+impl Party for Presence {
+    /// Outside requests may only read. Party-to-party fetches do not run this hook, so the
+    /// `room` party's POSTs get through.
+    fn on_before_request(&self, req: &Request<'_>) -> Before {
+        match req.method {
+            Method::Get => Before::Continue,
+            _ => Before::Respond(Response::text(403, "presence is read-only")),
+        }
+    }
+
+    fn on_connect(&self, room: &mut Room, conn: &Connection, _ctx: &ConnectContext<'_>) {
+        conn.send_text(&counts_json(room));
+    }
+
+    fn on_request(&self, room: &mut Room, req: &Request<'_>) -> Reply {
+        let response = match req.method {
+            Method::Get => Response::json(200, counts_json(room).into_bytes()),
+            Method::Post => match serde_json::from_slice::<Update>(req.body) {
+                Ok(update) => {
+                    let map = counts(room);
+                    if update.count == 0 {
+                        map.remove(&update.room);
+                    } else {
+                        map.insert(update.room, update.count);
+                    }
+                    // Subscribers (WebSockets to this room) get the new map.
+                    let json = counts_json(room);
+                    room.broadcast_text(&json, &[]);
+                    Response::json(200, json.into_bytes())
+                }
+                Err(e) => Response::text(400, format!("bad update: {e}")),
+            },
+            _ => method_not_allowed("GET, POST"),
+        };
+        response.header("X-Core", this_core()).into()
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = example_config("presence");
+    let cores = config.threads;
+    let server = Server::builder()
+        .config(config)
+        .party("room", || ChatRoom)
+        .party("presence", || Presence)
+        .start()?;
+    println!("listening on http://{}", server.addr);
+    // Where rooms live is a pure function of (party, room, cores): print a few.
+    let owner = |party, room| shard::owner(party, room, cores);
+    println!(
+        "  presence/{PRESENCE_ROOM} lives on core-{} of {cores}",
+        owner("presence", PRESENCE_ROOM)
+    );
+    for name in ["a", "b", "c", "d"] {
+        println!("  room/{name} lives on core-{}", owner("room", name));
+    }
+    println!(
+        "  ws://{0}/parties/room/<name>   GET http://{0}/parties/presence/{PRESENCE_ROOM}",
+        server.addr
+    );
+    server.wait();
+    Ok(())
+}
+
+/// `Config::new()` defaults, with the port from `PORT` (default 1999) and this example's own
+/// data directory, so it never mixes its storage with the `partyring` binary's `.partyring/`.
+fn example_config(name: &str) -> Config {
+    let mut config = Config::new();
+    config.port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1999);
+    config.data_dir = format!(".partyring-example-{name}").into();
+    config
+}
