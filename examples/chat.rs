@@ -214,5 +214,9 @@ fn example_config(name: &str) -> Config {
         .and_then(|p| p.parse().ok())
         .unwrap_or(1999);
     config.data_dir = format!(".partyring-example-{name}").into();
+    // Several nodes behind a load balancer: party fetches go through it (docs/deploy.md).
+    config.fetch_entry = std::env::var("PARTYRING_FETCH_ENTRY")
+        .ok()
+        .and_then(|a| a.parse().ok());
     config
 }
