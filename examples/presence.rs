@@ -11,7 +11,10 @@
 //!   room. `GET http://127.0.0.1:1999/parties/presence/global` answers it (with an `X-Core`
 //!   header saying which core served it); a WebSocket to `/parties/presence/global` gets the map
 //!   on connect and again on every change. Only the `room` party may change it: an outside
-//!   `POST` is refused by `on_before_request`, which party-to-party fetches skip.
+//!   `POST` is refused by `on_before_request`. An in-node party fetch skips that hook; with
+//!   several nodes behind a load balancer (`PARTYRING_FETCH_ENTRY`, docs/deploy.md) the fetch
+//!   is a plain HTTP request through the balancer and the hook runs, so the `room` party proves
+//!   itself with a shared key header (`PRESENCE_KEY`, the same on every node).
 //!
 //! Every room lives on one core, chosen by a hash of party and room name. `presence/global`
 //! is one room, so with N cores most `room/<name>` rooms live on another core than the
@@ -45,12 +48,39 @@ fn this_core() -> String {
 }
 
 /// The body of a presence update: room `room` now has `count` connections. An absolute count
-/// (not +1/-1) so that a lost update is corrected by the next one. Updates about one room all
-/// come from that room's core, in order.
+/// (not +1/-1) so that a lost update is corrected by the next one, and a sequence number so a
+/// late one is ignored: updates about one room all come from that room's core, but through a
+/// load balancer each is its own connection and two can overtake each other.
 #[derive(Serialize, Deserialize)]
 struct Update {
     room: String,
     count: usize,
+    seq: u64,
+}
+
+/// The header the `room` party's updates carry (see the module note).
+const KEY_HEADER: &str = "X-Presence-Key";
+
+/// The key shared by the nodes: `PRESENCE_KEY`, or a fixed demo value.
+fn presence_key() -> String {
+    std::env::var("PRESENCE_KEY").unwrap_or_else(|_| "presence-demo-key".to_owned())
+}
+
+thread_local! {
+    static LAST_SEQ: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Increasing on this core, and across restarts and nodes as far as the clocks agree: the
+/// time in nanoseconds, bumped past the last value handed out.
+fn next_seq() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    LAST_SEQ.with(|last| {
+        let seq = now.max(last.get() + 1);
+        last.set(seq);
+        seq
+    })
 }
 
 // ---- the `room` party ----
@@ -63,6 +93,7 @@ impl ChatRoom {
         let update = Update {
             room: room.id().to_owned(),
             count: room.connections().count(),
+            seq: next_seq(),
         };
         let body = serde_json::to_vec(&update).expect("serialises");
         // `fetch` returns a future: it does nothing until polled. A handler cannot wait (it
@@ -70,7 +101,7 @@ impl ChatRoom {
         // handler returns at once, and the task runs on the next turn of the event loop.
         let response = room
             .party_room("presence", PRESENCE_ROOM)
-            .fetch(FetchRequest::post(body));
+            .fetch(FetchRequest::post(body).header(KEY_HEADER, presence_key()));
         let from = this_core();
         monoio::spawn(async move {
             let resp = response.await;
@@ -116,15 +147,16 @@ impl Party for ChatRoom {
 
 // ---- the `presence` party ----
 
-/// Room name -> connections, kept with `room.set_state` (memory only, on purpose: after a
-/// restart every WebSocket is gone, so stored counts would be wrong). A room with state stays
-/// loaded while nobody is connected to it.
+/// Room name -> (connections, seq of the update that set it), kept with `room.set_state`
+/// (memory only, on purpose: after a restart every WebSocket is gone, so stored counts would be
+/// wrong). Rooms at 0 stay as tombstones so a late update cannot bring them back. A room with
+/// state stays loaded while nobody is connected to it.
 #[derive(Default)]
-struct Counts(BTreeMap<String, usize>);
+struct Counts(BTreeMap<String, (usize, u64)>);
 
 struct Presence;
 
-fn counts(room: &mut Room) -> &mut BTreeMap<String, usize> {
+fn counts(room: &mut Room) -> &mut BTreeMap<String, (usize, u64)> {
     if room.state_ref::<Counts>().is_none() {
         room.set_state(Counts::default());
     }
@@ -132,15 +164,24 @@ fn counts(room: &mut Room) -> &mut BTreeMap<String, usize> {
 }
 
 fn counts_json(room: &mut Room) -> String {
-    serde_json::to_string(counts(room)).expect("a map of counts serialises")
+    let live: BTreeMap<&String, usize> = counts(room)
+        .iter()
+        .filter(|(_, (n, _))| *n > 0)
+        .map(|(k, (n, _))| (k, *n))
+        .collect();
+    serde_json::to_string(&live).expect("a map of counts serialises")
 }
 
 impl Party for Presence {
-    /// Outside requests may only read. Party-to-party fetches do not run this hook, so the
-    /// `room` party's POSTs get through.
+    /// Outside requests may only read. In-node party fetches do not run this hook; fetches
+    /// through a load balancer do, and carry the shared key.
     fn on_before_request(&self, req: &Request<'_>) -> Before {
+        let keyed = req
+            .header(KEY_HEADER)
+            .is_some_and(|k| k.as_bytes() == presence_key().as_bytes());
         match req.method {
             Method::Get => Before::Continue,
+            _ if keyed => Before::Continue,
             _ => Before::Respond(Response::text(403, "presence is read-only")),
         }
     }
@@ -155,10 +196,11 @@ impl Party for Presence {
             Method::Post => match serde_json::from_slice::<Update>(req.body) {
                 Ok(update) => {
                     let map = counts(room);
-                    if update.count == 0 {
-                        map.remove(&update.room);
-                    } else {
-                        map.insert(update.room, update.count);
+                    let newer = map
+                        .get(&update.room)
+                        .is_none_or(|(_, seq)| update.seq > *seq);
+                    if newer {
+                        map.insert(update.room, (update.count, update.seq));
                     }
                     // Subscribers (WebSockets to this room) get the new map.
                     let json = counts_json(room);

@@ -26,6 +26,10 @@
 //! - `GET` and `HEAD` on exactly `/metrics` (any query ignored); other methods get 405.
 //!
 //! Metric families (counters end in `_total`; `{...}`: the label besides `core`):
+//! - `partyring_heap_in_use_bytes`: process-wide, no `core` label: bytes the allocator has
+//!   handed out and not got back (glibc `mallinfo2()`: `uordblks + hblkhd`), so the user-space
+//!   memory per idle connection is the change in it divided by the connections opened
+//!   (PERF.md §2). Read at scrape time; 0 where the allocator is not glibc.
 //! - `partyring_core_up`: 1 if the core answered this scrape, 0 if it is reported missing.
 //! - `partyring_connections_open`: connections held now (HTTP and WebSocket).
 //! - `partyring_connections_accepted_total`: connections accepted on the core's listener.
@@ -113,6 +117,15 @@ impl Gauge {
 
     pub fn get(&self) -> u64 {
         self.0.get()
+    }
+
+    /// One more, to be matched by [`Gauge::dec`] (for holders that cannot keep a borrow).
+    pub fn inc(&self) {
+        self.0.set(self.0.get() + 1);
+    }
+
+    pub fn dec(&self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
@@ -427,6 +440,10 @@ const FAMILIES: &[Family] = &[
 pub fn render(cores: &[Option<Snapshot>]) -> String {
     let mut out = String::with_capacity(1024 + 256 * FAMILIES.len() * (cores.len() + 1));
     // `write!` into a String cannot fail.
+    let heap = "partyring_heap_in_use_bytes";
+    let _ = writeln!(out, "# HELP {heap} Heap bytes in use by the whole process (glibc mallinfo2: uordblks + hblkhd).");
+    let _ = writeln!(out, "# TYPE {heap} gauge");
+    let _ = writeln!(out, "{heap} {}", heap_in_use());
     let up = "partyring_core_up";
     let _ = writeln!(out, "# HELP {up} 1 if the core answered this scrape within {GATHER_TIMEOUT:?}, 0 if not (its series are missing); the total counts the cores that answered.");
     let _ = writeln!(out, "# TYPE {up} gauge");
@@ -468,6 +485,21 @@ pub fn render(cores: &[Option<Snapshot>]) -> String {
         }
     }
     out
+}
+
+/// Heap bytes in use by the process (see `partyring_heap_in_use_bytes`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn heap_in_use() -> u64 {
+    // SAFETY: mallinfo2 takes no arguments, only reads the allocator's statistics (under its own
+    // lock) and returns them by value.
+    let m = unsafe { libc::mallinfo2() };
+    (m.uordblks + m.hblkhd) as u64
+}
+
+/// Heap bytes in use by the process: unknown off glibc.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn heap_in_use() -> u64 {
+    0
 }
 
 #[cfg(test)]
@@ -538,7 +570,8 @@ mod tests {
             .iter()
             .map(|f| f.split.map_or(1, |(_, l)| l.len()) * 3)
             .sum();
-        assert_eq!(lines, 3 + per_family);
+        // 3 for `partyring_core_up`, 1 for the process-wide heap gauge.
+        assert_eq!(lines, 3 + 1 + per_family);
     }
 
     #[test]
@@ -562,7 +595,8 @@ mod tests {
                 assert_eq!(Some(&name), seen.last(), "sample outside its family: {l}");
             }
         }
-        assert_eq!(seen.len(), FAMILIES.len() + 1);
+        // `partyring_core_up` and `partyring_heap_in_use_bytes` besides the families.
+        assert_eq!(seen.len(), FAMILIES.len() + 2);
         assert!(text.ends_with('\n'));
     }
 

@@ -438,6 +438,7 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let _ = stats::SERVER.set(server);
     if let Some(ip) = cli.common.source_ips.iter().find(|ip| !ip.is_loopback()) {
         eprintln!("error: --source-ips: {ip} is not a loopback address");
         std::process::exit(2);

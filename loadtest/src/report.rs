@@ -42,6 +42,9 @@ struct Memory {
     server_rss_kb_before: Option<u64>,
     server_rss_kb_after: Option<u64>,
     server_rss_bytes_per_conn: Option<f64>,
+    server_heap_bytes_before: Option<u64>,
+    server_heap_bytes_after: Option<u64>,
+    server_heap_bytes_per_conn: Option<f64>,
     tcp_mem_pages_before: Option<u64>,
     tcp_mem_pages_after: Option<u64>,
     tcp_mem_bytes_per_conn: Option<f64>,
@@ -114,6 +117,9 @@ fn memory(n: u64, a: &Snap, b: &Snap) -> Memory {
         server_rss_kb_before: a.server_rss_kb,
         server_rss_kb_after: b.server_rss_kb,
         server_rss_bytes_per_conn: per_conn(a.server_rss_kb, b.server_rss_kb, 1024.0, n),
+        server_heap_bytes_before: a.server_heap_bytes,
+        server_heap_bytes_after: b.server_heap_bytes,
+        server_heap_bytes_per_conn: per_conn(a.server_heap_bytes, b.server_heap_bytes, 1.0, n),
         tcp_mem_pages_before: a.tcp_mem_pages,
         tcp_mem_pages_after: b.tcp_mem_pages,
         tcp_mem_bytes_per_conn: per_conn(a.tcp_mem_pages, b.tcp_mem_pages, 4096.0, n),
@@ -250,6 +256,14 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
     );
     if let Some(m) = &memory_report {
         if matches!(cli.cmd, Cmd::Idle(_)) {
+            if m.server_heap_bytes_per_conn.is_some() {
+                println!(
+                    "server heap in use: {} -> {} bytes ({} bytes/conn)",
+                    fmt_opt(m.server_heap_bytes_before.map(|v| v as f64), 0),
+                    fmt_opt(m.server_heap_bytes_after.map(|v| v as f64), 0),
+                    fmt_opt(m.server_heap_bytes_per_conn, 0),
+                );
+            }
             println!(
                 "server RSS: {} -> {} KiB ({} bytes/conn)\nkernel TCP buffer mem: {} -> {} pages \
                  ({} bytes/conn); kernel slab: {} -> {} KiB ({} bytes/conn, both ends)\n\

@@ -46,6 +46,30 @@ pub fn proc_rss_kb(pid: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The server's address, for reading its `/metrics` (set once by `main`).
+pub static SERVER: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLock::new();
+
+/// The server's heap in use (`partyring_heap_in_use_bytes` from its `/metrics`), if it has one:
+/// partyring does; the peers answer 404 and this is `None`. One blocking GET with a 2 s bound.
+pub fn server_heap_bytes() -> Option<u64> {
+    use std::io::{Read, Write};
+    let addr = SERVER.get()?;
+    let timeout = std::time::Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: loadtest\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.take(1 << 20).read_to_string(&mut body).ok()?;
+    if !body.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("partyring_heap_in_use_bytes "))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Open file descriptors of a process (entries of `/proc/<pid>/fd`).
 pub fn proc_fds(pid: &str) -> Option<u64> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
@@ -77,6 +101,9 @@ pub struct Snap {
     pub at_ns: u64,
     pub server_cpu_secs: Option<f64>,
     pub server_rss_kb: Option<u64>,
+    /// `None` unless the server reports it (partyring's `/metrics`).
+    #[serde(default)]
+    pub server_heap_bytes: Option<u64>,
     pub server_fds: Option<u64>,
     pub tcp_mem_pages: Option<u64>,
     pub tcp_inuse: Option<u64>,
@@ -91,6 +118,7 @@ impl Snap {
             at_ns: now_ns(),
             server_cpu_secs: pid.as_deref().and_then(proc_cpu_secs),
             server_rss_kb: pid.as_deref().and_then(proc_rss_kb),
+            server_heap_bytes: server_heap_bytes(),
             server_fds: pid.as_deref().and_then(proc_fds),
             tcp_mem_pages: ss.map(|s| s.0),
             tcp_inuse: ss.map(|s| s.1),

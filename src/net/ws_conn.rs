@@ -192,21 +192,28 @@ pub struct Joined {
     pub head: Vec<u8>,
 }
 
-/// Runs an upgraded connection until it closes. `leftover` holds bytes the client sent right
-/// after its handshake (partysocket flushes its queued messages immediately).
+/// Joins the room (the party's `connection_tags` and `on_connect` run now, before this
+/// returns), decodes `leftover` (bytes the client sent right after its handshake: partysocket
+/// flushes its queued messages immediately), and returns the connection's task, which reads
+/// until the connection closes and then leaves the room.
 ///
-/// `held` counts the connection against the core's cap until this returns.
-pub async fn serve(
+/// The setup is synchronous on purpose: an `async fn` keeps its arguments *and* the locals
+/// moved out of them in its state for its whole life (rustc does not overlap them), which
+/// doubled the size of every idle connection's task. The returned future holds only what the
+/// read loop needs (`-Zprint-type-sizes`: 992 bytes as an `async fn`, see PERF.md §2).
+///
+/// `held` counts the connection against the core's cap until the task ends.
+pub fn serve(
     core: Rc<Core>,
     stream: TcpStream,
     mut leftover: Vec<u8>,
     joined: Joined,
     held: ConnGuard,
-) {
-    let _held = held;
+) -> impl std::future::Future<Output = ()> {
     // A shutdown waits for this connection's closing handshake.
-    let _busy = core.busy_guard();
-    let _open = core.metrics.websockets_open.hold();
+    let busy = core.busy_guard();
+    // Counted down when the reader drops (`impl Drop for Reader`), a panic included.
+    core.metrics.websockets_open.inc();
     let fd = stream.as_raw_fd();
     let stream = Rc::new(stream);
     let Joined {
@@ -238,11 +245,11 @@ pub async fn serve(
     drop((target, head));
 
     let mut reader = Reader {
-        core: &core,
-        conn: &conn,
-        party,
-        room: &room_id,
         decoder: Decoder::new(core.config.max_message_bytes),
+        core,
+        conn,
+        party,
+        room: room_id,
         peer_closed: false,
         failed: false,
         peer_close: None,
@@ -252,45 +259,58 @@ pub async fn serve(
         reader.feed(&mut leftover);
     }
     drop(leftover);
-    reader.read_until_closed(&stream, fd).await;
-
-    // Leave the room (by slot: another connection may have the same id), then release the
-    // socket from the outbox (the last holder closes it).
-    let (code, reason) = match reader.peer_close.take() {
-        Some((code, reason)) => (code, reason),
-        None => match conn.sent_close.get() {
-            0 => (close::ABNORMAL, String::new()),
-            code => (code, String::new()),
-        },
-    };
-    let error = reader.error.take();
-    core.with_existing_room(party, &room_id, |room| {
-        room.conns.try_remove(conn.slot.get());
-        if let Some(error) = &error {
-            core.parties.error(party, room, &conn, error);
-        }
-        core.parties.close(party, room, &conn, code, &reason);
-    });
-    conn.outbox.shut();
+    async move {
+        let _guards = (held, busy);
+        reader.read_until_closed(&stream, fd).await;
+        reader.leave();
+    }
 }
 
-struct Reader<'a> {
-    core: &'a Core,
-    conn: &'a Rc<WsConn>,
+struct Reader {
+    core: Rc<Core>,
+    conn: Rc<WsConn>,
     party: usize,
-    room: &'a str,
+    room: Box<str>,
     decoder: Decoder,
     /// The peer's close frame has arrived, or the connection failed: flush and close TCP.
     peer_closed: bool,
     /// The connection failed (protocol error): the peer may still be sending.
     failed: bool,
-    /// The peer's close frame: its code (1005 if it had none) and reason.
-    peer_close: Option<(u16, String)>,
+    /// The peer's close frame: its code (1005 if it had none) and reason. Boxed: most
+    /// connections never need it, and it would sit in every connection's task.
+    peer_close: Option<Box<(u16, String)>>,
     /// Why the connection failed, for `on_error`.
-    error: Option<String>,
+    error: Option<Box<str>>,
 }
 
-impl Reader<'_> {
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.core.metrics.websockets_open.dec();
+    }
+}
+
+impl Reader {
+    /// Leaves the room (by slot: another connection may have the same id), runs `on_error` and
+    /// `on_close`, then releases the socket from the outbox (the last holder closes it).
+    fn leave(&mut self) {
+        let (code, reason) = match self.peer_close.take() {
+            Some(b) => *b,
+            None => match self.conn.sent_close.get() {
+                0 => (close::ABNORMAL, String::new()),
+                code => (code, String::new()),
+            },
+        };
+        let error = self.error.take();
+        let (core, conn, party) = (&self.core, &self.conn, self.party);
+        core.with_existing_room(party, &self.room, |room| {
+            room.conns.try_remove(conn.slot.get());
+            if let Some(error) = &error {
+                core.parties.error(party, room, conn, error);
+            }
+            core.parties.close(party, room, conn, code, &reason);
+        });
+        conn.outbox.shut();
+    }
     /// The timeouts here are boxed: monoio's `Sleep` is 640 bytes, and inline it would sit in
     /// the state of every idle connection's task, which waits on none of them.
     async fn read_until_closed(&mut self, stream: &TcpStream, fd: RawFd) {
@@ -360,7 +380,7 @@ impl Reader<'_> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
                     tracing::debug!(conn = %self.conn.id, error = %e, "websocket read failed");
-                    self.error = Some(format!("read failed: {e}"));
+                    self.error = Some(format!("read failed: {e}").into());
                     return;
                 }
             }
@@ -395,7 +415,7 @@ impl Reader<'_> {
 
     /// Reads what is available into the core's buffer and decodes it. Ok(false) on EOF.
     fn read_some(&mut self, fd: RawFd) -> io::Result<bool> {
-        let core = self.core;
+        let core = self.core.clone();
         let mut buf = core.read_buf.borrow_mut();
         // A full buffer means more is waiting; read on, but at most READS_PER_WAKE times, so one
         // busy sender cannot keep its core from everyone else.
@@ -415,9 +435,9 @@ impl Reader<'_> {
 
     /// Decodes `data` and acts on every message in it.
     fn feed(&mut self, data: &mut [u8]) {
-        let core = self.core;
-        let conn = self.conn;
-        let (party_idx, room_id) = (self.party, self.room);
+        let core = &*self.core;
+        let conn = &self.conn;
+        let (party_idx, room_id) = (self.party, &*self.room);
         let mut peer_closed = false;
         let mut peer_close = None;
         let result = self.decoder.feed(data, &mut |msg| match msg {
@@ -439,7 +459,10 @@ impl Reader<'_> {
             Message::Pong(_) => {}
             Message::Close { code, reason } => {
                 peer_closed = true;
-                peer_close = Some((code.unwrap_or(close::NO_STATUS), reason.to_owned()));
+                peer_close = Some(Box::new((
+                    code.unwrap_or(close::NO_STATUS),
+                    reason.to_owned(),
+                )));
                 if conn.outbox.state() == OutState::Open {
                     // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an empty one.
                     let echo: Rc<[u8]> = match code {
@@ -460,7 +483,7 @@ impl Reader<'_> {
                 core.metrics.ws_protocol_close(e.close_code());
                 conn.close_with(e.close_code(), e.reason(), false);
             }
-            self.error = Some(e.to_string());
+            self.error = Some(e.to_string().into());
             // "Fail the WebSocket Connection" (RFC 6455 §7.1.7): send our close frame and close
             // TCP without waiting for the peer's; nothing after the error can be trusted.
             self.peer_closed = true;

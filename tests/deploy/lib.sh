@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2034  # NODE_ADDR, NGINX_PORT, ... are read by the sourcing script
-# Shared by tests/deploy/tls.sh and tests/deploy/scaleout.sh (sourced, not run).
+# Shared by tests/deploy/tls.sh, scaleout.sh and scaleout-fetch.sh (sourced, not run).
 # Sets up: ROOT (repo root, the working directory), HERE, BIN (a copy of the partyring binary
 # named by PARTYRING_BIN, default ./target/release/partyring), WORK (a temp dir removed on exit), NGINX, and an EXIT trap that
 # stops every process started through start_node / start_nginx (by pid) and removes WORK.
@@ -43,6 +43,7 @@ cleanup() {
     wait "$p" 2>/dev/null || true
   done
   if [ "$rc" != 0 ]; then
+    log "exit status $rc"
     for f in "$WORK"/nginx/error.log "$WORK"/*/stderr; do
       [ -s "$f" ] || continue
       log "last lines of $f:"
@@ -110,7 +111,8 @@ free_port() {
 # start_node NAME [COMMAND...]: runs COMMAND (default: "$BIN --port 0 --threads 2
 # --shutdown-timeout 1") in its own working directory $WORK/NAME, so each node's default data
 # directory (./.partyring) is its own. Waits (10 s at most) for "partyring listening on
-# http://ADDR" on stdout; sets NODE_ADDR and NODE_PID.
+# http://ADDR" (or, from an example server, "listening on http://ADDR") on stdout; sets
+# NODE_ADDR and NODE_PID.
 start_node() {
   local name="$1" dir="$WORK/$1" addr=""
   shift
@@ -120,7 +122,8 @@ start_node() {
   NODE_PID=$!
   PIDS+=("$NODE_PID")
   for _ in $(seq 1 100); do
-    addr="$(sed -n 's|^partyring listening on http://||p' "$dir/stdout" 2>/dev/null | head -n1)"
+    # (|| true: stdout may not exist yet, and sed's status 2 must not end the script silently)
+    addr="$(sed -n 's|^\(partyring \)\{0,1\}listening on http://||p' "$dir/stdout" 2>/dev/null | head -n1)" || true
     [ -n "$addr" ] && break
     kill -0 "$NODE_PID" 2>/dev/null || fail "node $name exited at start"
     sleep 0.1
@@ -132,7 +135,8 @@ start_node() {
 
 # write_nginx_conf GENERATION: the main nginx.conf around $WORK/nginx/site.conf (the rendered
 # deploy/ template). Everything nginx writes stays in $WORK/nginx; workers run as the current
-# user. Every response carries X-Test-Config: GENERATION, so a test sees when a reload took.
+# user. Every response carries X-Test-Config: GENERATION, so a test sees when a reload took,
+# and (when proxied) X-Test-Upstream: the node address nginx chose; access.log names it too.
 write_nginx_conf() {
   local d="$WORK/nginx" user_line=""
   mkdir -p "$d/tmp"
@@ -150,26 +154,29 @@ pid $d/nginx.pid;
 error_log $d/error.log warn;
 events { worker_connections 4096; }
 http {
-    access_log $d/access.log;
+    log_format test '\$remote_addr [\$time_local] "\$request" \$status \$body_bytes_sent "\$http_user_agent" upstream=\$upstream_addr';
+    access_log $d/access.log test;
     client_body_temp_path $d/tmp/body;
     proxy_temp_path $d/tmp/proxy;
     fastcgi_temp_path $d/tmp/fastcgi;
     uwsgi_temp_path $d/tmp/uwsgi;
     scgi_temp_path $d/tmp/scgi;
     add_header X-Test-Config $1 always;
+    add_header X-Test-Upstream \$upstream_addr always;
     include $d/site.conf;
 }
 EOF
 }
 
-# start_nginx RENDER_FUNCTION: picks a free port, calls RENDER_FUNCTION PORT (which writes
-# $WORK/nginx/site.conf), checks the config with nginx -t, starts nginx in the foreground
-# (tracked by pid) and waits (5 s at most) until it answers. Retries with another port if the
-# port was taken meanwhile. Sets NGINX_PORT and NGINX_PID.
+# start_nginx RENDER_FUNCTION [PORT]: picks a free port (or takes PORT), calls RENDER_FUNCTION
+# PORT (which writes $WORK/nginx/site.conf), checks the config with nginx -t, starts nginx in
+# the foreground (tracked by pid) and waits (5 s at most) until it answers. Retries with another
+# port if the port was taken meanwhile (not with a given PORT: that fails). Sets NGINX_PORT and
+# NGINX_PID.
 start_nginx() {
-  local render="$1" port tries d="$WORK/nginx"
+  local render="$1" fixed="${2:-}" port tries d="$WORK/nginx"
   for tries in 1 2 3; do
-    port="$(free_port)"
+    port="${fixed:-$(free_port)}"
     "$render" "$port"
     "$NGINX" -t -q -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" || fail "nginx -t rejected the config"
     "$NGINX" -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" &
@@ -185,6 +192,7 @@ start_nginx() {
       sleep 0.1
     done
     if grep -q "Address already in use" "$d/error.log" 2>/dev/null; then
+      [ -z "$fixed" ] || fail "nginx: port $port was taken by another process meanwhile (rerun)"
       log "port $port was taken; trying another (try $tries)"
       kill "$NGINX_PID" 2>/dev/null || true
       wait "$NGINX_PID" 2>/dev/null || true
