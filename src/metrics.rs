@@ -26,10 +26,11 @@
 //! - `GET` and `HEAD` on exactly `/metrics` (any query ignored); other methods get 405.
 //!
 //! Metric families (counters end in `_total`; `{...}`: the label besides `core`):
-//! - `partyring_heap_in_use_bytes`: process-wide, no `core` label: bytes the allocator has
-//!   handed out and not got back (glibc `mallinfo2()`: `uordblks + hblkhd`), so the user-space
-//!   memory per idle connection is the change in it divided by the connections opened
-//!   (PERF.md §2). Read at scrape time; 0 where the allocator is not glibc.
+//! - `partyring_heap_bytes`: process-wide, no `core` label: heap the allocator holds, from the
+//!   probe the program installed with [`set_heap_probe`] (the `partyring` binary: mimalloc's
+//!   committed bytes); by default glibc's bytes in use (`mallinfo2()`: `uordblks + hblkhd`).
+//!   The user-space memory per idle connection is its change divided by the connections
+//!   opened (PERF.md §2). Read at scrape time.
 //! - `partyring_core_up`: 1 if the core answered this scrape, 0 if it is reported missing.
 //! - `partyring_connections_open`: connections held now (HTTP and WebSocket).
 //! - `partyring_connections_accepted_total`: connections accepted on the core's listener.
@@ -440,10 +441,14 @@ const FAMILIES: &[Family] = &[
 pub fn render(cores: &[Option<Snapshot>]) -> String {
     let mut out = String::with_capacity(1024 + 256 * FAMILIES.len() * (cores.len() + 1));
     // `write!` into a String cannot fail.
-    let heap = "partyring_heap_in_use_bytes";
-    let _ = writeln!(out, "# HELP {heap} Heap bytes in use by the whole process (glibc mallinfo2: uordblks + hblkhd).");
+    let heap = "partyring_heap_bytes";
+    let _ = writeln!(
+        out,
+        "# HELP {heap} Heap bytes held by the whole process ({}).",
+        heap_probe().0
+    );
     let _ = writeln!(out, "# TYPE {heap} gauge");
-    let _ = writeln!(out, "{heap} {}", heap_in_use());
+    let _ = writeln!(out, "{heap} {}", (heap_probe().1)());
     let up = "partyring_core_up";
     let _ = writeln!(out, "# HELP {up} 1 if the core answered this scrape within {GATHER_TIMEOUT:?}, 0 if not (its series are missing); the total counts the cores that answered.");
     let _ = writeln!(out, "# TYPE {up} gauge");
@@ -487,9 +492,24 @@ pub fn render(cores: &[Option<Snapshot>]) -> String {
     out
 }
 
-/// Heap bytes in use by the process (see `partyring_heap_in_use_bytes`).
+/// What `partyring_heap_bytes` measures, and how.
+pub type HeapProbe = (&'static str, fn() -> u64);
+
+static HEAP_PROBE: std::sync::OnceLock<HeapProbe> = std::sync::OnceLock::new();
+
+/// Installs the heap probe for `partyring_heap_bytes` (a program with its own global allocator
+/// knows how to ask it); the first call wins. Without one, glibc's `mallinfo2()` is read.
+pub fn set_heap_probe(what: &'static str, probe: fn() -> u64) {
+    let _ = HEAP_PROBE.set((what, probe));
+}
+
+fn heap_probe() -> HeapProbe {
+    *HEAP_PROBE.get_or_init(|| ("glibc mallinfo2: uordblks + hblkhd", glibc_heap_in_use))
+}
+
+/// Heap bytes in use through glibc's malloc.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn heap_in_use() -> u64 {
+pub fn glibc_heap_in_use() -> u64 {
     // SAFETY: mallinfo2 takes no arguments, only reads the allocator's statistics (under its own
     // lock) and returns them by value.
     let m = unsafe { libc::mallinfo2() };
@@ -498,7 +518,7 @@ pub fn heap_in_use() -> u64 {
 
 /// Heap bytes in use by the process: unknown off glibc.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn heap_in_use() -> u64 {
+pub fn glibc_heap_in_use() -> u64 {
     0
 }
 
@@ -595,7 +615,7 @@ mod tests {
                 assert_eq!(Some(&name), seen.last(), "sample outside its family: {l}");
             }
         }
-        // `partyring_core_up` and `partyring_heap_in_use_bytes` besides the families.
+        // `partyring_core_up` and `partyring_heap_bytes` besides the families.
         assert_eq!(seen.len(), FAMILIES.len() + 2);
         assert!(text.ends_with('\n'));
     }

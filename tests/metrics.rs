@@ -105,7 +105,7 @@ fn scrape(server: &TestServer) -> Scrape {
         );
     }
     for ((name, labels), by_core) in &s.0 {
-        if name == "partyring_heap_in_use_bytes" {
+        if name == "partyring_heap_bytes" {
             // Process-wide: one series, no core label.
             assert_eq!(by_core.len(), 1);
             assert!(by_core[&None] > 0, "the heap is in use");

@@ -258,7 +258,7 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
         if matches!(cli.cmd, Cmd::Idle(_)) {
             if m.server_heap_bytes_per_conn.is_some() {
                 println!(
-                    "server heap in use: {} -> {} bytes ({} bytes/conn)",
+                    "server heap (its /metrics): {} -> {} bytes ({} bytes/conn)",
                     fmt_opt(m.server_heap_bytes_before.map(|v| v as f64), 0),
                     fmt_opt(m.server_heap_bytes_after.map(|v| v as f64), 0),
                     fmt_opt(m.server_heap_bytes_per_conn, 0),

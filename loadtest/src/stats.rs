@@ -49,7 +49,7 @@ pub fn proc_rss_kb(pid: &str) -> Option<u64> {
 /// The server's address, for reading its `/metrics` (set once by `main`).
 pub static SERVER: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLock::new();
 
-/// The server's heap in use (`partyring_heap_in_use_bytes` from its `/metrics`), if it has one:
+/// The server's heap (`partyring_heap_bytes` from its `/metrics`), if it has one:
 /// partyring does; the peers answer 404 and this is `None`. One blocking GET with a 2 s bound.
 pub fn server_heap_bytes() -> Option<u64> {
     use std::io::{Read, Write};
@@ -66,7 +66,7 @@ pub fn server_heap_bytes() -> Option<u64> {
     }
     let line = body
         .lines()
-        .find(|l| l.starts_with("partyring_heap_in_use_bytes "))?;
+        .find(|l| l.starts_with("partyring_heap_bytes "))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
