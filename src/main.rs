@@ -125,7 +125,20 @@ fn seconds(name: &str, s: f64) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print and exit 0 as usual.
+        Err(e) if !e.use_stderr() => e.exit(),
+        // A bad flag or value: clap's first line only ("error: invalid value ..."), exit 2.
+        Err(e) => {
+            let text = e.to_string();
+            eprintln!(
+                "{}",
+                text.lines().next().unwrap_or("error: invalid arguments")
+            );
+            return ExitCode::from(2);
+        }
+    };
     partyring::metrics::set_heap_probe("mimalloc committed bytes", mimalloc_committed);
     // Logs go to stderr; stdout carries only the "listening on" line, for scripts and tests.
     let filter = match &cli.log {

@@ -190,10 +190,14 @@ fn bad_storage_settings_are_refused_with_exit_code_2() {
         &["--threads", "0"],
         &["--port", "70000"],
         &["--header-timeout", "-1"],
+        &["--no-such-flag"],
+        &["--fetch-entry", "not-an-address"],
     ] {
         let (code, err) = run_binary(bad);
         assert_eq!(code, Some(2), "{bad:?}: {err}");
-        assert!(!err.trim().is_empty(), "{bad:?}: an error line");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{bad:?}: one error line, got {err:?}");
+        assert!(lines[0].starts_with("error: "), "{bad:?}: {err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

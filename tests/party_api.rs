@@ -189,7 +189,9 @@ impl Party for Lab {
                 let target = req.query_param("room").unwrap();
                 let path = req.query_param("path").unwrap_or_default();
                 let fut = room
-                    .party_room(&party, &target)
+                    .context()
+                    .party(&party)
+                    .room(&target)
                     .fetch(FetchRequest::get().path(path));
                 Reply::later(async move {
                     let r = fut.await;

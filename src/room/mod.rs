@@ -10,6 +10,44 @@
 //! A room is in memory while it has something to keep: connections, party state or history.
 //! The table drops it when all are empty, so a stream of GETs for random room names costs
 //! nothing; storage outlives it, and `on_start` runs again when the room comes back.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//!
+//! use partyring::{
+//!     http::Response,
+//!     party::{Party, Reply, Request},
+//!     room::{FetchRequest, Room},
+//! };
+//!
+//! /// Counts visits durably, pings a `stats` room about each, and wakes up an hour later.
+//! struct Visits;
+//!
+//! impl Party for Visits {
+//!     fn on_request(&self, room: &mut Room, _req: &Request<'_>) -> Reply {
+//!         let store = room.storage();
+//!         let n = store.get_json::<u64>("visits").unwrap_or(0) + 1;
+//!         let written = store.put_json("visits", &n); // visible at once, durable later
+//!         drop(room.set_alarm(SystemTime::now() + Duration::from_secs(3600)));
+//!         let told = room
+//!             .context()
+//!             .party("stats")
+//!             .room("all")
+//!             .fetch(FetchRequest::post(format!("{n}")));
+//!         Reply::later(async move {
+//!             let _ = told.await; // another room's answer (a Response)
+//!             match written.await {
+//!                 Ok(()) => Response::text(200, n.to_string()),
+//!                 Err(e) => Response::text(500, e.to_string()),
+//!             }
+//!         })
+//!     }
+//!
+//!     fn on_alarm(&self, room: &mut Room) {
+//!         room.broadcast_text("an hour has passed", &[]);
+//!     }
+//! }
+//! ```
 
 pub mod storage;
 pub mod table;
@@ -220,7 +258,14 @@ impl Room {
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
     }
 
-    /// Another room of any party (party-to-party): `room.party_room("counter", "r1").fetch(..)`.
+    /// The room's context (PartyKit's `room.context`): `room.context().party("counter")
+    /// .room("r1").fetch(FetchRequest::get())` reaches another party's room.
+    pub fn context(&self) -> Context {
+        Context { _private: () }
+    }
+
+    /// Another room of any party (party-to-party): `room.party_room("counter", "r1").fetch(..)`,
+    /// the same as `room.context().party("counter").room("r1")`.
     pub fn party_room(&self, party: &str, room: &str) -> RoomStub {
         RoomStub {
             party: party.into(),
@@ -351,6 +396,36 @@ impl RoomRef {
     pub fn with<R>(&self, f: impl FnOnce(&mut Room) -> R) -> Option<R> {
         let core = crate::runtime::core::current()?;
         core.try_with_room(self.party, &self.id, f)
+    }
+}
+
+/// What a room can reach besides itself (PartyKit's `room.context`).
+#[derive(Clone, Debug)]
+pub struct Context {
+    _private: (),
+}
+
+impl Context {
+    /// Party `name` (PartyKit's `context.parties.<name>`). Whether it exists is known when a
+    /// fetch is made (404 `Party <name> not found`).
+    pub fn party(&self, name: &str) -> PartyStub {
+        PartyStub { party: name.into() }
+    }
+}
+
+/// A party, reached from inside a room.
+#[derive(Clone, Debug)]
+pub struct PartyStub {
+    party: Box<str>,
+}
+
+impl PartyStub {
+    /// One of its rooms (PartyKit's `.get(id)`).
+    pub fn room(&self, id: &str) -> RoomStub {
+        RoomStub {
+            party: self.party.clone(),
+            room: id.into(),
+        }
     }
 }
 
