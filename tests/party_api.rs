@@ -631,6 +631,17 @@ fn party_fetch_reaches_rooms_on_either_core() {
         "",
     );
     assert_eq!(r.text(), "400 Party fetch path must start with / or ?");
+    // A path that would break the request line is refused, never sent.
+    let r = http(
+        addr,
+        "GET",
+        &format!("/parties/lab/{from}/fetch?party=lab&room=x&path=/a%20HTTP/1.1%0D%0AX:%201"),
+        "",
+    );
+    assert_eq!(
+        r.text(),
+        "400 Party fetch path must be ASCII without spaces or controls: percent-encode it"
+    );
     server.shutdown(Duration::from_secs(2));
 }
 

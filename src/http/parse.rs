@@ -123,9 +123,17 @@ pub fn rewrite_head(head: &[u8], set: &[(String, String)]) -> Option<Vec<u8>> {
     let httparse::Status::Complete(_) = req.parse(head).ok()? else {
         return None;
     };
-    let line_end = head.windows(2).position(|w| w == b"\r\n")?;
+    // The request line is rebuilt from what httparse parsed, never copied: with a bare-LF line
+    // end a copy up to the first CRLF would carry a client's header past the rewrite.
     let mut out = Vec::with_capacity(head.len() + 64);
-    out.extend_from_slice(&head[..line_end + 2]);
+    out.extend_from_slice(req.method?.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.path?.as_bytes());
+    out.extend_from_slice(if req.version? == 0 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
     for h in req.headers.iter() {
         if set.iter().any(|(k, _)| k.eq_ignore_ascii_case(h.name)) {
             continue;

@@ -179,6 +179,8 @@ impl HttpConn {
                         }
                     };
                     self.write(resp, w.cors, w.head_only, w.close);
+                    // The next request's clock starts now, not when the awaited one began.
+                    self.req_started = None;
                     if w.close {
                         let _ = self.flush().await;
                         return Exit::Close;
@@ -392,7 +394,13 @@ impl HttpConn {
             )));
         };
         self.buf.splice(head_range, new);
-        let limits = self.limits();
+        // The client's limits were checked on what it sent; what the hook added is the
+        // server's own doing and must not turn into a 431 for the client.
+        let limits = Limits {
+            max_head_bytes: usize::MAX,
+            max_headers: http::parse::MAX_HEADERS,
+            max_target_bytes: usize::MAX,
+        };
         match http::parse_head(&self.buf[head_at..], &limits)? {
             Some(new_head) => Ok(Ok(Some(new_head))),
             None => Err(HttpError::Malformed("rewritten request head is incomplete")),

@@ -79,7 +79,8 @@ impl WsConn {
         &self.id
     }
 
-    /// The full upgrade URL with its query, e.g. `http://127.0.0.1:1999/parties/main/r?_pk=a`.
+    /// The full upgrade URL with its query, e.g. `http://127.0.0.1:1999/parties/main/r?_pk=a`,
+    /// as this server saw it: `http://` and the `Host` header, also behind a TLS proxy.
     pub fn uri(&self) -> &str {
         &self.uri
     }

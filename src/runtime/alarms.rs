@@ -2,9 +2,10 @@
 //! on the room's owner core by one timer task per core.
 //!
 //! The task keeps a min-heap of `(at_ms, party, room)`. `Room::set_alarm` stores the alarm and
-//! pushes an entry; entries are never removed in place, so one may be stale (the alarm was
-//! moved or deleted): before firing, the task checks the entry against storage, which is the
-//! truth. Firing clears the stored alarm first, then runs `on_alarm` (loading the room, and
+//! pushes an entry only if it is earlier than the room's entry already queued (`armed`), so a
+//! room that re-arms on every message does not grow the heap. Entries are never removed in
+//! place, so one may be stale (the alarm was moved or deleted): when it comes up, the task
+//! checks it against storage, which is the truth, and queues the stored time if it is later. Firing clears the stored alarm first, then runs `on_alarm` (loading the room, and
 //! running `on_start`, if it is not in memory), so `on_alarm` may set the next one.
 //!
 //! At startup the heap is filled from every alarm in the core's storage; alarms whose time has
@@ -29,6 +30,9 @@ type Entry = (u64, usize, Rc<str>);
 #[derive(Default)]
 pub struct Alarms {
     heap: RefCell<BinaryHeap<Reverse<Entry>>>,
+    /// The earliest entry queued per room: a later time is not pushed (the earlier entry
+    /// re-checks storage when it comes up).
+    armed: RefCell<std::collections::HashMap<(usize, Rc<str>), u64>>,
     /// Bumped by every `push`; the task sleeps until the earliest alarm or a change.
     generation: Cell<u64>,
     waker: Cell<Option<Waker>>,
@@ -36,6 +40,14 @@ pub struct Alarms {
 
 impl Alarms {
     fn push(&self, at_ms: u64, party: usize, room: Rc<str>) {
+        {
+            let mut armed = self.armed.borrow_mut();
+            let key = (party, room.clone());
+            if armed.get(&key).is_some_and(|&t| t <= at_ms) {
+                return;
+            }
+            armed.insert(key, at_ms);
+        }
         self.heap.borrow_mut().push(Reverse((at_ms, party, room)));
         self.generation.set(self.generation.get() + 1);
         if let Some(w) = self.waker.take() {
@@ -98,6 +110,13 @@ pub async fn run(core: Rc<Core>) {
             continue;
         }
         core.alarms.heap.borrow_mut().pop();
+        {
+            let mut armed = core.alarms.armed.borrow_mut();
+            let key = (party, room.clone());
+            if armed.get(&key) == Some(&at) {
+                armed.remove(&key);
+            }
+        }
         fire(&core, party, &room, at);
     }
 }
@@ -118,8 +137,15 @@ async fn changed(alarms: &Alarms) {
 
 fn fire(core: &Rc<Core>, party: usize, room: &str, at: u64) {
     let name = core.parties.name(party).clone();
-    if core.storage.alarm(&name, room) != Some(at) {
-        return; // moved or deleted since this entry was pushed
+    match core.storage.alarm(&name, room) {
+        Some(stored) if stored == at => {}
+        // Moved later since this entry was pushed (and not queued then): queue it now.
+        Some(stored) if stored > at => {
+            core.alarms.push(stored, party, room.into());
+            return;
+        }
+        // Deleted, or moved earlier (that entry is queued already).
+        _ => return,
     }
     // Cleared before `on_alarm`, so the handler can set the next one.
     drop(core.storage.set_alarm(&name, room, None));

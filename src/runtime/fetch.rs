@@ -51,10 +51,25 @@ pub async fn fetch(party: Box<str>, room: Box<str>, req: FetchRequest) -> Respon
     if !(req.path.is_empty() || req.path.starts_with('/') || req.path.starts_with('?')) {
         return Response::text(400, "Party fetch path must start with / or ?");
     }
-    if room.is_empty() || room.contains(['/', '?', '#']) {
+    // Spaces, control bytes and non-ASCII would break (or, through the entry, inject into)
+    // the request line: such characters must be percent-encoded, as in any URL.
+    let url_safe = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
+    if !url_safe(&req.path) || !url_safe(&party) {
+        return Response::text(
+            400,
+            "Party fetch path must be ASCII without spaces or controls: percent-encode it",
+        );
+    }
+    if room.is_empty() || room.contains(['/', '?', '#']) || !url_safe(&room) {
         return Response::text(
             400,
             "Party fetch room id must be one non-empty path segment",
+        );
+    }
+    if req.method == crate::http::Method::Other {
+        return Response::text(
+            400,
+            "Party fetch method must be GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS",
         );
     }
     if let Some(entry) = core.config.fetch_entry {
@@ -65,7 +80,7 @@ pub async fn fetch(party: Box<str>, room: Box<str>, req: FetchRequest) -> Respon
     };
     let owner = shard::owner(&party, &room, core.cores());
     if owner == core.id {
-        return serve(&core, idx, &room, &req).await;
+        return bounded(serve(&core, idx, &room, &req)).await;
     }
     let (tx, rx) = flume::bounded(1);
     let job = FetchJob {
@@ -82,9 +97,21 @@ pub async fn fetch(party: Box<str>, room: Box<str>, req: FetchRequest) -> Respon
         );
         return Response::text(503, "Service unavailable: try again");
     }
-    match rx.recv_async().await {
+    bounded(async move {
+        match rx.recv_async().await {
+            Ok(resp) => resp,
+            Err(_) => Response::text(502, "The room's core dropped the request"),
+        }
+    })
+    .await
+}
+
+/// A fetch answer within [`FETCH_TIMEOUT`], else 504: a room whose reply never resolves must
+/// not hold its caller (or the task serving it) forever.
+async fn bounded(fut: impl std::future::Future<Output = Response>) -> Response {
+    match monoio::time::timeout(FETCH_TIMEOUT, fut).await {
         Ok(resp) => resp,
-        Err(_) => Response::text(502, "The room's core dropped the request"),
+        Err(_) => Response::text(504, "Party fetch timed out: the room did not answer"),
     }
 }
 
@@ -92,7 +119,7 @@ pub async fn fetch(party: Box<str>, room: Box<str>, req: FetchRequest) -> Respon
 pub fn serve_job(core: Rc<Core>, job: FetchJob) {
     spawn_guarded(core.id, async move {
         let resp = match core.party_index(&job.party) {
-            Some(idx) => serve(&core, idx, &job.room, &job.req).await,
+            Some(idx) => bounded(serve(&core, idx, &job.room, &job.req)).await,
             None => Response::text(404, format!("Party {} not found", job.party)),
         };
         let _ = job.reply.send(resp);
@@ -114,8 +141,9 @@ async fn serve(core: &Rc<Core>, idx: usize, room: &str, req: &FetchRequest) -> R
     }
 }
 
-/// How long a fetch through the entry may take, connect to last byte.
-const ENTRY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long any party fetch may take (through the entry: connect to last byte).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+const ENTRY_TIMEOUT: Duration = FETCH_TIMEOUT;
 
 /// A party fetch as an HTTP request to the load balancer at `entry`.
 async fn via_entry(
@@ -186,6 +214,7 @@ async fn entry_request(
     let stream = monoio::net::TcpStream::connect(entry).await?;
     let fd = stream.as_raw_fd();
     let request = encode_entry_request(entry, party, room, req);
+    let head_only = req.method == crate::http::Method::Head;
     flush_all(&stream, fd, &request, ENTRY_TIMEOUT, &core.metrics).await?;
     // Read to EOF (we asked for Connection: close), at most a body limit plus a head.
     let cap = core.config.max_body_bytes + core.config.max_head_bytes;
@@ -201,7 +230,7 @@ async fn entry_request(
                 ))
             }
             Ok(_) => {
-                if let Some(resp) = parse_entry_response(&buf, false)? {
+                if let Some(resp) = parse_entry_response(&buf, false, head_only)? {
                     return Ok(resp);
                 }
             }
@@ -215,7 +244,7 @@ async fn entry_request(
             Err(e) => return Err(e),
         }
     }
-    parse_entry_response(&buf, true)?.ok_or_else(|| {
+    parse_entry_response(&buf, true, head_only)?.ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "connection closed mid-response",
@@ -224,8 +253,13 @@ async fn entry_request(
 }
 
 /// Parses a complete response from the entry: `Ok(None)` while more is needed (`eof`: no more
-/// is coming, so a body without a length ends here).
-pub(crate) fn parse_entry_response(buf: &[u8], eof: bool) -> io::Result<Option<Response>> {
+/// is coming, so a body without a length ends here; `head_only`: the answer to a HEAD, which
+/// has no body whatever its headers say). Only the status, `Content-Type` and body come back.
+pub(crate) fn parse_entry_response(
+    buf: &[u8],
+    eof: bool,
+    head_only: bool,
+) -> io::Result<Option<Response>> {
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut headers);
@@ -258,6 +292,9 @@ pub(crate) fn parse_entry_response(buf: &[u8], eof: bool) -> io::Result<Option<R
         }
     }
     let body = &buf[head_len..];
+    if head_only || matches!(status, 204 | 304) || (100..200).contains(&status) {
+        return Ok(Some(out));
+    }
     if chunked {
         let mut decoder = BodyDecoder::chunked();
         let progress = decoder
@@ -299,24 +336,37 @@ mod tests {
         let full = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]";
         for cut in 0..full.len() {
             assert!(
-                parse_entry_response(&full[..cut], false).unwrap().is_none(),
+                parse_entry_response(&full[..cut], false, false)
+                    .unwrap()
+                    .is_none(),
                 "{cut}"
             );
         }
-        let r = parse_entry_response(full, false).unwrap().unwrap();
+        let r = parse_entry_response(full, false, false).unwrap().unwrap();
         assert_eq!((r.status, r.body.as_slice()), (201, &b"[]"[..]));
         assert_eq!(r.headers, [("Content-Type", "application/json".to_owned())]);
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
         assert_eq!(
-            parse_entry_response(chunked, false).unwrap().unwrap().body,
+            parse_entry_response(chunked, false, false)
+                .unwrap()
+                .unwrap()
+                .body,
             b"ok"
         );
         let until_eof = b"HTTP/1.1 200 OK\r\n\r\nabc";
-        assert!(parse_entry_response(until_eof, false).unwrap().is_none());
+        assert!(parse_entry_response(until_eof, false, false)
+            .unwrap()
+            .is_none());
         assert_eq!(
-            parse_entry_response(until_eof, true).unwrap().unwrap().body,
+            parse_entry_response(until_eof, true, false)
+                .unwrap()
+                .unwrap()
+                .body,
             b"abc"
         );
-        assert!(parse_entry_response(b"garbage\r\n\r\n", true).is_err());
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+        let r = parse_entry_response(head, false, true).unwrap().unwrap();
+        assert!(r.body.is_empty(), "a HEAD answer has no body");
+        assert!(parse_entry_response(b"garbage\r\n\r\n", true, false).is_err());
     }
 }

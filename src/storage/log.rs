@@ -440,8 +440,8 @@ impl Storage {
     }
 
     /// Writes what is pending, fsyncs (unless [`FsyncPolicy::Never`]), and stops the writer.
-    /// Later writes fail with [`StorageError::Closed`]; reads keep working. The file lock is
-    /// released when the last handle drops.
+    /// Later writes fail with [`StorageError::Closed`]; reads keep working. The directory lock
+    /// is released here, so the same process may open the directory again.
     ///
     /// # Errors
     ///
