@@ -7,29 +7,15 @@ mod common;
 
 use std::{
     collections::HashSet,
-    path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
     thread,
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
-use common::{post_message, room_on_core, spawn_binary, Client};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "partyring-{tag}-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{post_message, room_on_core, spawn_binary, temp_dir, Client};
 
 fn history(addr: std::net::SocketAddr, room: &str) -> Vec<String> {
     let mut c = Client::connect(addr);

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use common::{room_on_core, ws_upgrade, Client};
+use common::{room_on_core, temp_dir, ws_upgrade, Client};
 use partyring::{
     config::Cors,
     http::{Method, Response},
@@ -420,19 +420,6 @@ fn ws_close_frame(code: u16, reason: &str) -> Vec<u8> {
     let mut payload = code.to_be_bytes().to_vec();
     payload.extend_from_slice(reason.as_bytes());
     partyring::ws::encode_client_frame(true, OpCode::Close, &payload, common::MASK)
-}
-
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "partyring-{tag}-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn persistent(dir: &Path) -> impl FnOnce(&mut Config) + '_ {

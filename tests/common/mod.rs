@@ -347,3 +347,18 @@ pub fn spawn_binary(args: &[&str]) -> (ChildServer, SocketAddr) {
         .expect("address printed");
     (ChildServer(child), addr)
 }
+
+/// A fresh, empty directory under the system temp dir, unique to this process, `tag` and the
+/// moment (tests that persist run in parallel and must not share a data directory).
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "partyring-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
