@@ -387,7 +387,7 @@ impl Parties {
             return;
         };
         if let Err(reason) = check_tags(&tags) {
-            tracing::warn!(party = %self.list[idx].0, conn = %conn.id, reason, "connection_tags broke the limits: closing with 1011");
+            tracing::warn!(party = %self.list[idx].0, conn = %conn.id(), reason, "connection_tags broke the limits: closing with 1011");
             conn.close_with(ws::close::INTERNAL, reason, false);
             return;
         }

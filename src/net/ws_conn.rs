@@ -41,67 +41,91 @@ pub const MAX_STATE_BYTES: usize = 2048;
 
 /// A room member: what the room (and anyone broadcasting) holds of a connection, and the
 /// connection handle parties get (`party::Connection` is `Rc<WsConn>`).
+///
+/// Kept small, as there is one per idle connection: the uri and the id share one string, and
+/// tags and state (which most parties never use) live behind one pointer allocated on first use.
 pub struct WsConn {
-    /// The connection id: `_pk` from the upgrade URL, or a fresh UUID v4. Not unique.
-    pub id: Box<str>,
     /// Per-core creation order; the newest of several same-id connections wins a lookup.
     pub serial: u64,
     /// This connection's slot in its room's slab (its identity there).
     pub slot: Cell<usize>,
     pub outbox: Rc<Outbox>,
-    /// The full upgrade URL, `http://<host><target>`.
-    pub(crate) uri: Box<str>,
-    /// From the party's `connection_tags`, set once before `on_connect`.
-    tags: RefCell<Box<[Box<str>]>>,
-    /// `set_state`'s value, as JSON.
-    state: RefCell<Option<Box<str>>>,
+    /// The full upgrade URL (`http://<host><target>`) followed by the connection id (`_pk`
+    /// from that URL, or a fresh UUID v4; not unique). `uri_len` splits them.
+    text: Box<str>,
+    uri_len: u32,
+    /// Tags and state, if the party set any.
+    extra: RefCell<Option<Box<Extra>>>,
     /// The close code the server sent, 0 until it closes.
     pub(crate) sent_close: Cell<u16>,
+}
+
+#[derive(Default)]
+struct Extra {
+    /// From the party's `connection_tags`, set once before `on_connect`.
+    tags: Box<[Box<str>]>,
+    /// `set_state`'s value, as JSON.
+    state: Option<Box<str>>,
 }
 
 impl WsConn {
     /// A connection that is not (yet) attached to a socket.
     pub(crate) fn new(id: Box<str>, serial: u64, uri: Box<str>, outbox: Rc<Outbox>) -> Self {
+        // A uri is at most a request target plus a host: far below 4 GiB.
+        let uri_len = u32::try_from(uri.len()).unwrap_or(u32::MAX);
+        let mut text = String::with_capacity(uri.len() + id.len());
+        text.push_str(&uri);
+        text.push_str(&id);
         WsConn {
-            id,
             serial,
             slot: Cell::new(usize::MAX),
             outbox,
-            uri,
-            tags: RefCell::new(Box::default()),
-            state: RefCell::new(None),
+            text: text.into_boxed_str(),
+            uri_len,
+            extra: RefCell::new(None),
             sent_close: Cell::new(0),
         }
     }
 
     /// The connection id (`_pk`, or a UUID v4).
     pub fn id(&self) -> &str {
-        &self.id
+        &self.text[self.uri_len as usize..]
     }
 
     /// The full upgrade URL with its query, e.g. `http://127.0.0.1:1999/parties/main/r?_pk=a`,
     /// as this server saw it: `http://` and the `Host` header, also behind a TLS proxy.
     pub fn uri(&self) -> &str {
-        &self.uri
+        &self.text[..self.uri_len as usize]
     }
 
     /// The tags from the party's `connection_tags`.
     pub fn tags(&self) -> Vec<String> {
-        self.tags.borrow().iter().map(|t| t.to_string()).collect()
+        self.extra
+            .borrow()
+            .as_ref()
+            .map_or_else(Vec::new, |e| e.tags.iter().map(|t| t.to_string()).collect())
     }
 
     pub fn has_tag(&self, tag: &str) -> bool {
-        self.tags.borrow().iter().any(|t| &**t == tag)
+        self.extra
+            .borrow()
+            .as_ref()
+            .is_some_and(|e| e.tags.iter().any(|t| &**t == tag))
     }
 
     pub(crate) fn set_tags(&self, tags: Vec<String>) {
-        *self.tags.borrow_mut() = tags.into_iter().map(String::into_boxed_str).collect();
+        if tags.is_empty() && self.extra.borrow().is_none() {
+            return;
+        }
+        let mut extra = self.extra.borrow_mut();
+        extra.get_or_insert_with(Box::default).tags =
+            tags.into_iter().map(String::into_boxed_str).collect();
     }
 
     /// The state set by [`WsConn::set_state`], if any and if it deserialises as `T`.
     pub fn state<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
-        let state = self.state.borrow();
-        serde_json::from_str(state.as_deref()?).ok()
+        let extra = self.extra.borrow();
+        serde_json::from_str(extra.as_ref()?.state.as_deref()?).ok()
     }
 
     /// Replaces the connection's small state (PartyKit's `setState`): any serialisable value of
@@ -117,19 +141,24 @@ impl WsConn {
                 json.len()
             ));
         }
-        *self.state.borrow_mut() = Some(json.into_boxed_str());
+        self.extra
+            .borrow_mut()
+            .get_or_insert_with(Box::default)
+            .state = Some(json.into_boxed_str());
         Ok(())
     }
 
     /// Clears the connection's state.
     pub fn clear_state(&self) {
-        *self.state.borrow_mut() = None;
+        if let Some(extra) = self.extra.borrow_mut().as_mut() {
+            extra.state = None;
+        }
     }
 
     /// Queues a frame; over the bound, closes the connection with 1008.
     pub fn send_frame(&self, frame: Rc<[u8]>) {
         if self.outbox.push(frame) == SendStatus::Backpressure {
-            tracing::warn!(conn = %self.id, queued = self.outbox.queued_bytes(),
+            tracing::warn!(conn = %self.id(), queued = self.outbox.queued_bytes(),
                 "outbound queue over its bound: closing with 1008");
             if let Some(m) = self.outbox.metrics() {
                 m.ws_protocol_close(close::POLICY);
@@ -160,7 +189,7 @@ impl WsConn {
         let code = if close::is_valid_wire_code(code) {
             code
         } else {
-            tracing::warn!(conn = %self.id, code, "close with a code a server may not send: using 1000");
+            tracing::warn!(conn = %self.id(), code, "close with a code a server may not send: using 1000");
             close::NORMAL
         };
         let mut end = reason.len().min(123);
@@ -355,7 +384,7 @@ impl Reader {
                                 // Silence for a whole interval: ping once; a second silent interval
                                 // means the peer is gone.
                                 Err(_) if ping_outstanding => {
-                                    tracing::info!(conn = %self.conn.id, "no answer to ping: closing dead connection");
+                                    tracing::info!(conn = %self.conn.id(), "no answer to ping: closing dead connection");
                                     return;
                                 }
                                 Err(_) => {
@@ -380,7 +409,7 @@ impl Reader {
                 Ok(false) => return, // EOF
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
-                    tracing::debug!(conn = %self.conn.id, error = %e, "websocket read failed");
+                    tracing::debug!(conn = %self.conn.id(), error = %e, "websocket read failed");
                     self.error = Some(format!("read failed: {e}").into());
                     return;
                 }
@@ -480,7 +509,7 @@ impl Reader {
         }
         if let Err(e) = result {
             if conn.outbox.state() == OutState::Open {
-                tracing::info!(conn = %conn.id, error = %e, code = e.close_code(), "websocket protocol error: closing");
+                tracing::info!(conn = %conn.id(), error = %e, code = e.close_code(), "websocket protocol error: closing");
                 core.metrics.ws_protocol_close(e.close_code());
                 conn.close_with(e.close_code(), e.reason(), false);
             }

@@ -170,14 +170,14 @@ impl Room {
     /// counts as a tag too, as in PartyKit.
     pub fn get_connections<'a>(&'a self, tag: &'a str) -> impl Iterator<Item = &'a Connection> {
         self.connections()
-            .filter(move |c| &*c.id == tag || c.has_tag(tag))
+            .filter(move |c| c.id() == tag || c.has_tag(tag))
     }
 
     /// The newest live connection with this id (two sockets may share one).
     pub fn get_connection(&self, id: &str) -> Option<&Connection> {
         self.conns
             .iter()
-            .filter(|(_, c)| &*c.id == id)
+            .filter(|(_, c)| c.id() == id)
             .max_by_key(|(_, c)| c.serial)
             .map(|(_, c)| c)
     }
@@ -203,7 +203,7 @@ impl Room {
         }
         let frame: Rc<[u8]> = ws::encode_frame(opcode, payload).into();
         for (_, conn) in &self.conns {
-            if !without.contains(&&*conn.id) {
+            if !without.contains(&conn.id()) {
                 conn.send_frame(frame.clone());
             }
         }
