@@ -724,30 +724,31 @@ impl HttpConn {
         if self.flush().await.is_err() {
             return;
         }
-        // The WebSocket gets a task of its own, so it does not carry this (much larger) HTTP
-        // task's state and buffers for its lifetime; only the bytes after the head go along.
+        // The WebSocket does not carry this (much larger) HTTP task's state and buffers for
+        // its lifetime: it waits in the core's poller (or, if it needs one, in a task of its
+        // own); only the bytes after the head go along.
         let leftover = self.buf[head_at + head.len..].to_vec();
         let HttpConn {
             held, core, stream, ..
         } = self;
         let core_id = core.id;
-        spawn_guarded(
-            core_id,
-            ws_conn::serve(
-                core,
-                stream,
-                leftover,
-                ws_conn::Joined {
-                    party: party_idx,
-                    room: room.into(),
-                    id: id.into(),
-                    uri: uri.into(),
-                    target: target.as_str().into(),
-                    head: head_bytes,
-                },
-                held,
-            ),
+        let task = ws_conn::serve(
+            core,
+            stream,
+            leftover,
+            ws_conn::Joined {
+                party: party_idx,
+                room: room.into(),
+                id: id.into(),
+                uri: uri.into(),
+                target: target.as_str().into(),
+                head: head_bytes,
+            },
+            held,
         );
+        if let Some(task) = task {
+            spawn_guarded(core_id, task);
+        }
     }
 }
 

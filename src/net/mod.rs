@@ -8,3 +8,4 @@ pub mod listener;
 pub mod sock;
 pub mod writer;
 pub mod ws_conn;
+pub mod ws_poll;

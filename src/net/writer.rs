@@ -45,6 +45,9 @@ thread_local! {
     static CORK: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(CORK_MAX));
 }
 
+/// `Outbox::parked` of a connection that is not parked in the core's poller.
+pub const NOT_PARKED: u32 = u32::MAX;
+
 /// What happened to a pushed frame.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum SendStatus {
@@ -91,6 +94,10 @@ pub struct Outbox {
     scheduled: Cell<bool>,
     /// The socket was full: a drain task owns sending until the queue is empty.
     blocked: Cell<bool>,
+    /// The connection's slot in the core's [`WsPoller`](super::ws_poll::WsPoller) while it is
+    /// parked there ([`NOT_PARKED`] otherwise): a close from our side must take it out, as
+    /// nothing else would notice until the peer sends something.
+    parked: Cell<u32>,
     /// The drain task, waiting for writability or for `shut`.
     drainer: Cell<Option<Waker>>,
     /// The reader, waiting for the queue to drain or the state to change.
@@ -110,6 +117,7 @@ impl Outbox {
             state: Cell::new(OutState::Open),
             scheduled: Cell::new(false),
             blocked: Cell::new(false),
+            parked: Cell::new(NOT_PARKED),
             drainer: Cell::new(None),
             watcher: Cell::new(None),
             io: RefCell::new(None),
@@ -228,7 +236,26 @@ impl Outbox {
         self.state.set(OutState::Closing);
         self.enqueue(frame);
         self.wake_watcher();
+        self.unpark();
         true
+    }
+
+    /// Records where the connection is parked in the core's poller (or `NOT_PARKED`).
+    pub(crate) fn set_parked(&self, slot: u32) {
+        self.parked.set(slot);
+    }
+
+    /// The state left `Open`: a parked connection is handed back to a task, which runs the
+    /// closing handshake (with its timeout) as before.
+    fn unpark(&self) {
+        let slot = self.parked.get();
+        if slot != NOT_PARKED {
+            if let Some(core) = crate::runtime::core::current() {
+                if let Some(poller) = &core.ws_poller {
+                    poller.unpark_closing(slot as usize);
+                }
+            }
+        }
     }
 
     /// Marks the connection gone: queued frames are dropped, the socket is released (its last
@@ -243,6 +270,7 @@ impl Outbox {
             w.wake();
         }
         self.wake_watcher();
+        self.unpark();
     }
 
     fn wake_watcher(&self) {

@@ -29,7 +29,7 @@ use crate::{
         writer::{OutState, Outbox, SendStatus},
     },
     party::{ConnectContext, Request},
-    runtime::core::{ConnGuard, Core},
+    runtime::core::{BusyGuard, ConnGuard, Core},
     ws::{self, close, Decoder, Message, OpCode},
 };
 
@@ -223,23 +223,26 @@ pub struct Joined {
 }
 
 /// Joins the room (the party's `connection_tags` and `on_connect` run now, before this
-/// returns), decodes `leftover` (bytes the client sent right after its handshake: partysocket
-/// flushes its queued messages immediately), and returns the connection's task, which reads
-/// until the connection closes and then leaves the room.
+/// returns) and decodes `leftover` (bytes the client sent right after its handshake:
+/// partysocket flushes its queued messages immediately). Then the connection waits for its
+/// peer in the core's poller ([`WsPoller`](super::ws_poll::WsPoller)), which costs no task;
+/// only when that is not possible (a ping interval is set, it is already closing, or the
+/// poller is missing) is the connection's task returned, which reads until the connection
+/// closes and then leaves the room.
 ///
 /// The setup is synchronous on purpose: an `async fn` keeps its arguments *and* the locals
 /// moved out of them in its state for its whole life (rustc does not overlap them), which
-/// doubled the size of every idle connection's task. The returned future holds only what the
-/// read loop needs (`-Zprint-type-sizes`: 992 bytes as an `async fn`, see PERF.md §2).
+/// doubled the size of every connection's task (`-Zprint-type-sizes`: 992 bytes as an
+/// `async fn`, see PERF.md §2).
 ///
-/// `held` counts the connection against the core's cap until the task ends.
+/// `held` counts the connection against the core's cap until the reader is dropped.
 pub fn serve(
     core: Rc<Core>,
     stream: TcpStream,
     mut leftover: Vec<u8>,
     joined: Joined,
     held: ConnGuard,
-) -> impl std::future::Future<Output = ()> {
+) -> Option<impl std::future::Future<Output = ()>> {
     // A shutdown waits for this connection's closing handshake.
     let busy = core.busy_guard();
     // Counted down when the reader drops (`impl Drop for Reader`), a panic included.
@@ -280,37 +283,62 @@ pub fn serve(
         conn,
         party,
         room: room_id,
+        stream,
+        fd,
         peer_closed: false,
         failed: false,
         peer_close: None,
         error: None,
+        _guards: (held, busy),
     };
     if !leftover.is_empty() {
         reader.feed(&mut leftover);
     }
     drop(leftover);
-    async move {
-        let _guards = (held, busy);
-        reader.read_until_closed(&stream, fd).await;
-        reader.leave();
+    if reader.core.config.ws_ping_interval.is_none() && reader.is_open() {
+        let core = reader.core.clone();
+        if let Some(poller) = &core.ws_poller {
+            match poller.park(reader) {
+                None => return None,
+                Some(r) => reader = r,
+            }
+        }
     }
+    Some(reader.run())
 }
 
-struct Reader {
+/// What a reader does after [`Reader::on_ready`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Still open: wait in the poller for more.
+    Park,
+    /// EOF or a read error: leave the room now.
+    Leave,
+    /// Closing: run the closing handshake in a task ([`Reader::run`]).
+    Task,
+}
+
+/// The reading side of one connection, in the core's poller or in the connection's task.
+pub(crate) struct Reader {
     core: Rc<Core>,
     conn: Rc<WsConn>,
     party: usize,
     room: Box<str>,
     decoder: Decoder,
+    /// The socket (shared with the outbox; the last holder closes it) and its fd.
+    stream: Rc<TcpStream>,
+    fd: RawFd,
     /// The peer's close frame has arrived, or the connection failed: flush and close TCP.
     peer_closed: bool,
     /// The connection failed (protocol error): the peer may still be sending.
     failed: bool,
     /// The peer's close frame: its code (1005 if it had none) and reason. Boxed: most
-    /// connections never need it, and it would sit in every connection's task.
+    /// connections never need it, and it would sit in every connection's reader.
     peer_close: Option<Box<(u16, String)>>,
     /// Why the connection failed, for `on_error`.
     error: Option<Box<str>>,
+    /// The connection counts against the core's cap, and a shutdown waits for it.
+    _guards: (ConnGuard, BusyGuard),
 }
 
 impl Drop for Reader {
@@ -320,9 +348,52 @@ impl Drop for Reader {
 }
 
 impl Reader {
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    pub(crate) fn conn(&self) -> &WsConn {
+        &self.conn
+    }
+
+    pub(crate) fn core_id(&self) -> usize {
+        self.core.id
+    }
+
+    /// Neither side has started to close.
+    fn is_open(&self) -> bool {
+        !self.peer_closed && self.conn.outbox.state() == OutState::Open
+    }
+
+    /// The socket is readable (the poller's call): reads what is there and decodes it.
+    pub(crate) fn on_ready(&mut self) -> Next {
+        match self.read_some(self.fd) {
+            Ok(true) => {}
+            Ok(false) => return Next::Leave, // EOF
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                tracing::debug!(conn = %self.conn.id(), error = %e, "websocket read failed");
+                self.error = Some(format!("read failed: {e}").into());
+                return Next::Leave;
+            }
+        }
+        if self.is_open() {
+            Next::Park
+        } else {
+            Next::Task
+        }
+    }
+
+    /// The connection's task: reads until the connection closes, then leaves the room.
+    pub(crate) async fn run(mut self) {
+        let stream = self.stream.clone();
+        self.read_until_closed(&stream, self.fd).await;
+        self.leave();
+    }
+
     /// Leaves the room (by slot: another connection may have the same id), runs `on_error` and
     /// `on_close`, then releases the socket from the outbox (the last holder closes it).
-    fn leave(&mut self) {
+    pub(crate) fn leave(&mut self) {
         let (code, reason) = match self.peer_close.take() {
             Some(b) => *b,
             None => match self.conn.sent_close.get() {

@@ -26,7 +26,7 @@ use crate::{
     config::Config,
     http::DateCache,
     metrics::Metrics,
-    net::{conn, writer::Flusher},
+    net::{conn, writer::Flusher, ws_poll::WsPoller},
     party::{Parties, PartySet},
     room::{Room, RoomTable},
     storage::Storage,
@@ -143,6 +143,9 @@ pub struct Core {
     pub storage: Storage,
     /// Room alarms waiting to fire on this core.
     pub alarms: Alarms,
+    /// Open WebSockets waiting for their peers (`None` if the epoll instance could not be
+    /// made: then every connection keeps a task, as it did before the poller).
+    pub ws_poller: Option<WsPoller>,
 }
 
 /// Connections one core refuses politely at the same time; more are closed at once.
@@ -215,6 +218,13 @@ impl Core {
             refusing: Cell::new(0),
             storage,
             alarms: Alarms::default(),
+            ws_poller: match WsPoller::new() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(core = id, error = %e, "no websocket poller: one task per connection");
+                    None
+                }
+            },
         }
     }
 
@@ -405,6 +415,7 @@ pub fn run(
         monoio::spawn(super::alarms::run(core.clone()));
         monoio::spawn(inbox_loop(core.clone(), inbox));
         monoio::spawn(core.flusher.clone().run());
+        monoio::spawn(WsPoller::run(core.clone()));
         monoio::select! {
             _ = accept_loop(core.clone(), listener) => {},
             _ = core.wait_until(Core::shutting_down) => {},
@@ -412,6 +423,9 @@ pub fn run(
         // The listener was dropped with the accept loop: no new connections from here on.
         let deadline = core.shutdown_deadline.get().unwrap_or_else(Instant::now);
         core.close_all_websockets();
+        if let Some(poller) = &core.ws_poller {
+            poller.stop();
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if monoio::time::timeout(left, core.wait_until(|c| c.busy.get() == 0))
             .await
@@ -422,6 +436,9 @@ pub fn run(
                 busy = core.busy.get(),
                 "shutdown deadline passed with connections still busy"
             );
+        }
+        if let Some(poller) = &core.ws_poller {
+            poller.clear();
         }
         if let Err(e) = core.storage.close().await {
             tracing::error!(core = id, error = %e, "storage failed before shutdown");

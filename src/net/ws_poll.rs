@@ -1,0 +1,274 @@
+//! The core's WebSocket poller: open WebSockets wait for their peer here, not in a task each.
+//!
+//! An open connection that is waiting for data costs one slot in this table (its
+//! [`Reader`]: the decoder and a few pointers) and one registration in the core's epoll
+//! instance. The registrations are level-triggered, and the epoll fd itself is watched by one
+//! io_uring poll (monoio's `readable`). When that fires, the poller asks the epoll instance
+//! which sockets are readable (up to [`EVENTS_PER_WAKE`]) and lets each reader read and decode
+//! synchronously ([`Reader::on_ready`]); then it yields, so the core's flusher sends what the
+//! messages queued before the next batch is read.
+//!
+//! A connection leaves the table when it starts to close: the peer's close frame, EOF, a read
+//! error, a protocol error, or a close from our side (the outbox calls
+//! [`WsPoller::unpark_closing`]). EOF and errors leave the room at once; a closing handshake
+//! (waiting for the echo to drain, the peer's close frame, or `close_timeout`) runs as a task,
+//! as before the poller existed: it is short and rare. Connections with `ws_ping_interval` set
+//! keep their task for their whole life (they need a timer each).
+//!
+//! Why: a task per idle connection, parked on its own io_uring poll, cost ~560 bytes (the task
+//! and the op's slot in monoio's table) and one `PollAdd` per readiness; a slot here costs
+//! ~200 bytes, and one `PollAdd` serves a batch of ready connections. uSockets keeps its
+//! sockets in one epoll instance the same way; monoio 0.2.4 offers no multishot poll.
+//! (PERF.md §2c has the measurements.)
+
+use std::{
+    cell::{Cell, RefCell},
+    future::poll_fn,
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    panic::{self, AssertUnwindSafe},
+    rc::Rc,
+    task::{Poll, Waker},
+};
+
+use slab::Slab;
+
+use super::ws_conn::{Next, Reader};
+use crate::runtime::core::{spawn_guarded, Core};
+
+/// Ready connections read per wake-up at most, before the flusher gets its turn.
+pub const EVENTS_PER_WAKE: usize = 256;
+
+enum Slot {
+    Parked(Reader),
+    /// Taken out while its reader runs (`on_ready`); party code may close it meanwhile.
+    Busy,
+}
+
+pub struct WsPoller {
+    epfd: RawFd,
+    /// Owns `epfd` (closed on drop); monoio waits for its readability. It is not a socket, but
+    /// only `readable` is ever called on it, which is a poll of the fd (io_uring `PollAdd`, or
+    /// a registration in the epoll fallback driver), valid for any pollable fd.
+    waiter: monoio::net::TcpStream,
+    slots: RefCell<Slab<Slot>>,
+    /// Set by [`WsPoller::stop`] at shutdown; `stop_waker` is the poller task, waiting.
+    stopped: Cell<bool>,
+    stop_waker: Cell<Option<Waker>>,
+}
+
+impl WsPoller {
+    /// A poller for the current core. Must be called inside the core's runtime.
+    pub fn new() -> io::Result<WsPoller> {
+        // SAFETY: epoll_create1 has no memory-safety preconditions; a negative result is an
+        // error, handled below.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by epoll_create1, so it is open and owned by nobody else.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let waiter = monoio::net::TcpStream::from_std(std::net::TcpStream::from(owned))?;
+        Ok(WsPoller {
+            epfd: fd,
+            waiter,
+            slots: RefCell::new(Slab::new()),
+            stopped: Cell::new(false),
+            stop_waker: Cell::new(None),
+        })
+    }
+
+    /// Connections parked now.
+    pub fn len(&self) -> usize {
+        self.slots.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Parks an open connection until its socket is readable. Gives the reader back if the
+    /// socket cannot be registered (then it keeps a task of its own).
+    pub(crate) fn park(&self, reader: Reader) -> Option<Reader> {
+        if self.stopped.get() {
+            return Some(reader);
+        }
+        let mut slots = self.slots.borrow_mut();
+        let entry = slots.vacant_entry();
+        let key = entry.key();
+        let Ok(slot) = u32::try_from(key) else {
+            return Some(reader);
+        };
+        if slot == super::writer::NOT_PARKED {
+            return Some(reader);
+        }
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+            u64: key as u64,
+        };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call; both fds are open
+        // (the reader owns its socket through its stream).
+        let r = unsafe { libc::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, reader.fd(), &mut ev) };
+        if r < 0 {
+            tracing::warn!(error = %io::Error::last_os_error(), "cannot register a websocket with the core's poller");
+            return Some(reader);
+        }
+        reader.conn().outbox.set_parked(slot);
+        entry.insert(Slot::Parked(reader));
+        None
+    }
+
+    /// Takes a parked reader out of the table and the epoll instance.
+    fn take(&self, key: usize) -> Option<Reader> {
+        let reader = {
+            let mut slots = self.slots.borrow_mut();
+            match slots.get(key) {
+                Some(Slot::Parked(_)) => match slots.remove(key) {
+                    Slot::Parked(r) => r,
+                    Slot::Busy => unreachable!("checked above"),
+                },
+                _ => return None,
+            }
+        };
+        self.unregister(&reader);
+        Some(reader)
+    }
+
+    fn unregister(&self, reader: &Reader) {
+        reader.conn().outbox.set_parked(super::writer::NOT_PARKED);
+        // SAFETY: EPOLL_CTL_DEL ignores the event pointer (null is allowed since Linux 2.6.9);
+        // both fds are open. A failure (the fd was never added) changes nothing.
+        unsafe {
+            libc::epoll_ctl(
+                self.epfd,
+                libc::EPOLL_CTL_DEL,
+                reader.fd(),
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
+    /// Our side closed a parked connection (or its outbox was shut): hand it to a task that runs
+    /// the closing handshake. A connection whose reader is running right now is left alone:
+    /// the reader checks the state when it returns.
+    pub fn unpark_closing(&self, key: usize) {
+        if let Some(reader) = self.take(key) {
+            finish(reader, Next::Task);
+        }
+    }
+
+    /// Ends the poller task (at shutdown, once every connection has been closed and so
+    /// handed to a task). Its pending poll must not outlive the event loop: a task parked on
+    /// an io_uring op when the runtime is dropped is never freed, nor is what it holds.
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        if let Some(w) = self.stop_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Drops every parked connection (at the end of a shutdown): they hold the core, and the
+    /// core holds them.
+    pub fn clear(&self) {
+        let keys: Vec<usize> = self.slots.borrow().iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(reader) = self.take(key) {
+                drop(reader);
+            }
+        }
+    }
+
+    /// One ready connection: read, decode, act; then park it again or let it go.
+    fn ready(&self, key: usize) {
+        let mut reader = {
+            let mut slots = self.slots.borrow_mut();
+            match slots.get_mut(key) {
+                Some(slot @ Slot::Parked(_)) => match std::mem::replace(slot, Slot::Busy) {
+                    Slot::Parked(r) => r,
+                    Slot::Busy => unreachable!("matched Parked"),
+                },
+                _ => return,
+            }
+        };
+        // Party code is guarded on its own (`party::Parties`); this contains a bug of ours to
+        // the one connection, as `spawn_guarded` does for tasks.
+        let next = match panic::catch_unwind(AssertUnwindSafe(|| reader.on_ready())) {
+            Ok(next) => next,
+            Err(_) => {
+                tracing::error!("a websocket reader panicked: connection dropped");
+                Next::Leave
+            }
+        };
+        if next == Next::Park {
+            if let Some(slot) = self.slots.borrow_mut().get_mut(key) {
+                *slot = Slot::Parked(reader);
+            }
+            return;
+        }
+        self.slots.borrow_mut().remove(key);
+        self.unregister(&reader);
+        finish(reader, next);
+    }
+
+    /// The core's poller task: runs for the core's lifetime.
+    pub async fn run(core: Rc<Core>) {
+        let Some(poller) = &core.ws_poller else {
+            return;
+        };
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAKE];
+        loop {
+            let stopped = poll_fn(|cx| {
+                if poller.stopped.get() {
+                    Poll::Ready(())
+                } else {
+                    poller.stop_waker.set(Some(cx.waker().clone()));
+                    Poll::Pending
+                }
+            });
+            monoio::select! {
+                r = poller.waiter.readable(false) => if let Err(e) = r {
+                    tracing::error!(core = core.id, error = %e, "websocket poller cannot wait: stopped");
+                    return;
+                },
+                _ = stopped => return,
+            }
+            // SAFETY: `events` holds EVENTS_PER_WAKE initialised entries, and the kernel writes
+            // at most that many; `epfd` is open for the poller's life.
+            let n = unsafe {
+                libc::epoll_wait(poller.epfd, events.as_mut_ptr(), EVENTS_PER_WAKE as i32, 0)
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(core = core.id, error = %e, "websocket poller: epoll_wait failed");
+                }
+                continue;
+            }
+            for ev in &events[..n as usize] {
+                poller.ready(ev.u64 as usize);
+            }
+        }
+    }
+}
+
+impl AsRawFd for WsPoller {
+    fn as_raw_fd(&self) -> RawFd {
+        self.epfd
+    }
+}
+
+/// The rest of a connection that left the poller.
+fn finish(mut reader: Reader, next: Next) {
+    match next {
+        Next::Park => unreachable!("a parked reader is not finished"),
+        Next::Leave => {
+            if panic::catch_unwind(AssertUnwindSafe(|| reader.leave())).is_err() {
+                tracing::error!("a websocket reader panicked while leaving its room");
+            }
+        }
+        Next::Task => {
+            let core = reader.core_id();
+            spawn_guarded(core, reader.run());
+        }
+    }
+}
