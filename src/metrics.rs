@@ -36,6 +36,7 @@
 //! - `partyring_connections_accepted_total`: connections accepted on the core's listener.
 //! - `partyring_connections_refused_total`: of those, refused at the connection cap.
 //! - `partyring_websockets_open`: WebSocket connections open now.
+//! - `partyring_websockets_parked`: of those, waiting in the core's poller (no task of their own).
 //! - `partyring_rooms`: rooms in memory.
 //! - `partyring_ws_messages_received_total`: WebSocket text/binary messages from clients.
 //! - `partyring_ws_frames_queued_total`: WebSocket frames queued to clients (per recipient).
@@ -180,6 +181,7 @@ pub struct Snapshot {
     pub connections_accepted: u64,
     pub connections_refused: u64,
     pub websockets_open: u64,
+    pub websockets_parked: u64,
     pub rooms: u64,
     pub ws_messages_received: u64,
     pub ws_frames_queued: u64,
@@ -207,6 +209,7 @@ pub fn snapshot(core: &Core) -> Snapshot {
         connections_accepted: CoreStats::get(&stats.accepted),
         connections_refused: CoreStats::get(&stats.refused_at_capacity),
         websockets_open: m.websockets_open.get(),
+        websockets_parked: core.ws_poller.as_ref().map_or(0, |p| p.len() as u64),
         // The table is only borrowed inside room handlers, which never take a snapshot.
         rooms: core.rooms.try_borrow().map_or(0, |r| r.len() as u64),
         ws_messages_received: m.ws_messages_received.get(),
@@ -348,6 +351,13 @@ const FAMILIES: &[Family] = &[
         help: "WebSocket connections open now.",
         split: None,
         values: |s| std::slice::from_ref(&s.websockets_open),
+    },
+    Family {
+        name: "partyring_websockets_parked",
+        kind: Kind::Gauge,
+        help: "Open WebSockets waiting in the core's poller (no task of their own).",
+        split: None,
+        values: |s| std::slice::from_ref(&s.websockets_parked),
     },
     Family {
         name: "partyring_rooms",

@@ -285,3 +285,86 @@ fn only_get_and_head_on_exactly_metrics() {
     assert_eq!(c.request(get("/metrics/x").as_bytes()).status, 404);
     assert_eq!(c.request(get("/metricsx").as_bytes()).status, 404);
 }
+
+/// Open WebSockets wait in their core's poller, not in a task each: the parked gauge counts
+/// them on both cores. Parked connections still read (a member's message reaches the others)
+/// and are written to (a POST's broadcast). A close from our side takes them out of the
+/// poller: at shutdown every member gets 1001, and members that never answer the close frame
+/// are let go after `close_timeout` (0.3 s), so the shutdown does not sit out its 30 s
+/// deadline (it would if an unparked connection were left without its closing task).
+#[test]
+fn idle_websockets_are_parked_and_closing_unparks_them() {
+    const PER_CORE: usize = 10;
+    let server = start_with(CORES, |c| {
+        c.close_timeout = Duration::from_millis(300);
+    });
+    let rooms: Vec<String> = (0..CORES)
+        .map(|k| room_on_core("main", k, CORES, "parked"))
+        .collect();
+    let mut members: Vec<Vec<Client>> = rooms
+        .iter()
+        .map(|room| {
+            (0..PER_CORE)
+                .map(|_| Client::ws_connect(server.addr, &format!("/parties/main/{room}")))
+                .collect()
+        })
+        .collect();
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = scrape(&server);
+        let parked: Vec<u64> = (0..CORES)
+            .map(|k| s.get("partyring_websockets_parked", "", Some(k)))
+            .collect();
+        if parked.iter().all(|&p| p == PER_CORE as u64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "parked per core: {parked:?}, want {PER_CORE} each"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    for (k, room) in rooms.iter().enumerate() {
+        let text = format!("from member 0 on core {k}");
+        members[k][0].ws_send(OpCode::Text, text.as_bytes());
+        for m in &mut members[k][1..] {
+            assert_eq!(m.ws_frame(), (true, 0x1, text.clone().into_bytes()));
+        }
+        let posted = format!("posted to core {k}");
+        let resp = server
+            .connect()
+            .request(post_message(&format!("/parties/main/{room}"), &posted).as_bytes());
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        for m in &mut members[k] {
+            assert_eq!(m.ws_frame(), (true, 0x1, posted.clone().into_bytes()));
+        }
+    }
+    // Still parked after reading and being written to.
+    let s = scrape(&server);
+    assert_eq!(
+        s.get("partyring_websockets_parked", "", None),
+        (CORES * PER_CORE) as u64
+    );
+
+    let TestServer { server, .. } = server;
+    let started = Instant::now();
+    let stopping = std::thread::spawn(move || server.shutdown(Duration::from_secs(30)));
+    for (k, core_members) in members.iter_mut().enumerate() {
+        for (i, m) in core_members.iter_mut().enumerate() {
+            assert_eq!(m.ws_close_code(), Some(1001), "core {k} member {i}");
+            // Never answered; the server half-closes once its close frame is out.
+            assert!(
+                m.closed_by_server(),
+                "core {k} member {i}: no EOF after an unanswered close"
+            );
+        }
+    }
+    assert!(stopping.join().unwrap(), "shutdown did not finish");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "shutdown waited {:?} for connections whose close had timed out",
+        started.elapsed()
+    );
+}

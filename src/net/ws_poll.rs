@@ -78,9 +78,10 @@ impl WsPoller {
         })
     }
 
-    /// Connections parked now.
+    /// Connections parked now (0 while the table is being changed, which a metrics snapshot
+    /// never overlaps).
     pub fn len(&self) -> usize {
-        self.slots.borrow().len()
+        self.slots.try_borrow().map_or(0, |s| s.len())
     }
 
     pub fn is_empty(&self) -> bool {
