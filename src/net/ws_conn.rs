@@ -226,8 +226,8 @@ pub struct Joined {
 /// returns) and decodes `leftover` (bytes the client sent right after its handshake:
 /// partysocket flushes its queued messages immediately). Then the connection waits for its
 /// peer in the core's poller ([`WsPoller`](super::ws_poll::WsPoller)), which costs no task;
-/// only when that is not possible (a ping interval is set, it is already closing, or the
-/// poller is missing) is the connection's task returned, which reads until the connection
+/// only when that is not possible (it is already closing, or the poller is missing) is the
+/// connection's task returned, which reads until the connection
 /// closes and then leaves the room.
 ///
 /// The setup is synchronous on purpose: an `async fn` keeps its arguments *and* the locals
@@ -287,6 +287,8 @@ pub fn serve(
         fd,
         peer_closed: false,
         failed: false,
+        heard: false,
+        pinged: false,
         peer_close: None,
         error: None,
         _guards: (held, busy),
@@ -295,7 +297,7 @@ pub fn serve(
         reader.feed(&mut leftover);
     }
     drop(leftover);
-    if reader.core.config.ws_ping_interval.is_none() && reader.is_open() {
+    if reader.is_open() {
         let core = reader.core.clone();
         if let Some(poller) = &core.ws_poller {
             match poller.park(reader) {
@@ -318,6 +320,14 @@ pub(crate) enum Next {
     Task,
 }
 
+/// What the poller's sweep does with a parked connection.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Sweep {
+    Alive,
+    Ping,
+    Dead,
+}
+
 /// The reading side of one connection, in the core's poller or in the connection's task.
 pub(crate) struct Reader {
     core: Rc<Core>,
@@ -332,6 +342,10 @@ pub(crate) struct Reader {
     peer_closed: bool,
     /// The connection failed (protocol error): the peer may still be sending.
     failed: bool,
+    /// While parked, with `ws_ping_interval`: something arrived since the poller's last sweep,
+    /// and the sweep before sent a ping that nothing has answered yet (see `WsPoller::sweep`).
+    heard: bool,
+    pinged: bool,
     /// The peer's close frame: its code (1005 if it had none) and reason. Boxed: most
     /// connections never need it, and it would sit in every connection's reader.
     peer_close: Option<Box<(u16, String)>>,
@@ -360,6 +374,25 @@ impl Reader {
         self.core.id
     }
 
+    /// The poller's periodic check (with `ws_ping_interval`): silence since the last check
+    /// gets a ping; more silence after a ping means the peer is gone.
+    pub(crate) fn sweep(&mut self) -> Sweep {
+        if std::mem::take(&mut self.heard) {
+            self.pinged = false;
+            Sweep::Alive
+        } else if self.pinged {
+            tracing::info!(conn = %self.conn.id(), "no answer to ping: closing dead connection");
+            Sweep::Dead
+        } else {
+            self.pinged = true;
+            Sweep::Ping
+        }
+    }
+
+    pub(crate) fn conn_rc(&self) -> Rc<WsConn> {
+        self.conn.clone()
+    }
+
     /// Neither side has started to close.
     fn is_open(&self) -> bool {
         !self.peer_closed && self.conn.outbox.state() == OutState::Open
@@ -368,7 +401,7 @@ impl Reader {
     /// The socket is readable (the poller's call): reads what is there and decodes it.
     pub(crate) fn on_ready(&mut self) -> Next {
         match self.read_some(self.fd) {
-            Ok(true) => {}
+            Ok(true) => self.heard = true,
             Ok(false) => return Next::Leave, // EOF
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => {

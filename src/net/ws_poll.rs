@@ -12,8 +12,12 @@
 //! error, a protocol error, or a close from our side (the outbox calls
 //! [`WsPoller::unpark_closing`]). EOF and errors leave the room at once; a closing handshake
 //! (waiting for the echo to drain, the peer's close frame, or `close_timeout`) runs as a task,
-//! as before the poller existed: it is short and rare. Connections with `ws_ping_interval` set
-//! keep their task for their whole life (they need a timer each).
+//! as before the poller existed: it is short and rare.
+//!
+//! With `ws_ping_interval`, one sweep per interval walks the table (as uSockets sweeps its
+//! sockets' timeouts): a connection that was silent since the last sweep is pinged, and one
+//! still silent at the sweep after that is dropped. So a silent peer is pinged after one to two
+//! intervals and dropped one interval later; no connection needs a timer of its own.
 //!
 //! Why: a task per idle connection, parked on its own io_uring poll, cost ~560 bytes (the task
 //! and the op's slot in monoio's table) and one `PollAdd` per readiness; a slot here costs
@@ -33,8 +37,9 @@ use std::{
 
 use slab::Slab;
 
-use super::ws_conn::{Next, Reader};
+use super::ws_conn::{Next, Reader, Sweep};
 use crate::runtime::core::{spawn_guarded, Core};
+use crate::ws::OpCode;
 
 /// Ready connections read per wake-up at most, before the flusher gets its turn.
 pub const EVENTS_PER_WAKE: usize = 256;
@@ -52,9 +57,10 @@ pub struct WsPoller {
     /// a registration in the epoll fallback driver), valid for any pollable fd.
     waiter: monoio::net::TcpStream,
     slots: RefCell<Slab<Slot>>,
-    /// Set by [`WsPoller::stop`] at shutdown; `stop_waker` is the poller task, waiting.
+    /// Set by [`WsPoller::stop`] at shutdown; the wakers are the poller and sweep tasks.
     stopped: Cell<bool>,
     stop_waker: Cell<Option<Waker>>,
+    sweep_waker: Cell<Option<Waker>>,
 }
 
 impl WsPoller {
@@ -75,6 +81,7 @@ impl WsPoller {
             slots: RefCell::new(Slab::new()),
             stopped: Cell::new(false),
             stop_waker: Cell::new(None),
+            sweep_waker: Cell::new(None),
         })
     }
 
@@ -163,8 +170,61 @@ impl WsPoller {
     /// an io_uring op when the runtime is dropped is never freed, nor is what it holds.
     pub fn stop(&self) {
         self.stopped.set(true);
-        if let Some(w) = self.stop_waker.take() {
-            w.wake();
+        for waker in [&self.stop_waker, &self.sweep_waker] {
+            if let Some(w) = waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Resolves once `stop` has been called; `slot` keeps the waiting task's waker.
+    async fn stopped(&self, slot: &Cell<Option<Waker>>) {
+        poll_fn(|cx| {
+            if self.stopped.get() {
+                Poll::Ready(())
+            } else {
+                slot.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// One ping sweep over every parked connection (see the module docs). Pings are sent and
+    /// dead connections dropped after the walk: sending can close a connection (its queue over
+    /// the bound), which takes it out of the table.
+    fn sweep(&self) {
+        let mut ping = Vec::new();
+        let mut dead = Vec::new();
+        for (key, slot) in self.slots.borrow_mut().iter_mut() {
+            if let Slot::Parked(reader) = slot {
+                match reader.sweep() {
+                    Sweep::Alive => {}
+                    Sweep::Ping => ping.push(reader.conn_rc()),
+                    Sweep::Dead => dead.push(key),
+                }
+            }
+        }
+        for conn in ping {
+            conn.send(OpCode::Ping, b"");
+        }
+        for key in dead {
+            if let Some(reader) = self.take(key) {
+                finish(reader, Next::Leave);
+            }
+        }
+    }
+
+    /// The core's ping sweep task, when `ws_ping_interval` is set.
+    pub async fn run_sweeps(core: Rc<Core>) {
+        let (Some(poller), Some(interval)) = (&core.ws_poller, core.config.ws_ping_interval) else {
+            return;
+        };
+        loop {
+            monoio::select! {
+                _ = monoio::time::sleep(interval) => poller.sweep(),
+                _ = poller.stopped(&poller.sweep_waker) => return,
+            }
         }
     }
 
@@ -218,14 +278,7 @@ impl WsPoller {
         };
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAKE];
         loop {
-            let stopped = poll_fn(|cx| {
-                if poller.stopped.get() {
-                    Poll::Ready(())
-                } else {
-                    poller.stop_waker.set(Some(cx.waker().clone()));
-                    Poll::Pending
-                }
-            });
+            let stopped = poller.stopped(&poller.stop_waker);
             monoio::select! {
                 r = poller.waiter.readable(false) => if let Err(e) = r {
                     tracing::error!(core = core.id, error = %e, "websocket poller cannot wait: stopped");

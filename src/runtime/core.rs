@@ -416,6 +416,7 @@ pub fn run(
         monoio::spawn(inbox_loop(core.clone(), inbox));
         monoio::spawn(core.flusher.clone().run());
         monoio::spawn(WsPoller::run(core.clone()));
+        monoio::spawn(WsPoller::run_sweeps(core.clone()));
         monoio::select! {
             _ = accept_loop(core.clone(), listener) => {},
             _ = core.wait_until(Core::shutting_down) => {},
