@@ -59,9 +59,10 @@ pub struct Config {
     /// EMFILE. (A per-core default would be wrong: one big room puts all its members on one
     /// core.)
     pub max_connections_per_core: usize,
-    /// Send a WebSocket ping after this long without hearing from the peer, and close the
-    /// connection if another interval passes in silence (a dead peer). Off by default, like
-    /// PartyKit (partysocket sends no heartbeat and needs none).
+    /// Ping WebSockets that stay silent: each core sweeps its connections once per interval,
+    /// pings those it has not heard from since the last sweep (so after one to two intervals of
+    /// silence), and closes those still silent at the sweep after (a dead peer). Off by
+    /// default, like PartyKit (partysocket sends no heartbeat and needs none).
     pub ws_ping_interval: Option<Duration>,
     /// Capacity of each core's handoff inbox: when full, the connection is answered 503.
     /// Default 4096.

@@ -67,8 +67,8 @@ struct Cli {
     /// Connections per core before new ones get 503 / close 1013 (0: from the open-file limit).
     #[arg(long, env = "PARTYRING_MAX_CONNECTIONS_PER_CORE", default_value_t = 0)]
     max_connections_per_core: usize,
-    /// Seconds of silence before a WebSocket is pinged (and closed after another such
-    /// interval). 0 = off (the default, like PartyKit).
+    /// Ping interval in seconds: a WebSocket silent for one to two intervals is pinged, and
+    /// closed if another interval passes in silence. 0 = off (the default, like PartyKit).
     #[arg(long, env = "PARTYRING_WS_PING_INTERVAL", default_value_t = 0.0)]
     ws_ping_interval: f64,
     /// Seconds a graceful shutdown (SIGINT/SIGTERM) waits for in-flight work.
