@@ -681,6 +681,7 @@ fn cors_preflight_and_headers() {
     // carry no CORS header.
     let mut config = Config::test(2);
     config.cors = Cors::Origins(vec!["https://app.example".into()]);
+    config.max_body_bytes = 64;
     let server = Server::start(config).unwrap();
     let mut c = Client::connect(server.addr);
     let r = c.request(preflight.as_bytes());
@@ -700,6 +701,30 @@ fn cors_preflight_and_headers() {
         b"GET /parties/main/c HTTP/1.1\r\nHost: a\r\nOrigin: https://evil.example\r\n\r\n",
     );
     assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+
+    // Errors the server answers itself carry the headers too, so a page can read them: a body
+    // over the limit (413) and a malformed head (400), each on a fresh connection (both close).
+    let too_big = "POST /parties/main/c HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example\r\n\
+                   Content-Length: 1000\r\n\r\n";
+    let r = Client::connect(server.addr).request(too_big.as_bytes());
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(r.header("vary"), Some("Origin"));
+    let bad = "POST /parties/main/c HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example\r\n\
+               Content-Length: ten\r\n\r\n";
+    let r = Client::connect(server.addr).request(bad.as_bytes());
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let r = Client::connect(server.addr)
+        .request(too_big.replace("app.example", "evil.example").as_bytes());
+    assert_eq!(r.status, 413);
     assert_eq!(r.header("access-control-allow-origin"), None);
     server.shutdown(Duration::from_secs(2));
 }

@@ -191,8 +191,8 @@ impl HttpConn {
                 Err(e) => {
                     tracing::info!(core = self.core.id, error = %e, "bad request");
                     self.core.metrics.http_error(e.status());
-                    let resp = Response::text(e.status(), e.reason());
-                    write_response(&mut self.out, &resp, &self.core.date, false, true);
+                    let cors = self.error_cors();
+                    self.write(Response::text(e.status(), e.reason()), cors, false, true);
                     Some(Exit::Linger)
                 }
             };
@@ -211,8 +211,8 @@ impl HttpConn {
                         tracing::info!(core = self.core.id, "request timeout");
                         let e = HttpError::Timeout;
                         self.core.metrics.http_error(e.status());
-                        let resp = Response::text(e.status(), e.reason());
-                        write_response(&mut self.out, &resp, &self.core.date, false, true);
+                        let cors = self.error_cors();
+                        self.write(Response::text(e.status(), e.reason()), cors, false, true);
                         let _ = self.flush().await;
                     }
                     return Exit::Close;
@@ -436,6 +436,25 @@ impl HttpConn {
             return None;
         }
         let origin = header_value(&self.buf[head_at..head_at + head.len], "origin");
+        cors.allow_origin(origin).map(|o| CorsHeaders {
+            allow_origin: o.to_owned(),
+            vary: matches!(cors, Cors::Origins(_)),
+        })
+    }
+
+    /// CORS headers for an error the server itself answers (400, 408, 413, ...) to the request
+    /// in progress, so that a browser can read why its request failed. The origin comes from
+    /// the request's head if it got far enough to parse; with `--cors *` none is needed.
+    fn error_cors(&self) -> Option<CorsHeaders> {
+        let cors = &self.core.config.cors;
+        if !cors.is_on() {
+            return None;
+        }
+        let raw = match &self.pending {
+            Some(p) => self.buf.get(p.head_at..p.head_at + p.head.len),
+            None => self.buf.get(self.pos..),
+        };
+        let origin = raw.and_then(|raw| header_value(raw, "origin"));
         cors.allow_origin(origin).map(|o| CorsHeaders {
             allow_origin: o.to_owned(),
             vary: matches!(cors, Cors::Origins(_)),
