@@ -61,7 +61,7 @@ impl RoomStorage {
             Ok(bytes) => self.put(key, bytes),
             Err(e) => {
                 tracing::warn!(key, error = %e, "storage put_json: value does not serialise");
-                Durable::ready(Err(StorageError::ValueTooLarge))
+                Durable::ready(Err(StorageError::NotJson))
             }
         }
     }
@@ -91,5 +91,35 @@ impl RoomStorage {
     /// Resolves once every write issued so far is durable (Durable Objects' `sync()`).
     pub fn sync(&self) -> Durable<()> {
         self.storage.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn put_json_refuses_a_value_that_is_not_json_and_writes_nothing() {
+        let run = async {
+            let storage = Storage::memory();
+            storage.start();
+            let room = RoomStorage::new(storage, "p".into(), "r".into());
+            // JSON object keys must be strings: a map keyed by tuples does not serialise.
+            let not_json: HashMap<(u8, u8), u8> = HashMap::from([((1, 2), 3)]);
+            assert_eq!(
+                room.put_json("k", &not_json).await,
+                Err(StorageError::NotJson)
+            );
+            assert_eq!(room.get("k"), None);
+            room.put_json("k", &[1, 2]).await.unwrap();
+            assert_eq!(room.get_json::<Vec<u8>>("k"), Some(vec![1, 2]));
+        };
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(run);
     }
 }

@@ -82,6 +82,9 @@ pub enum StorageError {
     Io(io::ErrorKind),
     /// The storage was closed; nothing more is written.
     Closed,
+    /// `put_json`: the value cannot be serialised as JSON (a map with non-string keys, a
+    /// `Serialize` impl that fails). Nothing was written.
+    NotJson,
 }
 
 impl fmt::Display for StorageError {
@@ -98,6 +101,7 @@ impl fmt::Display for StorageError {
             }
             StorageError::Io(kind) => write!(f, "storage log failed: {kind}"),
             StorageError::Closed => f.write_str("storage is closed"),
+            StorageError::NotJson => f.write_str("value does not serialise as JSON"),
         }
     }
 }
