@@ -108,7 +108,7 @@ impl ChatRoom {
             let to = resp
                 .headers
                 .iter()
-                .find(|(name, _)| *name == "X-Core")
+                .find(|(name, _)| name.eq_ignore_ascii_case("x-core"))
                 .map_or("?", |(_, v)| v.as_str());
             let hop = if to == from {
                 "same core"

@@ -243,7 +243,7 @@ pub fn response(core: &Core, method: Method, target: &str) -> Option<Reply> {
                 Response {
                     status: 200,
                     content_type: CONTENT_TYPE,
-                    headers: vec![("Cache-Control", "no-store".to_owned())],
+                    headers: vec![("Cache-Control".into(), "no-store".to_owned())],
                     body: render(&all).into_bytes(),
                 }
             })

@@ -521,7 +521,7 @@ pub fn method_not_allowed(allow: &'static str) -> Response {
     Response {
         status: 405,
         content_type: TEXT_PLAIN,
-        headers: vec![("Allow", allow.to_owned())],
+        headers: vec![("Allow".into(), allow.to_owned())],
         body: b"Method not allowed".to_vec(),
     }
 }

@@ -750,7 +750,14 @@ impl Party for Node {
             let fut = room.party_room("node", &target).fetch(fetch);
             return Reply::later(async move {
                 let r = fut.await;
+                // The answering node's own header comes back with the response.
+                let node = r
+                    .headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("x-node"))
+                    .map_or("none".to_owned(), |(_, v)| v.clone());
                 Response::text(r.status, String::from_utf8_lossy(&r.body).into_owned())
+                    .header("X-Answered-By", node)
             });
         }
         Response::text(
@@ -763,6 +770,7 @@ impl Party for Node {
                 String::from_utf8_lossy(req.body)
             ),
         )
+        .header("X-Node", self.0)
         .into()
     }
 }
@@ -787,6 +795,7 @@ fn party_fetch_through_an_entry_reaches_another_node() {
         (r.status, r.text()),
         (200, "b there /parties/node/there/echo?q=1 ping".to_owned())
     );
+    assert_eq!(r.header("x-answered-by"), Some("b"), "headers come back");
     // Through the entry the target's edge hook runs, as for any client.
     let r = http(
         a.addr,

@@ -48,8 +48,8 @@ pub fn response(method: Method, target: &str) -> Option<Response> {
             status: 200,
             content_type,
             headers: vec![
-                ("Cache-Control", cache.to_owned()),
-                ("X-Content-Type-Options", "nosniff".to_owned()),
+                ("Cache-Control".into(), cache.to_owned()),
+                ("X-Content-Type-Options".into(), "nosniff".to_owned()),
             ],
             body: body.as_bytes().to_vec(),
         },

@@ -4,6 +4,8 @@
 //! Every response has `Content-Length` and a `Date` (RFC 9110 6.6.1); the `Date` value is
 //! formatted once per second per core by [`DateCache`], not once per response.
 
+use std::borrow::Cow;
+
 use std::{
     cell::{Cell, RefCell},
     time::{SystemTime, UNIX_EPOCH},
@@ -14,8 +16,9 @@ use std::{
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
-    /// Extra header lines, each `Name: value` without CRLF.
-    pub headers: Vec<(&'static str, String)>,
+    /// Extra header lines, each `Name: value` without CRLF. Names are usually literals; a
+    /// response that came over HTTP (a party fetch through the entry) carries owned ones.
+    pub headers: Vec<(Cow<'static, str>, String)>,
     pub body: Vec<u8>,
 }
 
@@ -43,8 +46,8 @@ impl Response {
     }
 
     #[must_use]
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
+    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
         self
     }
 }

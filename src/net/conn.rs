@@ -501,9 +501,9 @@ impl HttpConn {
     ) {
         if let Some(c) = cors {
             resp.headers
-                .push(("Access-Control-Allow-Origin", c.allow_origin));
+                .push(("Access-Control-Allow-Origin".into(), c.allow_origin));
             if c.vary {
-                resp.headers.push(("Vary", "Origin".to_owned()));
+                resp.headers.push(("Vary".into(), "Origin".to_owned()));
             }
         }
         write_response(&mut self.out, &resp, &self.core.date, head_only, close);

@@ -254,7 +254,8 @@ async fn entry_request(
 
 /// Parses a complete response from the entry: `Ok(None)` while more is needed (`eof`: no more
 /// is coming, so a body without a length ends here; `head_only`: the answer to a HEAD, which
-/// has no body whatever its headers say). Only the status, `Content-Type` and body come back.
+/// has no body whatever its headers say). The status, the end-to-end headers and the body come
+/// back; `Connection`, `Keep-Alive`, `Date` and the framing headers do not.
 pub(crate) fn parse_entry_response(
     buf: &[u8],
     eof: bool,
@@ -287,8 +288,13 @@ pub(crate) fn parse_entry_response(
             );
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = value.eq_ignore_ascii_case("chunked");
-        } else if h.name.eq_ignore_ascii_case("content-type") {
-            out.headers.push(("Content-Type", value));
+        } else if !["connection", "keep-alive", "date"]
+            .iter()
+            .any(|hop| h.name.eq_ignore_ascii_case(hop))
+        {
+            // End-to-end headers go back to the party as the target sent them; framing and
+            // hop-by-hop ones do not (ours are written when the party's response goes out).
+            out.headers.push((h.name.to_owned().into(), value));
         }
     }
     let body = &buf[head_len..];
@@ -333,7 +339,8 @@ mod tests {
             "POST /parties/counter/r1/x?y=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\
              Content-Length: 2\r\nX-Token: t\r\n\r\n{}"
         );
-        let full = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]";
+        let full = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nX-Core: 1\r\n\
+                     Connection: close\r\nDate: Sat, 28 Nov 2026 04:00:00 GMT\r\nContent-Length: 2\r\n\r\n[]";
         for cut in 0..full.len() {
             assert!(
                 parse_entry_response(&full[..cut], false, false)
@@ -344,7 +351,13 @@ mod tests {
         }
         let r = parse_entry_response(full, false, false).unwrap().unwrap();
         assert_eq!((r.status, r.body.as_slice()), (201, &b"[]"[..]));
-        assert_eq!(r.headers, [("Content-Type", "application/json".to_owned())]);
+        assert_eq!(
+            r.headers,
+            [
+                ("Content-Type".into(), "application/json".to_owned()),
+                ("X-Core".into(), "1".to_owned())
+            ]
+        );
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
         assert_eq!(
             parse_entry_response(chunked, false, false)
