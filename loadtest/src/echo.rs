@@ -2,14 +2,12 @@
 //! (send, wait for the echo, send again), as uWebSockets' load_test. Each echo must equal what
 //! was sent.
 
-use std::time::Duration;
-
 use clap::Args;
 use serde::Serialize;
 
 use crate::fanout::{connect_all, make_payload, parse_payload, Opened};
 use crate::net::{Handler, Out};
-use crate::phase::{Counters, Progress, Schedule, Tick};
+use crate::phase::{closed_loop, ClosedLoop, Counters};
 use crate::stats::{now_ns, record, Part};
 use crate::Ctx;
 
@@ -86,6 +84,24 @@ impl Handler for Echo<'_> {
     }
 }
 
+impl ClosedLoop for Echo<'_> {
+    fn counters(&self) -> &Counters {
+        &self.c
+    }
+    fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.c
+    }
+    fn part_mut(&mut self) -> &mut Part {
+        &mut self.part
+    }
+    fn inflight(&self) -> u64 {
+        self.inflight
+    }
+    fn set_running(&mut self, running: bool) {
+        self.running = running;
+    }
+}
+
 impl Opened for Echo<'_> {
     fn timed_out(&mut self, n: u64) {
         self.part.conns_failed += n;
@@ -125,37 +141,7 @@ pub fn run(ctx: &mut Ctx, a: &EchoArgs) -> std::io::Result<Part> {
             e.send(&mut net.out, id, now);
         }
     }
-    let mut sched = Schedule::new(now, ctx.common.warmup, ctx.common.duration, 1);
-    let mut progress = Progress::new(&ctx.tag, now);
-    for _ in 0..(1u64 << 40) {
-        let now = now_ns();
-        match sched.tick(now, ctx.coord) {
-            Tick::Start(_) => e.c.start(),
-            Tick::End(_) => {
-                let (wall, cpu) = sched.window(now);
-                let sp = e.c.finish(format!("echo {} conns", a.conns), wall, cpu);
-                e.part.steps.push(sp);
-            }
-            _ => {}
-        }
-        if sched.is_done() {
-            break;
-        }
-        let what = if sched.measuring { "measure" } else { "warmup" };
-        progress.tick(now, &e.c, what, "");
-        let wait = Duration::from_nanos(sched.until_next(now).clamp(1_000_000, 100_000_000));
-        net.turn(&mut e, wait)?;
-    }
-    e.running = false;
-    let until = now_ns() + (ctx.common.drain.clamp(0.0, 60.0) * 1e9) as u64;
-    while e.inflight > 0 && now_ns() < until {
-        net.turn(&mut e, Duration::from_millis(10))?;
-    }
-    if e.inflight > 0 {
-        e.part.lost += e.inflight;
-        e.part
-            .note(format!("{} echoes never came back", e.inflight));
-    }
-    e.part.bad += net.stats.protocol_errors;
+    let label = format!("echo {} conns", a.conns);
+    closed_loop(ctx, &mut net, &mut e, &label, "echoes never came back")?;
     Ok(e.part)
 }

@@ -2,14 +2,13 @@
 //! requests in flight per connection. Every response must be 200.
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::fanout::{connect_all, Opened};
 use crate::net::{Handler, Out};
-use crate::phase::{Counters, Progress, Schedule, Tick};
+use crate::phase::{closed_loop, ClosedLoop, Counters};
 use crate::stats::{now_ns, record, Part};
 use crate::Ctx;
 
@@ -103,6 +102,24 @@ impl Handler for Http {
     }
 }
 
+impl ClosedLoop for Http {
+    fn counters(&self) -> &Counters {
+        &self.c
+    }
+    fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.c
+    }
+    fn part_mut(&mut self) -> &mut Part {
+        &mut self.part
+    }
+    fn inflight(&self) -> u64 {
+        self.inflight
+    }
+    fn set_running(&mut self, running: bool) {
+        self.running = running;
+    }
+}
+
 impl Opened for Http {
     fn timed_out(&mut self, n: u64) {
         self.part.conns_failed += n;
@@ -156,38 +173,7 @@ pub fn run(ctx: &mut Ctx, a: &HttpArgs) -> std::io::Result<Part> {
             }
         }
     }
-    let mut sched = Schedule::new(now, ctx.common.warmup, ctx.common.duration, 1);
-    let mut progress = Progress::new(&ctx.tag, now);
-    for _ in 0..(1u64 << 40) {
-        let now = now_ns();
-        match sched.tick(now, ctx.coord) {
-            Tick::Start(_) => h.c.start(),
-            Tick::End(_) => {
-                let (wall, cpu) = sched.window(now);
-                let label = format!("{:?} x{} pipeline {}", a.method, a.conns, a.pipeline);
-                let sp = h.c.finish(label, wall, cpu);
-                h.part.steps.push(sp);
-            }
-            _ => {}
-        }
-        if sched.is_done() {
-            break;
-        }
-        let what = if sched.measuring { "measure" } else { "warmup" };
-        progress.tick(now, &h.c, what, "");
-        let wait = Duration::from_nanos(sched.until_next(now).clamp(1_000_000, 100_000_000));
-        net.turn(&mut h, wait)?;
-    }
-    h.running = false;
-    let until = now_ns() + (ctx.common.drain.clamp(0.0, 60.0) * 1e9) as u64;
-    while h.inflight > 0 && now_ns() < until {
-        net.turn(&mut h, Duration::from_millis(10))?;
-    }
-    if h.inflight > 0 {
-        h.part.lost += h.inflight;
-        h.part
-            .note(format!("{} requests never answered", h.inflight));
-    }
-    h.part.bad += net.stats.protocol_errors;
+    let label = format!("{:?} x{} pipeline {}", a.method, a.conns, a.pipeline);
+    closed_loop(ctx, &mut net, &mut h, &label, "requests never answered")?;
     Ok(h.part)
 }

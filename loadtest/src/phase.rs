@@ -1,9 +1,12 @@
 //! Warm-up / measured-window scheduling, the counters of a window, and the progress line.
 
+use std::{io, time::Duration};
+
 use hdrhistogram::Histogram;
 
-use crate::stats::{hist_to_pairs, new_hist, self_cpu_secs, StepPart};
-use crate::Coord;
+use crate::net::{Handler, Net};
+use crate::stats::{hist_to_pairs, new_hist, now_ns, self_cpu_secs, Part, StepPart};
+use crate::{Coord, Ctx};
 
 /// What changed at a tick.
 #[derive(Debug, PartialEq, Eq)]
@@ -177,4 +180,63 @@ impl Progress {
         self.last_delivered = c.total_delivered;
         self.last_cpu = cpu;
     }
+}
+
+/// A closed-loop scenario (echo, http): every connection keeps requests in flight and sends the
+/// next one when an answer comes, while `running`.
+pub trait ClosedLoop: Handler {
+    fn counters(&self) -> &Counters;
+    fn counters_mut(&mut self) -> &mut Counters;
+    fn part_mut(&mut self) -> &mut Part;
+    /// Requests sent and not answered yet.
+    fn inflight(&self) -> u64;
+    fn set_running(&mut self, running: bool);
+}
+
+/// The rest of a closed-loop run once the first requests are out: warm-up, one measured window
+/// (its step is labelled `label`), a progress line while it runs; then at most `--drain` for
+/// the answers still in flight, and those that never come are counted lost (`unanswered`
+/// describes them in the notes).
+pub fn closed_loop<H: ClosedLoop>(
+    ctx: &mut Ctx,
+    net: &mut Net,
+    h: &mut H,
+    label: &str,
+    unanswered: &str,
+) -> io::Result<()> {
+    let now = now_ns();
+    let mut sched = Schedule::new(now, ctx.common.warmup, ctx.common.duration, 1);
+    let mut progress = Progress::new(&ctx.tag, now);
+    for _ in 0..(1u64 << 40) {
+        let now = now_ns();
+        match sched.tick(now, ctx.coord) {
+            Tick::Start(_) => h.counters_mut().start(),
+            Tick::End(_) => {
+                let (wall, cpu) = sched.window(now);
+                let sp = h.counters_mut().finish(label.to_owned(), wall, cpu);
+                h.part_mut().steps.push(sp);
+            }
+            _ => {}
+        }
+        if sched.is_done() {
+            break;
+        }
+        let what = if sched.measuring { "measure" } else { "warmup" };
+        progress.tick(now, h.counters(), what, "");
+        let wait = Duration::from_nanos(sched.until_next(now).clamp(1_000_000, 100_000_000));
+        net.turn(h, wait)?;
+    }
+    h.set_running(false);
+    let until = now_ns() + (ctx.common.drain.clamp(0.0, 60.0) * 1e9) as u64;
+    while h.inflight() > 0 && now_ns() < until {
+        net.turn(h, Duration::from_millis(10))?;
+    }
+    let (inflight, errors) = (h.inflight(), net.stats.protocol_errors);
+    let part = h.part_mut();
+    if inflight > 0 {
+        part.lost += inflight;
+        part.note(format!("{inflight} {unanswered}"));
+    }
+    part.bad += errors;
+    Ok(())
 }
