@@ -13,7 +13,9 @@
 //!   metrics request to another core: the only `Send` code), `core` (the per-thread state and
 //!   accept/inbox loops), `alarms` (each core's room alarm timer), `fetch` (party-to-party).
 //! - [`net`]: sockets. `conn` (the HTTP/1.1 connection loop), `ws_conn` (a WebSocket's reader),
-//!   `writer` (its bounded outbound queue and writer task), `sock` (raw non-blocking syscalls).
+//!   `ws_poll` (the core's epoll instance where open WebSockets wait, with no task each),
+//!   `writer` (each WebSocket's bounded outbound queue and the core's flusher), `sock` (raw
+//!   non-blocking syscalls).
 //! - [`http`]: sans-IO HTTP/1.1: head parsing, body framing, responses, the error table.
 //! - [`ws`]: sans-IO RFC 6455: handshake, frames, masking, the streaming decoder, close codes.
 //! - [`router`]: request target → party and room.
@@ -39,11 +41,12 @@
 //!   -> router  /parties/:party/:room -> (party, room)
 //!   -> shard::owner(party, room) == k ?
 //!        no  -> runtime::handoff: fd + unanswered bytes -> owner's inbox; k forgets it
-//!        yes -> upgrade ? 101, join the room, net::ws_conn
+//!        yes -> upgrade ? 101, join the room, park in net::ws_poll
 //!                       : body (http::body) -> party.on_request -> response -> one send per batch
-//!  ws: readiness -> recv into the core's buffer -> ws::Decoder -> party.on_message
+//!  ws: the core's epoll fd readable (one io_uring poll) -> epoll_wait: the ready sockets
+//!   -> each: recv into the core's buffer -> ws::Decoder -> party.on_message
 //!   -> room broadcast: encode the frame once (Rc) -> each member's Outbox
-//!   -> each member's writer task: one sendmsg of everything queued
+//!   -> the core's flusher, once per pass: one sendmsg of everything queued per member
 //! ```
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
