@@ -1,11 +1,11 @@
 //! The core's WebSocket poller: open WebSockets wait for their peer here, not in a task each.
 //!
 //! An open connection that is waiting for data costs one slot in this table (its
-//! [`Reader`]: the decoder and a few pointers) and one registration in the core's epoll
+//! `ws_conn::Reader`: the decoder and a few pointers) and one registration in the core's epoll
 //! instance. The registrations are level-triggered, and the epoll fd itself is watched by one
 //! io_uring poll (monoio's `readable`). When that fires, the poller asks the epoll instance
 //! which sockets are readable (up to [`EVENTS_PER_WAKE`]) and lets each reader read and decode
-//! synchronously ([`Reader::on_ready`]); then it yields, so the core's flusher sends what the
+//! synchronously (`Reader::on_ready`); then it yields, so the core's flusher sends what the
 //! messages queued before the next batch is read.
 //!
 //! A connection leaves the table when it starts to close: the peer's close frame, EOF, a read
