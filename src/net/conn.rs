@@ -881,7 +881,9 @@ pub async fn flush_all(
                 metrics.sent_bytes.add(n as u64);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                match monoio::time::timeout(timeout, stream.writable(false)).await {
+                // Boxed: monoio's `Sleep` is 640 bytes (128-aligned), and inline it would sit in
+                // every HTTP connection's task for a wait that only a full socket needs.
+                match Box::pin(monoio::time::timeout(timeout, stream.writable(false))).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Err(e),
                     Err(_) => return Err(io::ErrorKind::TimedOut.into()),

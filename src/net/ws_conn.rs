@@ -294,9 +294,17 @@ pub fn serve(
         _guards: (held, busy),
     };
     if !leftover.is_empty() {
+        reader.heard = true;
         reader.feed(&mut leftover);
     }
     drop(leftover);
+    // An upgrade that finished after the shutdown closed every WebSocket (a handoff still in
+    // an inbox, say) is closed here, or nothing would close it.
+    if reader.core.shutting_down() && reader.is_open() {
+        reader
+            .conn
+            .close_with(close::GOING_AWAY, "Server shutting down", false);
+    }
     if reader.is_open() {
         let core = reader.core.clone();
         if let Some(poller) = &core.ws_poller {
@@ -553,8 +561,13 @@ impl Reader {
         let mut buf = core.read_buf.borrow_mut();
         // A full buffer means more is waiting; read on, but at most READS_PER_WAKE times, so one
         // busy sender cannot keep its core from everyone else.
-        for _ in 0..READS_PER_WAKE {
-            let n = sock::recv(fd, &mut buf)?;
+        for i in 0..READS_PER_WAKE {
+            let n = match sock::recv(fd, &mut buf) {
+                Ok(n) => n,
+                // The last read filled the buffer exactly and nothing more came: data was read.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && i > 0 => break,
+                Err(e) => return Err(e),
+            };
             if n == 0 {
                 return Ok(false);
             }

@@ -192,8 +192,9 @@ impl WsPoller {
 
     /// One ping sweep over every parked connection (see the module docs). Pings are sent and
     /// dead connections dropped after the walk: sending can close a connection (its queue over
-    /// the bound), which takes it out of the table.
+    /// the bound), which takes it out of the table. Every ping shares one encoded frame.
     fn sweep(&self) {
+        let frame: Rc<[u8]> = crate::ws::encode_frame(OpCode::Ping, b"").into();
         let mut ping = Vec::new();
         let mut dead = Vec::new();
         for (key, slot) in self.slots.borrow_mut().iter_mut() {
@@ -206,7 +207,7 @@ impl WsPoller {
             }
         }
         for conn in ping {
-            conn.send(OpCode::Ping, b"");
+            conn.send_frame(frame.clone());
         }
         for key in dead {
             if let Some(reader) = self.take(key) {
@@ -224,6 +225,19 @@ impl WsPoller {
             monoio::select! {
                 _ = monoio::time::sleep(interval) => poller.sweep(),
                 _ = poller.stopped(&poller.sweep_waker) => return,
+            }
+        }
+    }
+
+    /// The poller cannot go on (its wait or `epoll_wait` failed, or it panicked): every parked
+    /// connection gets a task of its own again (the task path waits on its own socket), and
+    /// nothing more is parked.
+    fn evacuate(&self) {
+        self.stopped.set(true);
+        let keys: Vec<usize> = self.slots.borrow().iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(reader) = self.take(key) {
+                finish(reader, Next::Task);
             }
         }
     }
@@ -271,17 +285,27 @@ impl WsPoller {
         finish(reader, next);
     }
 
-    /// The core's poller task: runs for the core's lifetime.
+    /// The core's poller task: runs for the core's lifetime (until `stop`). If it ends any
+    /// other way, a panic included, its connections are handed to tasks of their own.
     pub async fn run(core: Rc<Core>) {
         let Some(poller) = &core.ws_poller else {
             return;
         };
+        struct Evacuate<'a>(&'a WsPoller);
+        impl Drop for Evacuate<'_> {
+            fn drop(&mut self) {
+                if !self.0.stopped.get() {
+                    self.0.evacuate();
+                }
+            }
+        }
+        let _evacuate = Evacuate(poller);
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAKE];
         loop {
             let stopped = poller.stopped(&poller.stop_waker);
             monoio::select! {
                 r = poller.waiter.readable(false) => if let Err(e) = r {
-                    tracing::error!(core = core.id, error = %e, "websocket poller cannot wait: stopped");
+                    tracing::error!(core = core.id, error = %e, "websocket poller cannot wait; connections go back to tasks");
                     return;
                 },
                 _ = stopped => return,
@@ -293,14 +317,19 @@ impl WsPoller {
             };
             if n < 0 {
                 let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    tracing::error!(core = core.id, error = %e, "websocket poller: epoll_wait failed");
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
                 }
-                continue;
+                tracing::error!(core = core.id, error = %e, "websocket poller: epoll_wait failed; connections go back to tasks");
+                return;
             }
             for ev in &events[..n as usize] {
                 poller.ready(ev.u64 as usize);
             }
+            // Let the flusher and every other task run before the next batch. Under io_uring
+            // the wait above already goes through the ring; monoio's epoll fallback answers it
+            // at once while any socket is still readable, and would never give them a turn.
+            yield_once().await;
         }
     }
 }
@@ -309,6 +338,21 @@ impl AsRawFd for WsPoller {
     fn as_raw_fd(&self) -> RawFd {
         self.epfd
     }
+}
+
+/// Returns to the executor once, so every other ready task runs first.
+async fn yield_once() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// The rest of a connection that left the poller.

@@ -415,8 +415,10 @@ pub fn run(
         monoio::spawn(super::alarms::run(core.clone()));
         monoio::spawn(inbox_loop(core.clone(), inbox));
         monoio::spawn(core.flusher.clone().run());
-        monoio::spawn(WsPoller::run(core.clone()));
-        monoio::spawn(WsPoller::run_sweeps(core.clone()));
+        // Guarded: a panic there (a bug) must not take the core down; the poller then hands its
+        // connections to tasks of their own.
+        spawn_guarded(id, WsPoller::run(core.clone()));
+        spawn_guarded(id, WsPoller::run_sweeps(core.clone()));
         monoio::select! {
             _ = accept_loop(core.clone(), listener) => {},
             _ = core.wait_until(Core::shutting_down) => {},
