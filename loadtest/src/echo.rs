@@ -5,9 +5,9 @@
 use clap::Args;
 use serde::Serialize;
 
-use crate::fanout::{connect_all, make_payload, parse_payload, Opened};
+use crate::fanout::{connect_all, make_payload, parse_payload};
 use crate::net::{Handler, Out};
-use crate::phase::{closed_loop, ClosedLoop, Counters};
+use crate::phase::{closed_loop, ClosedLoop, LoopState};
 use crate::stats::{now_ns, record, Part};
 use crate::Ctx;
 
@@ -29,10 +29,8 @@ struct Echo<'a> {
     /// Per connection: global index, next sequence number, the payload in flight.
     conns: Vec<(u32, u32, Vec<u8>)>,
     conn_of: Vec<usize>,
-    running: bool,
-    inflight: u64,
-    c: Counters,
-    part: Part,
+    /// Running flag, requests in flight, counters and result (`phase::ClosedLoop`).
+    st: LoopState,
 }
 
 impl Echo<'_> {
@@ -42,70 +40,55 @@ impl Echo<'_> {
         make_payload(buf, *g, *seq, now, self.a.size);
         *seq += 1;
         out.ws_frame(id, 1, buf);
-        self.inflight += 1;
+        self.st.inflight += 1;
     }
 }
 
 impl Handler for Echo<'_> {
     fn on_open(&mut self, _out: &mut Out, _id: usize, _now: u64) {
-        self.part.conns_ok += 1;
+        self.st.part.conns_ok += 1;
     }
 
     fn on_fail(&mut self, id: usize, opened: bool, err: &str) {
         if opened {
-            self.part.conns_broken += 1;
+            self.st.part.conns_broken += 1;
         } else {
-            self.part.conns_failed += 1;
+            self.st.part.conns_failed += 1;
         }
-        self.part.note(format!("conn {id}: {err}"));
+        self.st.part.note(format!("conn {id}: {err}"));
     }
 
     fn on_frame(&mut self, out: &mut Out, id: usize, op: u8, payload: &[u8], now: u64) {
-        self.inflight = self.inflight.saturating_sub(1);
+        self.st.inflight = self.st.inflight.saturating_sub(1);
         let i = self.conn_of[id];
         if op != 1 || payload != self.conns[i].2.as_slice() {
-            self.part.bad += 1;
-            self.part
+            self.st.part.bad += 1;
+            self.st
+                .part
                 .note(format!("conn {id}: echo differs from what was sent"));
         } else {
-            self.part.checked += 1;
+            self.st.part.checked += 1;
         }
-        self.c.total_ops += 1;
-        if self.c.on {
-            self.c.ops += 1;
-            self.c.bytes += payload.len() as u64;
+        self.st.c.total_ops += 1;
+        if self.st.c.on {
+            self.st.c.ops += 1;
+            self.st.c.bytes += payload.len() as u64;
             if let Some((_, _, ts)) = parse_payload(payload) {
-                record(&mut self.c.hist, now.saturating_sub(ts));
+                record(&mut self.st.c.hist, now.saturating_sub(ts));
             }
         }
-        if self.running {
+        if self.st.running {
             self.send(out, id, now);
         }
     }
 }
 
 impl ClosedLoop for Echo<'_> {
-    fn counters(&self) -> &Counters {
-        &self.c
+    fn state(&self) -> &LoopState {
+        &self.st
     }
-    fn counters_mut(&mut self) -> &mut Counters {
-        &mut self.c
-    }
-    fn part_mut(&mut self) -> &mut Part {
-        &mut self.part
-    }
-    fn inflight(&self) -> u64 {
-        self.inflight
-    }
-    fn set_running(&mut self, running: bool) {
-        self.running = running;
-    }
-}
-
-impl Opened for Echo<'_> {
-    fn timed_out(&mut self, n: u64) {
-        self.part.conns_failed += n;
-        self.part.note(format!("{n} connections not open in time"));
+    fn state_mut(&mut self) -> &mut LoopState {
+        &mut self.st
     }
 }
 
@@ -116,10 +99,7 @@ pub fn run(ctx: &mut Ctx, a: &EchoArgs) -> std::io::Result<Part> {
         a,
         conns: Vec::new(),
         conn_of: Vec::new(),
-        running: false,
-        inflight: 0,
-        c: Counters::new(),
-        part: Part::default(),
+        st: LoopState::new(),
     };
     for g in mine.clone() {
         let id = net.add_ws(format!("/parties/echo/{}-{g}", a.room_prefix), g as u32);
@@ -131,11 +111,11 @@ pub fn run(ctx: &mut Ctx, a: &EchoArgs) -> std::io::Result<Part> {
     }
     let t = now_ns();
     connect_all(&mut net, &mut e, ctx)?;
-    e.part.connect_secs = (now_ns() - t) as f64 / 1e9;
+    e.st.part.connect_secs = (now_ns() - t) as f64 / 1e9;
     ctx.coord.ready();
 
     let now = now_ns();
-    e.running = true;
+    e.st.running = true;
     for id in 0..e.conn_of.len() {
         if net.conn(id).is_some() {
             e.send(&mut net.out, id, now);
@@ -143,5 +123,5 @@ pub fn run(ctx: &mut Ctx, a: &EchoArgs) -> std::io::Result<Part> {
     }
     let label = format!("echo {} conns", a.conns);
     closed_loop(ctx, &mut net, &mut e, &label, "echoes never came back")?;
-    Ok(e.part)
+    Ok(e.st.part)
 }

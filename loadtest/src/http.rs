@@ -6,9 +6,9 @@ use std::collections::VecDeque;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::fanout::{connect_all, Opened};
+use crate::fanout::connect_all;
 use crate::net::{Handler, Out};
-use crate::phase::{closed_loop, ClosedLoop, Counters};
+use crate::phase::{closed_loop, ClosedLoop, LoopState};
 use crate::stats::{now_ns, record, Part};
 use crate::Ctx;
 
@@ -45,85 +45,68 @@ struct Http {
     /// Per connection id: the request bytes and the send times of requests in flight.
     req: Vec<Vec<u8>>,
     sent: Vec<VecDeque<u64>>,
-    running: bool,
-    inflight: u64,
-    c: Counters,
-    part: Part,
+    /// Running flag, requests in flight, counters and result (`phase::ClosedLoop`).
+    st: LoopState,
 }
 
 impl Http {
     fn send(&mut self, out: &mut Out, id: usize, now: u64) {
         out.raw(id, &self.req[id]);
         self.sent[id].push_back(now);
-        self.inflight += 1;
+        self.st.inflight += 1;
     }
 }
 
 impl Handler for Http {
     fn on_open(&mut self, _out: &mut Out, _id: usize, _now: u64) {
-        self.part.conns_ok += 1;
+        self.st.part.conns_ok += 1;
     }
 
     fn on_fail(&mut self, id: usize, opened: bool, err: &str) {
         if opened {
-            self.part.conns_broken += 1;
+            self.st.part.conns_broken += 1;
         } else {
-            self.part.conns_failed += 1;
+            self.st.part.conns_failed += 1;
         }
-        self.inflight -= self.sent[id].len() as u64;
-        self.part.lost += self.sent[id].len() as u64;
+        self.st.inflight -= self.sent[id].len() as u64;
+        self.st.part.lost += self.sent[id].len() as u64;
         self.sent[id].clear();
-        self.part.note(format!("conn {id}: {err}"));
+        self.st.part.note(format!("conn {id}: {err}"));
     }
 
     fn on_http(&mut self, out: &mut Out, id: usize, status: u16, body: &[u8], now: u64) {
         let Some(t) = self.sent[id].pop_front() else {
-            self.part.bad += 1;
-            self.part
+            self.st.part.bad += 1;
+            self.st
+                .part
                 .note(format!("conn {id}: response without a request"));
             return;
         };
-        self.inflight -= 1;
+        self.st.inflight -= 1;
         if status == 200 {
-            self.part.checked += 1;
+            self.st.part.checked += 1;
         } else {
-            self.part.bad += 1;
-            self.part.note(format!("status {status}"));
+            self.st.part.bad += 1;
+            self.st.part.note(format!("status {status}"));
         }
-        self.c.total_ops += 1;
-        if self.c.on {
-            self.c.ops += 1;
-            self.c.bytes += body.len() as u64;
-            record(&mut self.c.hist, now - t);
+        self.st.c.total_ops += 1;
+        if self.st.c.on {
+            self.st.c.ops += 1;
+            self.st.c.bytes += body.len() as u64;
+            record(&mut self.st.c.hist, now - t);
         }
-        if self.running {
+        if self.st.running {
             self.send(out, id, now);
         }
     }
 }
 
 impl ClosedLoop for Http {
-    fn counters(&self) -> &Counters {
-        &self.c
+    fn state(&self) -> &LoopState {
+        &self.st
     }
-    fn counters_mut(&mut self) -> &mut Counters {
-        &mut self.c
-    }
-    fn part_mut(&mut self) -> &mut Part {
-        &mut self.part
-    }
-    fn inflight(&self) -> u64 {
-        self.inflight
-    }
-    fn set_running(&mut self, running: bool) {
-        self.running = running;
-    }
-}
-
-impl Opened for Http {
-    fn timed_out(&mut self, n: u64) {
-        self.part.conns_failed += n;
-        self.part.note(format!("{n} connections not open in time"));
+    fn state_mut(&mut self) -> &mut LoopState {
+        &mut self.st
     }
 }
 
@@ -133,10 +116,7 @@ pub fn run(ctx: &mut Ctx, a: &HttpArgs) -> std::io::Result<Part> {
     let mut h = Http {
         req: Vec::new(),
         sent: Vec::new(),
-        running: false,
-        inflight: 0,
-        c: Counters::new(),
-        part: Part::default(),
+        st: LoopState::new(),
     };
     let host = net.host().to_string();
     for g in mine.clone() {
@@ -161,11 +141,11 @@ pub fn run(ctx: &mut Ctx, a: &HttpArgs) -> std::io::Result<Part> {
     }
     let t = now_ns();
     connect_all(&mut net, &mut h, ctx)?;
-    h.part.connect_secs = (now_ns() - t) as f64 / 1e9;
+    h.st.part.connect_secs = (now_ns() - t) as f64 / 1e9;
     ctx.coord.ready();
 
     let now = now_ns();
-    h.running = true;
+    h.st.running = true;
     for id in 0..h.req.len() {
         if net.conn(id).is_some() {
             for _ in 0..a.pipeline.clamp(1, 1024) {
@@ -175,5 +155,5 @@ pub fn run(ctx: &mut Ctx, a: &HttpArgs) -> std::io::Result<Part> {
     }
     let label = format!("{:?} x{} pipeline {}", a.method, a.conns, a.pipeline);
     closed_loop(ctx, &mut net, &mut h, &label, "requests never answered")?;
-    Ok(h.part)
+    Ok(h.st.part)
 }

@@ -182,15 +182,40 @@ impl Progress {
     }
 }
 
+/// What a closed-loop scenario keeps besides its connections.
+pub struct LoopState {
+    /// Send the next request when an answer comes (false once the run is over).
+    pub running: bool,
+    /// Requests sent and not answered yet.
+    pub inflight: u64,
+    pub c: Counters,
+    pub part: Part,
+}
+
+impl LoopState {
+    pub fn new() -> Self {
+        LoopState {
+            running: false,
+            inflight: 0,
+            c: Counters::new(),
+            part: Part::default(),
+        }
+    }
+}
+
 /// A closed-loop scenario (echo, http): every connection keeps requests in flight and sends the
 /// next one when an answer comes, while `running`.
 pub trait ClosedLoop: Handler {
-    fn counters(&self) -> &Counters;
-    fn counters_mut(&mut self) -> &mut Counters;
-    fn part_mut(&mut self) -> &mut Part;
-    /// Requests sent and not answered yet.
-    fn inflight(&self) -> u64;
-    fn set_running(&mut self, running: bool);
+    fn state(&self) -> &LoopState;
+    fn state_mut(&mut self) -> &mut LoopState;
+}
+
+impl<T: ClosedLoop> crate::fanout::Opened for T {
+    fn timed_out(&mut self, n: u64) {
+        let part = &mut self.state_mut().part;
+        part.conns_failed += n;
+        part.note(format!("{n} connections not open in time"));
+    }
 }
 
 /// The rest of a closed-loop run once the first requests are out: warm-up, one measured window
@@ -210,11 +235,12 @@ pub fn closed_loop<H: ClosedLoop>(
     for _ in 0..(1u64 << 40) {
         let now = now_ns();
         match sched.tick(now, ctx.coord) {
-            Tick::Start(_) => h.counters_mut().start(),
+            Tick::Start(_) => h.state_mut().c.start(),
             Tick::End(_) => {
                 let (wall, cpu) = sched.window(now);
-                let sp = h.counters_mut().finish(label.to_owned(), wall, cpu);
-                h.part_mut().steps.push(sp);
+                let st = h.state_mut();
+                let sp = st.c.finish(label.to_owned(), wall, cpu);
+                st.part.steps.push(sp);
             }
             _ => {}
         }
@@ -222,17 +248,18 @@ pub fn closed_loop<H: ClosedLoop>(
             break;
         }
         let what = if sched.measuring { "measure" } else { "warmup" };
-        progress.tick(now, h.counters(), what, "");
+        progress.tick(now, &h.state().c, what, "");
         let wait = Duration::from_nanos(sched.until_next(now).clamp(1_000_000, 100_000_000));
         net.turn(h, wait)?;
     }
-    h.set_running(false);
+    h.state_mut().running = false;
     let until = now_ns() + (ctx.common.drain.clamp(0.0, 60.0) * 1e9) as u64;
-    while h.inflight() > 0 && now_ns() < until {
+    while h.state().inflight > 0 && now_ns() < until {
         net.turn(h, Duration::from_millis(10))?;
     }
-    let (inflight, errors) = (h.inflight(), net.stats.protocol_errors);
-    let part = h.part_mut();
+    let errors = net.stats.protocol_errors;
+    let st = h.state_mut();
+    let (inflight, part) = (st.inflight, &mut st.part);
     if inflight > 0 {
         part.lost += inflight;
         part.note(format!("{inflight} {unanswered}"));
