@@ -227,8 +227,8 @@ pub struct Joined {
 /// partysocket flushes its queued messages immediately). Then the connection waits for its
 /// peer in the core's poller ([`WsPoller`](super::ws_poll::WsPoller)), which costs no task;
 /// only when that is not possible (it is already closing, or the poller is missing) is the
-/// connection's task returned, which reads until the connection
-/// closes and then leaves the room.
+/// connection's task returned, which reads until the connection closes and then leaves the
+/// room.
 ///
 /// The setup is synchronous on purpose: an `async fn` keeps its arguments *and* the locals
 /// moved out of them in its state for its whole life (rustc does not overlap them), which

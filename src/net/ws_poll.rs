@@ -294,7 +294,9 @@ impl WsPoller {
         struct Evacuate<'a>(&'a WsPoller);
         impl Drop for Evacuate<'_> {
             fn drop(&mut self) {
-                if !self.0.stopped.get() {
+                // Not when the event loop itself is going away (the core is no longer current
+                // by then): no task could be spawned, and `clear` drops the connections.
+                if !self.0.stopped.get() && crate::runtime::core::current().is_some() {
                     self.0.evacuate();
                 }
             }
