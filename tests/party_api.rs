@@ -127,6 +127,16 @@ impl Party for Lab {
                 ),
             )
             .into(),
+            // Headers a party should not (or cannot) set, next to ones it may.
+            (Method::Get, "/headers") => Response::text(200, "hdrs")
+                .header("Access-Control-Allow-Origin", "https://other.example")
+                .header("Vary", "Accept-Encoding, origin")
+                .header("Content-Length", "999")
+                .header("Connection", "close")
+                .header("X-Bad\r\nInjected", "1")
+                .header("X-Split", "a\r\nSet-Cookie: evil=1")
+                .header("X-Fine", "yes")
+                .into(),
             (Method::Get, "/core") => {
                 Response::text(200, std::thread::current().name().unwrap_or("?").to_owned()).into()
             }
@@ -726,6 +736,42 @@ fn cors_preflight_and_headers() {
         .request(too_big.replace("app.example", "evil.example").as_bytes());
     assert_eq!(r.status, 413);
     assert_eq!(r.header("access-control-allow-origin"), None);
+    server.shutdown(Duration::from_secs(2));
+}
+
+#[test]
+fn party_headers_cannot_break_framing_or_double_cors() {
+    let lab = Lab::default();
+    let server = start_lab(&lab, |c| {
+        c.cors = Cors::Origins(vec!["https://app.example".into()]);
+    });
+    let mut c = Client::connect(server.addr);
+    let req =
+        "GET /parties/lab/h/headers HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example\r\n\r\n";
+    for _ in 0..2 {
+        let r = c.request(req.as_bytes());
+        assert_eq!((r.status, r.text().as_str()), (200, "hdrs"));
+        let all = |name: &str| {
+            r.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        // One origin, the server's; the party's Vary already names Origin, so none is added.
+        assert_eq!(all("access-control-allow-origin"), ["https://app.example"]);
+        assert_eq!(all("vary"), ["Accept-Encoding, origin"]);
+        // The server frames the message; the party's framing headers are left out.
+        assert_eq!(all("content-length"), ["4"]);
+        assert_eq!(all("connection"), Vec::<&str>::new());
+        // Lines that would split the response are left out whole; the rest goes.
+        assert_eq!(all("set-cookie"), Vec::<&str>::new());
+        assert_eq!(all("injected"), Vec::<&str>::new());
+        assert_eq!(all("x-split"), Vec::<&str>::new());
+        assert_eq!(all("x-fine"), ["yes"]);
+    }
+    // Still keep-alive after two such responses: the framing held.
+    assert!(c.buf.is_empty());
     server.shutdown(Duration::from_secs(2));
 }
 

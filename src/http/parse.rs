@@ -107,15 +107,20 @@ pub fn header_value<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// True if `name: value` can be written as one header line without changing the message's
+/// framing: a non-empty name of visible ASCII without `:`, and a value without CR, LF or NUL.
+/// Every header line that carries a party's (or a client's) text is checked with this first.
+pub fn field_is_safe(name: &str, value: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+}
+
 /// A complete head (up to and including its blank line) rewritten with the fields in `set`
 /// replacing any of the same name (case-insensitive) or added at the end. `None` if the head
 /// does not parse or a new name or value could break the framing (CR, LF, or an empty name).
 pub fn rewrite_head(head: &[u8], set: &[(String, String)]) -> Option<Vec<u8>> {
-    if set.iter().any(|(k, v)| {
-        k.is_empty()
-            || k.bytes().any(|b| !b.is_ascii_graphic() || b == b':')
-            || v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
-    }) {
+    if set.iter().any(|(k, v)| !field_is_safe(k, v)) {
         return None;
     }
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];

@@ -18,6 +18,8 @@ pub struct Response {
     pub content_type: &'static str,
     /// Extra header lines, each `Name: value` without CRLF. Names are usually literals; a
     /// response that came over HTTP (a party fetch through the entry) carries owned ones.
+    /// Framing headers (`Content-Length`, `Transfer-Encoding`, `Connection`, `Keep-Alive`,
+    /// `Date`) and any line with CR, LF or NUL are left out when the response is written.
     pub headers: Vec<(Cow<'static, str>, String)>,
     pub body: Vec<u8>,
 }
@@ -108,6 +110,9 @@ pub fn write_response(
         out.extend_from_slice(b"\r\n");
     }
     for (name, value) in &resp.headers {
+        if !writable(name, value) {
+            continue;
+        }
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -125,6 +130,33 @@ pub fn write_response(
     if !head_only {
         out.extend_from_slice(&resp.body);
     }
+}
+
+/// Header names the server writes itself: a party's copy would frame the message twice.
+const SERVER_OWNED: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "date",
+];
+
+/// False (with a log line) for a header a party must not set: one the server writes itself
+/// (see [`SERVER_OWNED`]), or one whose name or value could split the response (CR, LF, NUL,
+/// or a name that is not a token). The header is left out; the rest of the response goes.
+fn writable(name: &str, value: &str) -> bool {
+    if !crate::http::parse::field_is_safe(name, value) {
+        tracing::warn!(name = ?name, "response header with a bad name or a CR/LF/NUL in its value left out");
+        return false;
+    }
+    if SERVER_OWNED.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+        tracing::warn!(
+            name,
+            "response header set by the party left out: the server writes it"
+        );
+        return false;
+    }
+    true
 }
 
 /// Appends a status line and `Date`; the caller adds its headers and ends with [`write_tail`].
@@ -213,6 +245,26 @@ impl Default for DateCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsafe_and_framing_headers_are_left_out() {
+        let date = DateCache::new();
+        let resp = Response::text(200, "OK")
+            .header("Content-Length", "5")
+            .header("transfer-encoding", "chunked")
+            .header("X-A\r\nB", "1")
+            .header("X-C", "1\r\n\r\nHTTP/1.1 200 OK")
+            .header("X-D", "kept");
+        let mut out = Vec::new();
+        write_response(&mut out, &resp, &date, false, false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with("\r\nX-D: kept\r\nContent-Length: 2\r\n\r\nOK"),
+            "{text}"
+        );
+        assert_eq!(text.matches("\r\n\r\n").count(), 1, "{text}");
+        assert!(!text.to_ascii_lowercase().contains("chunked"), "{text}");
+    }
 
     #[test]
     fn response_bytes() {

@@ -500,9 +500,18 @@ impl HttpConn {
         close: bool,
     ) {
         if let Some(c) = cors {
+            // The server's policy decides the origin: a party's own value (say, a response
+            // fetched from another room and passed on as it came) is replaced, not doubled.
+            resp.headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("access-control-allow-origin"));
             resp.headers
                 .push(("Access-Control-Allow-Origin".into(), c.allow_origin));
-            if c.vary {
+            let varies_by_origin = resp.headers.iter().any(|(k, v)| {
+                k.eq_ignore_ascii_case("vary")
+                    && v.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("origin") || t.trim() == "*")
+            });
+            if c.vary && !varies_by_origin {
                 resp.headers.push(("Vary".into(), "Origin".to_owned()));
             }
         }

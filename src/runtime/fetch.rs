@@ -190,10 +190,12 @@ pub(crate) fn encode_entry_request(
     )
     .into_bytes();
     for (k, v) in &req.headers {
-        let hop = ["host", "connection", "content-length", "transfer-encoding"];
-        if hop.iter().any(|h| k.eq_ignore_ascii_case(h))
-            || k.bytes().any(|b| !b.is_ascii_graphic() || b == b':')
-            || v.bytes().any(|b| b == b'\r' || b == b'\n')
+        let own = ["host", "content-length"];
+        if own
+            .iter()
+            .chain(HOP_BY_HOP)
+            .any(|h| k.eq_ignore_ascii_case(h))
+            || !crate::http::parse::field_is_safe(k, v)
         {
             continue;
         }
@@ -252,6 +254,18 @@ async fn entry_request(
     })
 }
 
+/// Headers that describe one hop, not the message (RFC 9110 7.6.1), plus the framing ones:
+/// never forwarded in either direction (each hop writes its own).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 /// Parses a complete response from the entry: `Ok(None)` while more is needed (`eof`: no more
 /// is coming, so a body without a length ends here; `head_only`: the answer to a HEAD, which
 /// has no body whatever its headers say). The status, the end-to-end headers and the body come
@@ -288,8 +302,9 @@ pub(crate) fn parse_entry_response(
             );
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = value.eq_ignore_ascii_case("chunked");
-        } else if !["connection", "keep-alive", "date"]
+        } else if !HOP_BY_HOP
             .iter()
+            .chain(&["date"])
             .any(|hop| h.name.eq_ignore_ascii_case(hop))
         {
             // End-to-end headers go back to the party as the target sent them; framing and

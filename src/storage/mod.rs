@@ -65,6 +65,7 @@ const _: () = assert!(MAX_NAME_BYTES <= u16::MAX as usize);
 
 /// Why a storage call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StorageError {
     /// A key is over [`MAX_KEY_BYTES`]. Nothing was written.
     KeyTooLarge,
