@@ -9,10 +9,12 @@
 //! socket's pending output is written with one `writev` per event-loop iteration (sockets that
 //! got output are collected during the iteration and flushed at its end).
 //!
-//! No HTTP routes (anything but an upgrade gets `404`), no UTF-8 or protocol validation beyond
-//! what it needs not to crash; fragments are relayed frame by frame as they arrive. Caps: a frame
-//! of more than 16 MiB or an output backlog over `--max-outbound` (default 4 MiB, partyring's
-//! default) closes the socket.
+//! The one HTTP route is the floor of the `http` scenario: a `GET` of a room is answered with
+//! the bytes partyring sends for an empty room's history (`[]`), keep-alive, no parsing beyond
+//! finding the end of the head. Anything else but an upgrade gets `404`. No UTF-8 or protocol
+//! validation beyond what it needs not to crash; fragments are relayed frame by frame as they
+//! arrive. Caps: a frame of more than 16 MiB or an output backlog over `--max-outbound` (default
+//! 4 MiB, partyring's default) closes the socket.
 //!
 //! Usage: `partyring-floor [--port PORT] [--cpu N] [--max-outbound BYTES]`
 
@@ -85,6 +87,8 @@ struct Server {
     dirty: Vec<usize>,
     doomed: Vec<usize>,
     max_outbound: usize,
+    /// The answer to every `GET` of a room (see `handshake`).
+    get_reply: Frame,
 }
 
 fn main() {
@@ -187,6 +191,11 @@ fn run(port: u16, max_outbound: usize) -> io::Result<()> {
         dirty: Vec::new(),
         doomed: Vec::new(),
         max_outbound,
+        get_reply: Rc::new(
+            b"HTTP/1.1 200 OK\r\nDate: Sat, 28 Nov 2026 10:21:55 GMT\r\n\
+              Content-Type: application/json\r\nContent-Length: 2\r\n\r\n[]"
+                .to_vec(),
+        ),
     };
     server.ctl(
         libc::EPOLL_CTL_ADD,
@@ -374,6 +383,14 @@ impl Server {
                 .then(|| value[1..].trim_ascii())
         });
         let route = route(path);
+        if key.is_none() && route.is_some() && head.starts_with(b"GET ") {
+            // The HTTP floor: a keep-alive GET of a room gets partyring's answer for an empty
+            // room, byte for byte in length (a fixed Date), from one shared buffer; the
+            // connection stays in this state for the next request.
+            let reply = self.get_reply.clone();
+            self.queue(idx, reply);
+            return Some(end + 4);
+        }
         let (Some(key), Some((echo, room))) = (key, route) else {
             let reply = b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain;charset=UTF-8\r\n\
                           content-length: 9\r\nconnection: close\r\n\r\nNot found";
