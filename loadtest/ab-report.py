@@ -2,7 +2,8 @@
 """The table of an A/B run (loadtest/ab-run.sh): per-server-CPU-second means per shape.
 
 Reads DIR/r<round>/<side>/<shape>/<server>-<scenario>.json (the generator's --json) and prints
-markdown: the mean of each side over the rounds, every round's value, and NEW/OLD and NEW/Bun.
+markdown: the mean of each side over the rounds, every round's value, and NEW/OLD, NEW/Bun and
+(with --floor) NEW/floor.
 A run that failed or whose integrity check did not pass is reported, never averaged in.
 """
 import json
@@ -51,12 +52,18 @@ def main():
     def fmt(v):
         return f"{v / 1000:,.1f}k"
 
-    print("| shape (per server-CPU-s) | old | new | bun | new/old | new/bun | rounds (old; new; bun) |")
-    print("|---|---|---|---|---|---|---|")
+    sides = ["old", "new", "bun"]
+    if any(side == "floor" for _, side in values):
+        sides.append("floor")
+    ratios = [("new", "old"), ("new", "bun")] + ([("new", "floor")] if "floor" in sides else [])
+    head = [" shape (per server-CPU-s) "] + sides + [f"{a}/{b}" for a, b in ratios]
+    head.append(f"rounds ({'; '.join(sides)})")
+    print("|" + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     for shape in shapes:
         means = {}
         cells = []
-        for side in ("old", "new", "bun"):
+        for side in sides:
             vs = values.get((shape, side), [])
             means[side] = statistics.mean(vs) if vs else None
             cells.append(", ".join(fmt(v) for v in vs) or "-")
@@ -64,8 +71,8 @@ def main():
             if means[a] is None or means[b] is None:
                 return "-"
             return f"{means[a] / means[b]:.2f}"
-        row = [shape] + [fmt(means[s]) if means[s] is not None else "-" for s in ("old", "new", "bun")]
-        row += [ratio("new", "old"), ratio("new", "bun"), "; ".join(cells)]
+        row = [shape] + [fmt(means[s]) if means[s] is not None else "-" for s in sides]
+        row += [ratio(a, b) for a, b in ratios] + ["; ".join(cells)]
         print("| " + " | ".join(row) + " |")
     for p in problems:
         print(f"\n- {p}")

@@ -1,33 +1,41 @@
 #!/usr/bin/env bash
 # loadtest/ab-run.sh — an A/B of two partyring builds (and Bun as the peer), interleaved.
 #
-# Usage: loadtest/ab-run.sh OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--no-bun]
+# Usage: loadtest/ab-run.sh OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--no-bun] [--floor]
+#                                            [--shapes NAME,...]
 #
-# Each round runs every shape below against OLD, NEW and Bun, one after another (fresh server
-# per run, server on CPU 0, generator on CPU 1, through loadtest/compare with PARTYRING_BIN), so
-# machine noise hits all of them alike. Prints per-server-CPU-second means and NEW/OLD and
-# NEW/Bun ratios (loadtest/ab-report.py). Defaults: 3 rounds of 4 s; ~20 minutes.
+# Each round runs every shape below against OLD, NEW and Bun (and with --floor the floor peer,
+# on the shapes it serves), one after another (fresh server per run, server on CPU 0, generator
+# on CPU 1, through loadtest/compare with PARTYRING_BIN), so machine noise hits all of them
+# alike. Prints per-server-CPU-second means and NEW/OLD, NEW/Bun and NEW/floor ratios
+# (loadtest/ab-report.py). Defaults: 3 rounds of 4 s, every shape; ~20 minutes. --shapes picks
+# some, e.g. `--shapes http-get --rounds 8` for many cheap rounds of one shape.
 # Build OLD from another commit with e.g.
 #   git worktree add /tmp/old <commit> && CARGO_TARGET_DIR=/tmp/old-target cargo build --release -p partyring --manifest-path /tmp/old/Cargo.toml
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-OLD="${1:?usage: $0 OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--no-bun]}"
-NEW="${2:?usage: $0 OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--no-bun]}"
+USAGE="usage: $0 OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--no-bun] [--floor] [--shapes LIST]"
+OLD="${1:?$USAGE}"
+NEW="${2:?$USAGE}"
 shift 2
 ROUNDS=3
 DURATION=4
 BUN=1
+FLOOR=0
+ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
     --no-bun) BUN=0; shift ;;
+    --floor) FLOOR=1; shift ;;
+    --shapes) ONLY=",$2,"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
 [ -x "$OLD" ] && [ -x "$NEW" ] || { echo "ab-run: both binaries must exist" >&2; exit 2; }
-cargo build --release -p partyring-load
+cargo build --release -p partyring-load -p partyring-floor
 OUT="$ROOT/loadtest/results/ab-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
 {
@@ -50,13 +58,16 @@ SHAPES=(
 for round in $(seq 1 "$ROUNDS"); do
   for shape in "${SHAPES[@]}"; do
     IFS='|' read -r name scenario args <<<"$shape"
-    for side in old new bun; do
+    [ -n "$ONLY" ] && [[ "$ONLY" != *",$name,"* ]] && continue
+    for side in old new bun floor; do
       [ "$side" = bun ] && [ "$BUN" = 0 ] && continue
+      [ "$side" = floor ] && [ "$FLOOR" = 0 ] && continue
       dir="$OUT/r$round/$side/$name"
       mkdir -p "$OUT/r$round/$side"
       echo "######## round $round: $side $name"
       server=partyring
       [ "$side" = bun ] && server=bun
+      [ "$side" = floor ] && server=floor
       bin="$OLD"
       [ "$side" = new ] && bin="$NEW"
       PARTYRING_BIN="$bin" bash loadtest/compare --no-build --duration "$DURATION" \
