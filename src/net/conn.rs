@@ -3,9 +3,6 @@
 //! The task reads into the connection's own buffer, answers every complete request in it
 //! (pipelining), and sends all the responses of that batch with one `send`. The request parsers
 //! are sans-IO (`http::parse`, `http::body`); this file is the only place HTTP touches a socket.
-//! It reads until a short read or `EAGAIN`, then waits for the next request in the core's poller
-//! (`ws_poll`, one edge-triggered epoll registration for the connection's stay on this core),
-//! not on an io_uring poll armed per request.
 //!
 //! For a request to a room, the first question is which core owns the room (`shard::owner`). If
 //! it is another core, nothing is answered here: the socket and every unanswered byte move there
@@ -19,7 +16,6 @@
 //! reset.
 
 use std::{
-    future::poll_fn,
     io,
     os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd},
     rc::Rc,
@@ -75,17 +71,8 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>, hooked: bo
         busy: None,
         hooked,
         waiting: None,
-        maybe_readable: true,
-        watch: Watch {
-            on: None,
-            tried: false,
-        },
     };
-    let exit = conn.run().await;
-    // Before the socket is closed, handed to another core or upgraded (the WebSocket poller
-    // registers it anew).
-    conn.watch.release();
-    match exit {
+    match conn.run().await {
         Exit::Close => {}
         Exit::Linger => conn.linger().await,
         Exit::Handoff { owner, hooked } => conn.handoff(owner, hooked),
@@ -161,40 +148,6 @@ struct HttpConn {
     hooked: bool,
     /// The answer being awaited (requests after it wait their turn).
     waiting: Option<Waiting>,
-    /// The socket may have bytes to read: the last read filled the space it offered, or the
-    /// poller reported an event since. False after a short read or `EAGAIN`.
-    maybe_readable: bool,
-    watch: Watch,
-}
-
-/// The connection's registration in the core's poller ([`WsPoller::watch`]), made the first
-/// time it waits for bytes and released when the HTTP loop ends.
-///
-/// [`WsPoller::watch`]: super::ws_poll::WsPoller::watch
-struct Watch {
-    /// Registered under this key (the core is kept to unregister on drop).
-    on: Option<(Rc<Core>, usize, RawFd)>,
-    /// Registration was tried (or is off for good: the poller stopped); if `on` is `None` the
-    /// connection waits on the socket's own io_uring poll.
-    tried: bool,
-}
-
-impl Watch {
-    fn release(&mut self) {
-        self.tried = true;
-        if let Some((core, key, fd)) = self.on.take() {
-            if let Some(poller) = &core.ws_poller {
-                poller.unwatch(key, fd);
-            }
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        // A task dropped mid-request (a panic caught by `spawn_guarded`) leaves no slot behind.
-        self.release();
-    }
 }
 
 impl HttpConn {
@@ -676,51 +629,21 @@ impl HttpConn {
                 Some(t) if self.in_progress() => t + self.core.config.header_timeout,
                 _ => Instant::now() + self.core.config.idle_timeout,
             };
-            if !self.maybe_readable {
-                let wait = deadline.saturating_duration_since(Instant::now());
-                match monoio::time::timeout(wait, self.readable()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-                }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match monoio::time::timeout(wait, self.stream.readable(false)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
             }
-            self.buf.reserve(READ_CHUNK);
-            let offered = self.buf.capacity() - self.buf.len();
             match sock::recv_into_vec(self.fd, &mut self.buf, READ_CHUNK) {
                 Ok(n) => {
-                    // A read that did not fill the space offered drained the socket.
-                    self.maybe_readable = n == offered;
                     self.core.metrics.received_bytes.add(n as u64);
                     return Ok(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.maybe_readable = false;
-                    continue;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// Waits until the socket may be readable: through the core's poller (edge-triggered,
-    /// registered on the first wait), or on the socket's own poll when the poller is stopped.
-    async fn readable(&mut self) -> io::Result<()> {
-        if let Some(poller) = &self.core.ws_poller {
-            if !self.watch.tried {
-                self.watch.tried = true;
-                self.watch.on = poller
-                    .watch(self.fd)
-                    .map(|key| (self.core.clone(), key, self.fd));
-            }
-            if let Some((_, key, _)) = self.watch.on {
-                if poll_fn(|cx| poller.poll_watched(key, cx)).await {
-                    return Ok(());
-                }
-                // The poller stopped (shutdown): wait on the socket itself from now on.
-                self.watch.release();
-            }
-        }
-        self.stream.readable(false).await
     }
 
     /// Sends everything in `out`.

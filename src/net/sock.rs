@@ -1,8 +1,7 @@
 //! Non-blocking socket syscalls used after the ring reports readiness.
 //!
 //! partyring waits for readiness through io_uring (monoio's `readable`/`writable`, a PollAdd
-//! op) or the core's poller (`ws_poll`: open WebSockets and keep-alive HTTP connections waiting
-//! for their next request) and then moves bytes with plain `recv`/`sendmsg` and `MSG_DONTWAIT`. That keeps an idle
+//! op) and then moves bytes with plain `recv`/`sendmsg` and `MSG_DONTWAIT`. That keeps an idle
 //! connection from parking a read buffer in the kernel (a pending io_uring read must own one),
 //! lets one per-core buffer serve every read, and lets a connection's queued frames leave in one
 //! `sendmsg` without handing their ownership to the ring. On loopback the per-segment kernel work

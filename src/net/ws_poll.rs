@@ -1,4 +1,4 @@
-//! The core's poller: open WebSockets wait for their peer here, not in a task each.
+//! The core's WebSocket poller: open WebSockets wait for their peer here, not in a task each.
 //!
 //! An open connection that is waiting for data costs one slot in this table (its
 //! `ws_conn::Reader`: the decoder and a few pointers) and one registration in the core's epoll
@@ -18,13 +18,6 @@
 //! sockets' timeouts): a connection that was silent since the last sweep is pinged, and one
 //! still silent at the sweep after that is dropped. So a silent peer is pinged after one to two
 //! intervals and dropped one interval later; no connection needs a timer of its own.
-//!
-//! Keep-alive HTTP connections wait here too, but stay in their tasks: a connection's socket
-//! is registered edge-triggered the first time its task waits for a request, stays registered
-//! while the connection is served on this core, and an event only sets a flag and wakes the
-//! task ([`WsPoller::watch`]). That replaces an io_uring `PollAdd` armed per request (armed in
-//! the kernel's wait queue, fired, torn down) with one epoll callback per request and one
-//! `PollAdd` per batch. The task reads until a short read or `EAGAIN` before it waits again.
 //!
 //! Why: a task per idle connection, parked on its own io_uring poll, cost ~560 bytes (the task
 //! and the op's slot in monoio's table) and one `PollAdd` per readiness; a slot here costs
@@ -55,13 +48,6 @@ enum Slot {
     Parked(Reader),
     /// Taken out while its reader runs (`on_ready`); party code may close it meanwhile.
     Busy,
-    /// An HTTP connection's socket, registered edge-triggered for as long as the connection
-    /// is served on this core (see [`WsPoller::watch`]): `ready` is set by an event and taken
-    /// by the connection's task, which `waker` wakes.
-    Http {
-        ready: bool,
-        waker: Option<Waker>,
-    },
 }
 
 pub struct WsPoller {
@@ -71,8 +57,6 @@ pub struct WsPoller {
     /// a registration in the epoll fallback driver), valid for any pollable fd.
     waiter: monoio::net::TcpStream,
     slots: RefCell<Slab<Slot>>,
-    /// How many of `slots` are [`Slot::Http`].
-    http: Cell<usize>,
     /// Set by [`WsPoller::stop`] at shutdown; the wakers are the poller and sweep tasks.
     stopped: Cell<bool>,
     stop_waker: Cell<Option<Waker>>,
@@ -95,7 +79,6 @@ impl WsPoller {
             epfd: fd,
             waiter,
             slots: RefCell::new(Slab::new()),
-            http: Cell::new(0),
             stopped: Cell::new(false),
             stop_waker: Cell::new(None),
             sweep_waker: Cell::new(None),
@@ -105,89 +88,7 @@ impl WsPoller {
     /// Connections parked now (0 while the table is being changed, which a metrics snapshot
     /// never overlaps).
     pub fn len(&self) -> usize {
-        self.slots
-            .try_borrow()
-            .map_or(0, |s| s.len() - self.http.get())
-    }
-
-    /// Registers an HTTP connection's socket, edge-triggered, until [`WsPoller::unwatch`].
-    /// `None` if the poller is stopped or the socket cannot be registered: then the connection
-    /// waits on its own io_uring poll, as it did before.
-    pub(crate) fn watch(&self, fd: RawFd) -> Option<usize> {
-        if self.stopped.get() {
-            return None;
-        }
-        let mut slots = self.slots.borrow_mut();
-        let entry = slots.vacant_entry();
-        let key = entry.key();
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-            u64: key as u64,
-        };
-        // SAFETY: `ev` is a valid epoll_event for the duration of the call; both fds are open
-        // (the caller's connection owns `fd`).
-        if unsafe { libc::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
-            tracing::warn!(error = %io::Error::last_os_error(), "cannot register an http connection with the core's poller");
-            return None;
-        }
-        // A socket that is readable when added reports an event at once, so nothing is missed.
-        entry.insert(Slot::Http {
-            ready: false,
-            waker: None,
-        });
-        self.http.set(self.http.get() + 1);
-        Some(key)
-    }
-
-    /// `Ready(true)` once the watched socket `key` had an event since the last `Ready(true)`;
-    /// `Ready(false)` if the poller stopped (the caller then waits on its own poll).
-    pub(crate) fn poll_watched(&self, key: usize, cx: &mut std::task::Context<'_>) -> Poll<bool> {
-        if self.stopped.get() {
-            return Poll::Ready(false);
-        }
-        match self.slots.borrow_mut().get_mut(key) {
-            Some(Slot::Http { ready, waker }) => {
-                if std::mem::take(ready) {
-                    return Poll::Ready(true);
-                }
-                match waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => *waker = Some(cx.waker().clone()),
-                }
-                Poll::Pending
-            }
-            _ => Poll::Ready(false),
-        }
-    }
-
-    /// Ends [`WsPoller::watch`] (before the socket is closed, handed to another core, or
-    /// upgraded to a WebSocket).
-    pub(crate) fn unwatch(&self, key: usize, fd: RawFd) {
-        let mut slots = self.slots.borrow_mut();
-        if matches!(slots.get(key), Some(Slot::Http { .. })) {
-            slots.remove(key);
-            self.http.set(self.http.get() - 1);
-        }
-        // SAFETY: EPOLL_CTL_DEL ignores the event pointer; a failure (the fd was closed, which
-        // already removed it) changes nothing.
-        unsafe { libc::epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
-    }
-
-    /// Wakes every watched HTTP connection (the poller stopped: they go back to their own
-    /// polls, and one may have had an event that will never be read now).
-    fn wake_watched(&self) {
-        let wakers: Vec<Waker> = self
-            .slots
-            .borrow_mut()
-            .iter_mut()
-            .filter_map(|(_, slot)| match slot {
-                Slot::Http { waker, .. } => waker.take(),
-                _ => None,
-            })
-            .collect();
-        for w in wakers {
-            w.wake();
-        }
+        self.slots.try_borrow().map_or(0, |s| s.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -232,7 +133,7 @@ impl WsPoller {
             match slots.get(key) {
                 Some(Slot::Parked(_)) => match slots.remove(key) {
                     Slot::Parked(r) => r,
-                    _ => unreachable!("checked above"),
+                    Slot::Busy => unreachable!("checked above"),
                 },
                 _ => return None,
             }
@@ -274,7 +175,6 @@ impl WsPoller {
                 w.wake();
             }
         }
-        self.wake_watched();
     }
 
     /// Resolves once `stop` has been called; `slot` keeps the waiting task's waker.
@@ -334,7 +234,6 @@ impl WsPoller {
     /// nothing more is parked.
     fn evacuate(&self) {
         self.stopped.set(true);
-        self.wake_watched();
         let keys: Vec<usize> = self.slots.borrow().iter().map(|(k, _)| k).collect();
         for key in keys {
             if let Some(reader) = self.take(key) {
@@ -359,18 +258,9 @@ impl WsPoller {
         let mut reader = {
             let mut slots = self.slots.borrow_mut();
             match slots.get_mut(key) {
-                Some(Slot::Http { ready, waker }) => {
-                    *ready = true;
-                    let waker = waker.take();
-                    drop(slots);
-                    if let Some(w) = waker {
-                        w.wake();
-                    }
-                    return;
-                }
                 Some(slot @ Slot::Parked(_)) => match std::mem::replace(slot, Slot::Busy) {
                     Slot::Parked(r) => r,
-                    _ => unreachable!("matched Parked"),
+                    Slot::Busy => unreachable!("matched Parked"),
                 },
                 _ => return,
             }
