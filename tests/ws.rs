@@ -559,6 +559,44 @@ fn broadcast_reaches_everyone_but_the_sender_on_both_cores() {
     }
 }
 
+/// A keep-alive connection that served requests on both cores (so it waited for its next
+/// request on each, and moved between them) upgrades on its last core or after one more move,
+/// and works as a WebSocket.
+#[test]
+fn keep_alive_connection_upgrades_after_requests_on_both_cores() {
+    let srv = start(2);
+    let rooms: Vec<String> = (0..2)
+        .map(|core| room_on_core("main", core, 2, "ka-up"))
+        .collect();
+    for last in 0..2 {
+        let mut c = srv.connect();
+        for room in rooms.iter().chain(rooms.iter()) {
+            let r = c.request(get(&format!("/parties/main/{room}")).as_bytes());
+            assert_eq!(r.status, 200);
+            // Let the server go back to waiting for this connection before the next request.
+            thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // The last GET was on core 1: upgrade there (last = 1) or after a move to core 0.
+        let path = format!("/parties/main/{}", rooms[last]);
+        let r = c.request(ws_upgrade(&path).as_bytes());
+        assert_eq!(r.status, 101, "core {last}: {}", r.text());
+        let mut peer = Client::ws_connect(srv.addr, &path);
+        peer.ws_send(OpCode::Text, b"to the upgraded one");
+        expect_text(
+            &mut c,
+            "to the upgraded one",
+            &format!("core {last}: peer -> upgraded"),
+        );
+        c.ws_send(OpCode::Text, b"back");
+        expect_text(&mut peer, "back", &format!("core {last}: upgraded -> peer"));
+        let r = srv
+            .connect()
+            .request(post_message(&path, "posted").as_bytes());
+        assert_eq!(r.status, 200);
+        expect_text(&mut c, "posted", &format!("core {last}: POST reaches it"));
+    }
+}
+
 // ---- 7. frames pipelined behind the handshake ----
 
 #[test]
