@@ -142,12 +142,12 @@ impl<'a> Request<'a> {
 
     /// The path without the query.
     pub fn path(&self) -> &'a str {
-        self.target.split_once('?').map_or(self.target, |(p, _)| p)
+        crate::router::find_byte(self.target, b'?').map_or(self.target, |i| &self.target[..i])
     }
 
     /// The query string without its `?` (empty if none).
     pub fn query(&self) -> &'a str {
-        self.target.split_once('?').map_or("", |(_, q)| q)
+        crate::router::find_byte(self.target, b'?').map_or("", |i| &self.target[i + 1..])
     }
 
     /// Query parameter `name`, form-decoded; the first occurrence wins.

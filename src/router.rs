@@ -27,13 +27,13 @@ pub enum Route<'a> {
 
 /// Splits a request target into a route.
 pub fn route(target: &str) -> Route<'_> {
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, q),
+    let (path, query) = match find_byte(target, b'?') {
+        Some(i) => (&target[..i], &target[i + 1..]),
         None => (target, ""),
     };
     let (party, tail) = if let Some(t) = path.strip_prefix("/parties/") {
-        match t.split_once('/') {
-            Some((party, tail)) => (party, tail),
+        match find_byte(t, b'/') {
+            Some(i) => (&t[..i], &t[i + 1..]),
             None => return Route::NotFound,
         }
     } else if let Some(t) = path.strip_prefix("/party/") {
@@ -41,7 +41,7 @@ pub fn route(target: &str) -> Route<'_> {
     } else {
         return Route::NotFound;
     };
-    let (room, rest) = match tail.find('/') {
+    let (room, rest) = match find_byte(tail, b'/') {
         Some(i) => (&tail[..i], &tail[i..]),
         None => (tail, ""),
     };
@@ -54,6 +54,14 @@ pub fn route(target: &str) -> Route<'_> {
         rest,
         query,
     }
+}
+
+/// The index of the first `byte` (ASCII) in `s`: a plain byte loop, which for the short
+/// strings of a request target is cheaper than `str::find(char)`'s searcher (a profile of
+/// keep-alive GET put that at ~1% of the server's CPU). An ASCII byte is always a char boundary.
+pub fn find_byte(s: &str, byte: u8) -> Option<usize> {
+    debug_assert!(byte.is_ascii());
+    s.bytes().position(|b| b == byte)
 }
 
 /// The value of query parameter `name`, form-decoded (`+` is a space, `%xx` decoded), as

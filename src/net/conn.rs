@@ -625,11 +625,12 @@ impl HttpConn {
     /// Reads more bytes, waiting for readiness within the applicable timeout.
     async fn read(&mut self) -> io::Result<usize> {
         loop {
+            let now = Instant::now();
             let deadline = match self.req_started {
                 Some(t) if self.in_progress() => t + self.core.config.header_timeout,
-                _ => Instant::now() + self.core.config.idle_timeout,
+                _ => now + self.core.config.idle_timeout,
             };
-            let wait = deadline.saturating_duration_since(Instant::now());
+            let wait = deadline.saturating_duration_since(now);
             match monoio::time::timeout(wait, self.stream.readable(false)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(e),
