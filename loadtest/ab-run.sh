@@ -53,6 +53,7 @@ SHAPES=(
   "fanout-1000x10|fanout|--rooms 1000 --members 10 --size 64 --publish ws --room-prefix f10k"
   "echo-100|echo|--conns 100 --size 64"
   "http-get|http|--conns 50 --pipeline 1 --method get --room-prefix get"
+  "http-get-p16|http|--conns 50 --pipeline 16 --method get --room-prefix getp"
 )
 
 for round in $(seq 1 "$ROUNDS"); do
