@@ -675,10 +675,10 @@ fn cors_preflight_and_headers() {
         text,
         format!(
             "HTTP/1.1 204 No Content\r\n{date}\r\n\
-             Access-Control-Allow-Origin: *\r\n\
              Access-Control-Allow-Methods: GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS\r\n\
              Access-Control-Max-Age: 86400\r\n\
-             Access-Control-Allow-Headers: content-type\r\n\r\n"
+             Access-Control-Allow-Headers: content-type\r\n\
+             Access-Control-Allow-Origin: *\r\n\r\n"
         )
     );
     c.buf.clear();
@@ -772,6 +772,12 @@ fn party_headers_cannot_break_framing_or_double_cors() {
     }
     // Still keep-alive after two such responses: the framing held.
     assert!(c.buf.is_empty());
+    // An origin the policy refuses gets no origin at all, not the party's.
+    let evil = req.replace("https://app.example", "https://evil.example");
+    let r = c.request(evil.as_bytes());
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    assert_eq!(r.header("x-fine"), Some("yes"));
     server.shutdown(Duration::from_secs(2));
 }
 

@@ -107,13 +107,19 @@ pub fn header_value<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// True if `name: value` can be written as one header line without changing the message's
-/// framing: a non-empty name of visible ASCII without `:`, and a value without CR, LF or NUL.
+/// True if `name: value` is a valid header line (RFC 9110 5.1, 5.5): a non-empty token for the
+/// name, and a value of visible characters, spaces, tabs and obs-text (no CR, LF, NUL or other
+/// controls), so it can neither change the message's framing nor be refused by a strict parser.
 /// Every header line that carries a party's (or a client's) text is checked with this first.
 pub fn field_is_safe(name: &str, value: &str) -> bool {
+    const TCHAR: &[u8] = b"!#$%&'*+-.^_`|~";
     !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
-        && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || TCHAR.contains(&b))
+        && value
+            .bytes()
+            .all(|b| b == b'\t' || b == b' ' || b.is_ascii_graphic() || b >= 0x80)
 }
 
 /// A complete head (up to and including its blank line) rewritten with the fields in `set`
@@ -335,6 +341,26 @@ fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 #[cfg(test)]
 mod tests {
+    use super::field_is_safe;
+
+    #[test]
+    fn header_fields_must_be_tokens_and_visible_values() {
+        assert!(field_is_safe("X-Fine_1", "a b\tc é"));
+        for (name, value) in [
+            ("", "v"),
+            ("X Y", "v"),
+            ("X(Y", "v"),
+            ("X:Y", "v"),
+            ("X", "a\rb"),
+            ("X", "a\nb"),
+            ("X", "a\0b"),
+            ("X", "a\x01b"),
+            ("X", "a\x7fb"),
+        ] {
+            assert!(!field_is_safe(name, value), "{name:?}: {value:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

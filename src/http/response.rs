@@ -141,16 +141,16 @@ const SERVER_OWNED: &[&str] = &[
     "date",
 ];
 
-/// False (with a log line) for a header a party must not set: one the server writes itself
+/// False (with a debug log line: a party may do this on every response) for a header a party must not set: one the server writes itself
 /// (see [`SERVER_OWNED`]), or one whose name or value could split the response (CR, LF, NUL,
 /// or a name that is not a token). The header is left out; the rest of the response goes.
 fn writable(name: &str, value: &str) -> bool {
     if !crate::http::parse::field_is_safe(name, value) {
-        tracing::warn!(name = ?name, "response header with a bad name or a CR/LF/NUL in its value left out");
+        tracing::debug!(name = ?name, "response header with a bad name or a control byte in its value left out");
         return false;
     }
     if SERVER_OWNED.iter().any(|h| name.eq_ignore_ascii_case(h)) {
-        tracing::warn!(
+        tracing::debug!(
             name,
             "response header set by the party left out: the server writes it"
         );
@@ -233,7 +233,7 @@ impl DateCache {
 }
 
 /// Seconds since the epoch from `CLOCK_REALTIME_COARSE`: the time of the last scheduler tick
-/// (1–4 ms behind), read without touching the clock source. Every response asks, so this
+/// (one jiffy behind at most: ≤ 10 ms at HZ=100), read without touching the clock source. Every response asks, so this
 /// matters: the precise clock was ~1.3% of a keep-alive GET's server CPU (PERF.md §2d), and a
 /// `Date` header has one-second resolution anyway.
 fn unix_seconds_coarse() -> u64 {

@@ -305,8 +305,8 @@ impl HttpConn {
     /// `on_before_*` hook, hand off, upgrade, or read its body.
     fn dispatch_head(&mut self, mut head: Head, head_at: usize) -> Result<Option<Exit>, HttpError> {
         if head.method == Method::Options && self.core.config.cors.is_on() {
-            if let Some(resp) = self.preflight(&head, head_at) {
-                return Ok(self.answer_now(&head, head_at, resp, None));
+            if let Some((resp, cors)) = self.preflight(&head, head_at) {
+                return Ok(self.answer_now(&head, head_at, resp, cors));
             }
         }
         let (party_idx, owner) = {
@@ -463,12 +463,13 @@ impl HttpConn {
 
     /// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`): 204 with the allowed
     /// methods and headers, or 403 for an origin not on the list. `None`: not a preflight.
-    fn preflight(&self, head: &Head, head_at: usize) -> Option<Response> {
+    /// `write` adds the origin (and `Vary`) from the returned CORS headers.
+    fn preflight(&self, head: &Head, head_at: usize) -> Option<(Response, Option<CorsHeaders>)> {
         let raw = &self.buf[head_at..head_at + head.len];
         header_value(raw, "access-control-request-method")?;
         let Some(cors) = self.cors_headers(head, head_at) else {
             tracing::info!(core = self.core.id, origin = ?header_value(raw, "origin"), "CORS preflight from an origin not allowed: 403");
-            return Some(Response::text(403, "CORS: origin not allowed"));
+            return Some((Response::text(403, "CORS: origin not allowed"), None));
         };
         let mut resp = Response {
             status: 204,
@@ -476,7 +477,6 @@ impl HttpConn {
             headers: Vec::new(),
             body: Vec::new(),
         }
-        .header("Access-Control-Allow-Origin", cors.allow_origin)
         .header(
             "Access-Control-Allow-Methods",
             "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS",
@@ -485,10 +485,7 @@ impl HttpConn {
         if let Some(h) = header_value(raw, "access-control-request-headers") {
             resp = resp.header("Access-Control-Allow-Headers", h);
         }
-        if cors.vary {
-            resp = resp.header("Vary", "Origin");
-        }
-        Some(resp)
+        Some((resp, Some(cors)))
     }
 
     /// Appends a response (with CORS headers, if any) to the output.
@@ -499,11 +496,14 @@ impl HttpConn {
         head_only: bool,
         close: bool,
     ) {
-        if let Some(c) = cors {
+        if self.core.config.cors.is_on() {
             // The server's policy decides the origin: a party's own value (say, a response
-            // fetched from another room and passed on as it came) is replaced, not doubled.
+            // fetched from another room and passed on as it came) is replaced, not doubled,
+            // and for an origin the policy refuses it is dropped, not passed on.
             resp.headers
                 .retain(|(k, _)| !k.eq_ignore_ascii_case("access-control-allow-origin"));
+        }
+        if let Some(c) = cors {
             resp.headers
                 .push(("Access-Control-Allow-Origin".into(), c.allow_origin));
             let varies_by_origin = resp.headers.iter().any(|(k, v)| {

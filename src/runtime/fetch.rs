@@ -190,7 +190,8 @@ pub(crate) fn encode_entry_request(
     )
     .into_bytes();
     for (k, v) in &req.headers {
-        let own = ["host", "content-length"];
+        // `Expect` too: an interim `100 Continue` would be taken for the answer.
+        let own = ["host", "content-length", "expect"];
         if own
             .iter()
             .chain(HOP_BY_HOP)

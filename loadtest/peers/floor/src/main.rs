@@ -362,7 +362,9 @@ impl Server {
         }
     }
 
-    /// Answers the upgrade once the head is complete; returns the head's length.
+    /// Answers the upgrade (or a GET of a room, the HTTP floor) once the head is complete;
+    /// returns the head's length. The GET route assumes what the http scenario sends: no body
+    /// and keep-alive (`Connection: close` is not honoured).
     fn handshake(&mut self, idx: usize, data: &[u8]) -> Option<usize> {
         let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
             if data.len() > MAX_HEAD {
