@@ -19,7 +19,8 @@ pub struct Response {
     /// Extra header lines, each `Name: value` without CRLF. Names are usually literals; a
     /// response that came over HTTP (a party fetch through the entry) carries owned ones.
     /// Framing headers (`Content-Length`, `Transfer-Encoding`, `Connection`, `Keep-Alive`,
-    /// `Date`) and any line with CR, LF or NUL are left out when the response is written.
+    /// `Date`) and any line that is not a valid field (a non-token name, a control byte in the
+    /// value) are left out when the response is written.
     pub headers: Vec<(Cow<'static, str>, String)>,
     pub body: Vec<u8>,
 }
@@ -141,9 +142,10 @@ const SERVER_OWNED: &[&str] = &[
     "date",
 ];
 
-/// False (with a debug log line: a party may do this on every response) for a header a party must not set: one the server writes itself
-/// (see [`SERVER_OWNED`]), or one whose name or value could split the response (CR, LF, NUL,
-/// or a name that is not a token). The header is left out; the rest of the response goes.
+/// False for a header a party must not set: one the server writes itself (see
+/// [`SERVER_OWNED`]), or one that is not a valid field line (a name that is not a token, or a
+/// control byte such as CR or LF in the value: see `parse::field_is_safe`). The header is left
+/// out with a debug log line (a party may do this on every response); the rest goes.
 fn writable(name: &str, value: &str) -> bool {
     if !crate::http::parse::field_is_safe(name, value) {
         tracing::debug!(name = ?name, "response header with a bad name or a control byte in its value left out");
@@ -233,8 +235,8 @@ impl DateCache {
 }
 
 /// Seconds since the epoch from `CLOCK_REALTIME_COARSE`: the time of the last scheduler tick
-/// (one jiffy behind at most: ≤ 10 ms at HZ=100), read without touching the clock source. Every response asks, so this
-/// matters: the precise clock was ~1.3% of a keep-alive GET's server CPU (PERF.md §2d), and a
+/// (one jiffy behind at most: ≤ 10 ms at HZ=100), read without touching the clock source.
+/// Every response asks, so this matters: the precise clock was ~1.3% of a keep-alive GET's server CPU (PERF.md §2d), and a
 /// `Date` header has one-second resolution anyway.
 fn unix_seconds_coarse() -> u64 {
     let mut ts = libc::timespec {
