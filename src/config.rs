@@ -88,6 +88,84 @@ pub struct Config {
     /// Cross-origin requests: off by default, as in PartyKit. When on, preflight `OPTIONS` is
     /// answered and `Access-Control-Allow-Origin` is added to every non-WebSocket response.
     pub cors: Cors,
+    /// How each core's io_uring is set up (see `runtime/ring.rs` and docs/ring-modes.md).
+    /// Default: [`RingMode::Auto`], the fastest mode the kernel accepts.
+    pub ring_mode: RingMode,
+}
+
+/// How a core's event loop talks to the kernel. The modes differ in how the kernel tells the
+/// core's thread that a completion (a socket became readable, a write finished) is ready:
+/// see docs/ring-modes.md for what each costs per request, measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RingMode {
+    /// The first of `defer`, `coop`, `plain`, `epoll` that this kernel accepts (the default).
+    #[default]
+    Auto,
+    /// io_uring with `SINGLE_ISSUER | DEFER_TASKRUN` (Linux 6.1+): completions are produced only
+    /// when the core waits in the ring, never by interrupting it.
+    Defer,
+    /// io_uring with `COOP_TASKRUN | TASKRUN_FLAG` (Linux 5.19+): no interrupt; completions are
+    /// produced at the thread's next entry into the kernel.
+    Coop,
+    /// io_uring with no setup flags: the kernel interrupts the running core (an IPI) for each
+    /// completion that another CPU produced.
+    Plain,
+    /// monoio's epoll ("legacy") driver, for kernels or sandboxes without io_uring.
+    Epoll,
+}
+
+impl RingMode {
+    /// Every mode's name, as `--ring-mode` takes it.
+    pub const NAMES: [&'static str; 5] = ["auto", "defer", "coop", "plain", "epoll"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RingMode::Auto => "auto",
+            RingMode::Defer => "defer",
+            RingMode::Coop => "coop",
+            RingMode::Plain => "plain",
+            RingMode::Epoll => "epoll",
+        }
+    }
+}
+
+impl RingMode {
+    /// The mode with what it means, for the start line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RingMode::Auto => "auto",
+            RingMode::Defer => "defer (io_uring, SINGLE_ISSUER|DEFER_TASKRUN)",
+            RingMode::Coop => "coop (io_uring, COOP_TASKRUN|TASKRUN_FLAG)",
+            RingMode::Plain => "plain (io_uring, no setup flags)",
+            RingMode::Epoll => "epoll (no io_uring)",
+        }
+    }
+}
+
+impl std::fmt::Display for RingMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for RingMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => RingMode::Auto,
+            "defer" => RingMode::Defer,
+            "coop" => RingMode::Coop,
+            "plain" => RingMode::Plain,
+            "epoll" | "legacy" => RingMode::Epoll,
+            other => {
+                return Err(format!(
+                    "{other:?} is not a ring mode (one of: {})",
+                    Self::NAMES.join(", ")
+                ))
+            }
+        })
+    }
 }
 
 /// Which origins may make cross-origin HTTP requests.
@@ -148,6 +226,7 @@ impl Config {
             fsync: FsyncPolicy::Always,
             cors: Cors::Off,
             fetch_entry: None,
+            ring_mode: RingMode::Auto,
         }
     }
 

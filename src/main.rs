@@ -93,6 +93,12 @@ struct Cli {
     /// party-to-party fetches are sent so they reach the node that owns the room.
     #[arg(long, env = "PARTYRING_FETCH_ENTRY")]
     fetch_entry: Option<std::net::SocketAddr>,
+    /// Event loop setup: `auto` (the fastest the kernel accepts: defer, then coop, then plain,
+    /// then epoll), or force one of `defer` (io_uring SINGLE_ISSUER|DEFER_TASKRUN), `coop`
+    /// (COOP_TASKRUN|TASKRUN_FLAG), `plain` (no setup flags), `epoll` (no io_uring). A forced
+    /// mode the kernel refuses stops the start.
+    #[arg(long, env = "PARTYRING_RING_MODE", default_value = "auto")]
+    ring_mode: partyring::config::RingMode,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive such as
     /// `partyring=debug`). `RUST_LOG` is used when this is not given.
     #[arg(long, env = "PARTYRING_LOG")]
@@ -172,6 +178,7 @@ fn main() -> ExitCode {
     config.fsync = cli.fsync;
     config.cors = cli.cors;
     config.fetch_entry = cli.fetch_entry;
+    config.ring_mode = cli.ring_mode;
     match (
         seconds("header-timeout", cli.header_timeout),
         seconds("idle-timeout", cli.idle_timeout),
@@ -196,12 +203,9 @@ fn main() -> ExitCode {
     let (threads, shutdown_timeout) = (config.threads, config.shutdown_timeout);
     match Server::start(config) {
         Ok(server) => {
-            let driver = if server.io_uring {
-                "io_uring"
-            } else {
-                "epoll (io_uring unavailable)"
-            };
-            tracing::info!(addr = %server.addr, cores = threads, driver, "partyring listening");
+            let ring = server.ring_mode.describe();
+            // The log line names the ring mode; stdout keeps the one line scripts parse.
+            tracing::info!(addr = %server.addr, cores = threads, "partyring listening, ring mode {ring}");
             println!("partyring listening on http://{}", server.addr);
             let signal = wait_for_signal(&signals);
             tracing::info!(

@@ -712,7 +712,8 @@ mod tests {
 
     #[test]
     fn gather_reports_a_silent_core_missing_instead_of_waiting() {
-        let (inboxes, mut rx) = Inboxes::new(4, 4);
+        let (inboxes, rx) = Inboxes::new(4, 4).expect("doorbells");
+        let mut rx: Vec<_> = rx.into_iter().map(|inbox| inbox.rx).collect();
         // Core 3 has stopped: its request cannot even be queued.
         drop(rx.pop());
         let silent = rx.pop().expect("core 2");

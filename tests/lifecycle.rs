@@ -16,7 +16,7 @@ use partyring::{
     party::{Party, Reply, Request},
     room::Room,
     ws::{Message, OpCode},
-    Config, Server,
+    Server,
 };
 
 /// Panics on demand: a request body or a message that says "panic".
@@ -42,7 +42,7 @@ impl Party for Panicky {
 }
 
 fn start_panicky() -> SocketAddr {
-    let mut config = Config::test(2);
+    let mut config = common::config(2);
     config.port = 0;
     let server = Server::builder()
         .config(config)

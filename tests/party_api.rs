@@ -250,7 +250,7 @@ impl Party for Lab {
 }
 
 fn start_lab(lab: &Lab, tweak: impl FnOnce(&mut Config)) -> Server {
-    let mut config = Config::test(2);
+    let mut config = common::config(2);
     tweak(&mut config);
     let lab = lab.clone();
     Server::builder()
@@ -394,6 +394,10 @@ fn connection_handles_and_lifecycle() {
     // A protocol violation: on_error, then on_close with the code the server sent.
     a.send(&common::raw_frame(0x81, false, b"unmasked"));
     assert_eq!(a.ws_close_code(), Some(1002));
+    // A failed connection is not processed further (RFC 6455 7.1.7), so the client ends it by
+    // closing TCP, as real clients do; left open, the server would wait for that EOF until its
+    // close timeout (5 s), as long as `wait_for` below waits.
+    drop(a);
     // A vanished peer: 1006.
     let mut d = Client::ws_connect(addr, &format!("{path}&_pk=d"));
     text_frame(&mut d);
@@ -645,7 +649,7 @@ fn party_fetch_reaches_rooms_on_either_core() {
 #[test]
 fn cors_preflight_and_headers() {
     // Off (the default): OPTIONS goes to the party like any request, and no CORS headers.
-    let server = Server::start(Config::test(2)).unwrap();
+    let server = Server::start(common::config(2)).unwrap();
     let preflight = "OPTIONS /parties/main/c HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example\r\n\
                      Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\n";
     let mut c = Client::connect(server.addr);
@@ -655,7 +659,7 @@ fn cors_preflight_and_headers() {
     server.shutdown(Duration::from_secs(2));
 
     // Any origin.
-    let mut config = Config::test(2);
+    let mut config = common::config(2);
     config.cors = Cors::Any;
     let server = Server::start(config).unwrap();
     let mut c = Client::connect(server.addr);
@@ -689,7 +693,7 @@ fn cors_preflight_and_headers() {
 
     // A list: an allowed origin is echoed with Vary, another is refused, and responses to it
     // carry no CORS header.
-    let mut config = Config::test(2);
+    let mut config = common::config(2);
     config.cors = Cors::Origins(vec!["https://app.example".into()]);
     config.max_body_bytes = 64;
     let server = Server::start(config).unwrap();
@@ -831,11 +835,11 @@ impl Party for Node {
 fn party_fetch_through_an_entry_reaches_another_node() {
     // Node B stands in for the load balancer's choice: A sends every fetch to it.
     let b = Server::builder()
-        .config(Config::test(2))
+        .config(common::config(2))
         .party("node", || Node("b"))
         .start()
         .unwrap();
-    let mut config = Config::test(2);
+    let mut config = common::config(2);
     config.fetch_entry = Some(b.addr);
     let a = Server::builder()
         .config(config)

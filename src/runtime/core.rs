@@ -23,7 +23,7 @@ use std::{
 };
 
 use crate::{
-    config::Config,
+    config::{Config, RingMode},
     http::DateCache,
     metrics::Metrics,
     net::{conn, writer::Flusher, ws_poll::WsPoller},
@@ -34,7 +34,7 @@ use crate::{
 
 use super::{
     alarms::Alarms,
-    handoff::{Inbound, Inboxes},
+    handoff::{Inbound, Inbox, Inboxes},
 };
 
 thread_local! {
@@ -364,9 +364,9 @@ pub fn run(
     id: usize,
     shared: Shared,
     listener: std::net::TcpListener,
-    inbox: flume::Receiver<Inbound>,
+    inbox: Inbox,
     stats: Arc<CoreStats>,
-    ready: std::sync::mpsc::Sender<std::io::Result<()>>,
+    ready: std::sync::mpsc::Sender<std::io::Result<RingMode>>,
 ) {
     let Shared {
         config,
@@ -387,15 +387,17 @@ pub fn run(
             return;
         }
     };
-    let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .with_entries(4096)
-        .enable_timer()
-        .build()
-    {
-        Ok(rt) => rt,
+    let (mut rt, ring_mode) = match super::ring::build(config.ring_mode) {
+        Ok(built) => built,
         Err(e) => {
-            tracing::error!(core = id, error = %e, "cannot build the event loop");
-            let _ = ready.send(Err(e));
+            tracing::error!(core = id, mode = %config.ring_mode, error = %e, "cannot build the event loop");
+            let _ = ready.send(Err(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "core {id}: cannot build the event loop ({} mode): {e}",
+                    config.ring_mode
+                ),
+            )));
             return;
         }
     };
@@ -410,41 +412,54 @@ pub fn run(
             process_live,
             storage,
         ));
-        let _ = ready.send(Ok(()));
+        let _ = ready.send(Ok(ring_mode));
         CURRENT.with(|c| *c.borrow_mut() = Some(core.clone()));
         monoio::spawn(super::alarms::run(core.clone()));
-        monoio::spawn(inbox_loop(core.clone(), inbox));
         monoio::spawn(core.flusher.clone().run());
         // Guarded: a panic there (a bug) must not take the core down; the poller then hands its
         // connections to tasks of their own.
         spawn_guarded(id, WsPoller::run(core.clone()));
         spawn_guarded(id, WsPoller::run_sweeps(core.clone()));
+        // The inbox loop runs beside the core's life (not spawned): it is dropped, and its
+        // doorbell wait cancelled, while the ring still exists. A spawned task parked on a ring
+        // op at the end of `block_on` would be leaked with the ring it references, and the
+        // ring's pending ops would keep the listener's socket open after shutdown.
+        let inbox = async {
+            inbox_loop(core.clone(), inbox).await;
+            std::future::pending::<()>().await
+        };
+        let life = async {
+            monoio::select! {
+                _ = accept_loop(core.clone(), listener) => {},
+                _ = core.wait_until(Core::shutting_down) => {},
+            }
+            // The listener was dropped with the accept loop: no new connections from here on.
+            let deadline = core.shutdown_deadline.get().unwrap_or_else(Instant::now);
+            core.close_all_websockets();
+            if let Some(poller) = &core.ws_poller {
+                poller.stop();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if monoio::time::timeout(left, core.wait_until(|c| c.busy.get() == 0))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    core = id,
+                    busy = core.busy.get(),
+                    "shutdown deadline passed with connections still busy"
+                );
+            }
+            if let Some(poller) = &core.ws_poller {
+                poller.clear();
+            }
+            if let Err(e) = core.storage.close().await {
+                tracing::error!(core = id, error = %e, "storage failed before shutdown");
+            }
+        };
         monoio::select! {
-            _ = accept_loop(core.clone(), listener) => {},
-            _ = core.wait_until(Core::shutting_down) => {},
-        }
-        // The listener was dropped with the accept loop: no new connections from here on.
-        let deadline = core.shutdown_deadline.get().unwrap_or_else(Instant::now);
-        core.close_all_websockets();
-        if let Some(poller) = &core.ws_poller {
-            poller.stop();
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if monoio::time::timeout(left, core.wait_until(|c| c.busy.get() == 0))
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                core = id,
-                busy = core.busy.get(),
-                "shutdown deadline passed with connections still busy"
-            );
-        }
-        if let Some(poller) = &core.ws_poller {
-            poller.clear();
-        }
-        if let Err(e) = core.storage.close().await {
-            tracing::error!(core = id, error = %e, "storage failed before shutdown");
+            _ = inbox => {},
+            _ = life => {},
         }
         CURRENT.with(|c| c.borrow_mut().take());
     });
@@ -492,8 +507,39 @@ async fn accept_loop(core: Rc<Core>, listener: std::net::TcpListener) {
 }
 
 /// Adopts connections handed over by other cores (see `handoff`) and takes shutdown orders.
-async fn inbox_loop(core: Rc<Core>, inbox: flume::Receiver<Inbound>) {
-    while let Ok(msg) = inbox.recv_async().await {
+/// Sleeps on the inbox's doorbell, read through the ring (see `doorbell.rs` for why).
+async fn inbox_loop(core: Rc<Core>, inbox: Inbox) {
+    let waiter = match inbox
+        .bell
+        .waiter_fd()
+        .and_then(|fd| monoio::net::TcpStream::from_std(std::net::TcpStream::from(fd)))
+    {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(core = core.id, error = %e, "cannot wait on the inbox doorbell; handoffs to this core will time out");
+            return;
+        }
+    };
+    loop {
+        let msg = match inbox.rx.try_recv() {
+            Ok(msg) => msg,
+            Err(flume::TryRecvError::Disconnected) => return,
+            Err(flume::TryRecvError::Empty) => {
+                inbox.bell.arm();
+                if !inbox.rx.is_empty() {
+                    inbox.bell.disarm();
+                    continue;
+                }
+                // The waiter is an eventfd, polled (io_uring PollAdd or an epoll registration)
+                // and never read through monoio; `clear` reads it.
+                if let Err(e) = waiter.readable(false).await {
+                    tracing::error!(core = core.id, error = %e, "inbox doorbell wait failed");
+                    return;
+                }
+                inbox.bell.clear();
+                continue;
+            }
+        };
         let h = match msg {
             Inbound::Conn(h) => h,
             Inbound::Fetch(job) => {

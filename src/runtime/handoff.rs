@@ -4,14 +4,16 @@
 //! written nothing for it. It packs the socket's fd and *every byte it has read but not answered*
 //! (the request itself, a pipelined request, or WebSocket frames a client sent right after its
 //! handshake) into a [`Handoff`] and pushes it onto the owner's inbox, a bounded flume queue.
-//! The owner's inbox task (in `core`) is woken through monoio's cross-thread waker (the `sync`
-//! feature: an eventfd registered in the owner's ring), rebuilds the stream from the fd, and
-//! serves it from those bytes as if it had accepted it.
+//! The owner's inbox task (in `core`) is woken by the inbox's [`Doorbell`] (an eventfd the
+//! owner reads through its ring; see `doorbell.rs` for why not monoio's cross-thread waker),
+//! rebuilds the stream from the fd, and serves it from those bytes as if it had accepted it.
 //!
 //! Sending returns the `Handoff` on failure (inbox full or the owner gone), so the sender still
 //! owns the socket and can answer 503 on it.
 
-use std::{os::fd::OwnedFd, sync::Arc, time::Instant};
+use std::{io, os::fd::OwnedFd, sync::Arc, time::Instant};
+
+use super::doorbell::Doorbell;
 
 /// A connection in transit between cores.
 #[derive(Debug)]
@@ -43,20 +45,43 @@ pub enum Inbound {
 /// The sending side of every core's inbox, shared by all cores and the `Server` handle.
 #[derive(Clone, Debug)]
 pub struct Inboxes {
-    senders: Arc<[flume::Sender<Inbound>]>,
+    senders: Arc<[(flume::Sender<Inbound>, Arc<Doorbell>)]>,
+}
+
+/// One core's receiving side: the queue and the doorbell its senders ring.
+pub struct Inbox {
+    pub rx: flume::Receiver<Inbound>,
+    pub bell: Arc<Doorbell>,
 }
 
 impl Inboxes {
     /// Creates one bounded inbox per core; returns the shared senders and each core's receiver.
-    pub fn new(cores: usize, capacity: usize) -> (Inboxes, Vec<flume::Receiver<Inbound>>) {
-        let (senders, receivers): (Vec<_>, Vec<_>) =
-            (0..cores).map(|_| flume::bounded(capacity)).unzip();
-        (
+    ///
+    /// # Errors
+    /// An eventfd for a doorbell could not be made (out of file descriptors).
+    pub fn new(cores: usize, capacity: usize) -> io::Result<(Inboxes, Vec<Inbox>)> {
+        let mut senders = Vec::with_capacity(cores);
+        let mut inboxes = Vec::with_capacity(cores);
+        for _ in 0..cores {
+            let (tx, rx) = flume::bounded(capacity);
+            let bell = Arc::new(Doorbell::new()?);
+            senders.push((tx, bell.clone()));
+            inboxes.push(Inbox { rx, bell });
+        }
+        Ok((
             Inboxes {
                 senders: senders.into(),
             },
-            receivers,
-        )
+            inboxes,
+        ))
+    }
+
+    /// Queues `msg` for core `to` and rings its doorbell.
+    fn try_send(&self, to: usize, msg: Inbound) -> Result<(), Inbound> {
+        let (tx, bell) = &self.senders[to];
+        tx.try_send(msg).map_err(flume::TrySendError::into_inner)?;
+        bell.ring();
+        Ok(())
     }
 
     /// Queues `h` for core `to`.
@@ -65,12 +90,10 @@ impl Inboxes {
     /// Hands `h` back if that inbox is full or its core has stopped.
     pub fn send(&self, to: usize, h: Handoff) -> Result<(), Handoff> {
         debug_assert_ne!(to, h.from, "a core never hands a connection to itself");
-        self.senders[to]
-            .try_send(Inbound::Conn(h))
-            .map_err(|e| match e.into_inner() {
-                Inbound::Conn(h) => h,
-                _ => unreachable!("we sent a connection"),
-            })
+        self.try_send(to, Inbound::Conn(h)).map_err(|e| match e {
+            Inbound::Conn(h) => h,
+            _ => unreachable!("we sent a connection"),
+        })
     }
 
     /// Queues a party-to-party fetch for core `to`.
@@ -82,25 +105,25 @@ impl Inboxes {
         to: usize,
         job: super::fetch::FetchJob,
     ) -> Result<(), Box<super::fetch::FetchJob>> {
-        self.senders[to]
-            .try_send(Inbound::Fetch(job))
-            .map_err(|e| match e.into_inner() {
-                Inbound::Fetch(job) => Box::new(job),
-                _ => unreachable!("we sent a fetch"),
-            })
+        self.try_send(to, Inbound::Fetch(job)).map_err(|e| match e {
+            Inbound::Fetch(job) => Box::new(job),
+            _ => unreachable!("we sent a fetch"),
+        })
     }
 
     /// Asks core `to` for its metrics snapshot, to be sent on `reply`. False if that inbox is
     /// full or its core has stopped (the scrape reports it missing).
     pub fn send_metrics(&self, to: usize, reply: flume::Sender<crate::metrics::Snapshot>) -> bool {
-        self.senders[to].try_send(Inbound::Metrics(reply)).is_ok()
+        self.try_send(to, Inbound::Metrics(reply)).is_ok()
     }
 
     /// Tells every core to shut down. Blocks while an inbox is full (called from the thread
     /// that handles signals, never from a core).
     pub fn shutdown_all(&self, deadline: Instant) {
-        for s in self.senders.iter() {
-            let _ = s.send(Inbound::Shutdown { deadline });
+        for (tx, bell) in self.senders.iter() {
+            if tx.send(Inbound::Shutdown { deadline }).is_ok() {
+                bell.ring();
+            }
         }
     }
 }
@@ -111,7 +134,7 @@ mod tests {
 
     #[test]
     fn full_inbox_hands_back() {
-        let (inboxes, rx) = Inboxes::new(2, 1);
+        let (inboxes, rx) = Inboxes::new(2, 1).unwrap();
         let fd = || OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
         let h = |from| Handoff {
             fd: fd(),

@@ -8,8 +8,10 @@
 
 pub mod alarms;
 pub mod core;
+pub mod doorbell;
 pub mod fetch;
 pub mod handoff;
+pub mod ring;
 pub mod shard;
 
 use std::{
@@ -34,8 +36,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// One entry per core.
     pub stats: Vec<Arc<CoreStats>>,
-    /// Whether the cores run the io_uring driver (false: the epoll fallback).
-    pub io_uring: bool,
+    /// How the cores' event loops were set up (never `Auto`: the mode `Auto` resolved to).
+    pub ring_mode: ring::RingMode,
     inboxes: handoff::Inboxes,
     threads: Vec<JoinHandle<()>>,
     /// Each core thread sends its id here as it ends.
@@ -114,8 +116,7 @@ impl Builder {
         let config = Arc::new(config);
         let (listeners, addr) =
             listener::bind_all(SocketAddr::new(config.host, config.port), config.threads)?;
-        let (inboxes, receivers) = handoff::Inboxes::new(config.threads, config.inbox_capacity);
-        let io_uring = monoio::utils::detect_uring();
+        let (inboxes, receivers) = handoff::Inboxes::new(config.threads, config.inbox_capacity)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let pin = config.pin_threads && config.threads <= cpus;
         let (done_tx, finished) = mpsc::channel();
@@ -146,10 +147,10 @@ impl Builder {
             threads.push(thread);
         }
         drop(ready_tx);
-        let server = Server {
+        let mut server = Server {
             addr,
             stats,
-            io_uring,
+            ring_mode: ring::RingMode::Auto,
             inboxes,
             threads,
             finished,
@@ -159,7 +160,12 @@ impl Builder {
         let mut failure = None;
         for _ in 0..config.threads {
             match ready_rx.recv() {
-                Ok(Ok(())) => {}
+                Ok(Ok(mode)) => {
+                    if server.ring_mode != ring::RingMode::Auto && server.ring_mode != mode {
+                        tracing::warn!(first = %server.ring_mode, other = %mode, "cores run different ring modes");
+                    }
+                    server.ring_mode = mode;
+                }
                 Ok(Err(e)) => failure = failure.or(Some(e)),
                 Err(_) => {
                     failure = failure.or_else(|| Some(io::Error::other("a core thread died")));

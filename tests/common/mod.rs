@@ -38,6 +38,16 @@ impl TestServer {
     }
 }
 
+/// `Config::test(threads)` in the ring mode that `PARTYRING_RING_MODE` names, if set: CI runs
+/// the suites once per mode (.ci/run), and the binary reads the same variable itself.
+pub fn config(threads: usize) -> Config {
+    let mut config = Config::test(threads);
+    if let Ok(mode) = std::env::var("PARTYRING_RING_MODE") {
+        config.ring_mode = mode.parse().expect("PARTYRING_RING_MODE is a ring mode");
+    }
+    config
+}
+
 /// Starts a server with `threads` cores and the test defaults.
 pub fn start(threads: usize) -> TestServer {
     start_with(threads, |_| {})
@@ -45,7 +55,7 @@ pub fn start(threads: usize) -> TestServer {
 
 /// Starts a server with `threads` cores after `tweak` adjusts the config.
 pub fn start_with(threads: usize, tweak: impl FnOnce(&mut Config)) -> TestServer {
-    let mut config = Config::test(threads);
+    let mut config = config(threads);
     tweak(&mut config);
     let server = Server::start(config).expect("server starts");
     TestServer {
