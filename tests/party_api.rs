@@ -12,7 +12,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
 use common::{room_on_core, temp_dir, ws_upgrade, Client};
@@ -280,14 +280,6 @@ fn text_frame(c: &mut Client) -> String {
     }
 }
 
-fn wait_for(what: &str, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !pred() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn hooks_authorize_rewrite_and_run_once_per_request() {
     let lab = Lab::default();
@@ -403,7 +395,7 @@ fn connection_handles_and_lifecycle() {
     text_frame(&mut d);
     drop(d);
 
-    wait_for("four closes", || {
+    common::eventually("four closes", || {
         lab.log
             .lock()
             .unwrap()
@@ -522,14 +514,17 @@ fn alarms_fire_on_time_and_after_a_restart() {
     let base = format!("/parties/lab/{room}");
     let mut ws = Client::ws_connect(addr, &format!("{base}?token=good"));
     text_frame(&mut ws);
+    // Far in the future, so "not fired yet" holds however slow this machine is.
     assert_eq!(
-        http(addr, "POST", &format!("{base}/alarm?ms=200"), "").text(),
+        http(addr, "POST", &format!("{base}/alarm?ms=600000"), "").text(),
         "armed"
     );
     assert_eq!(
         http(addr, "GET", &format!("{base}/alarm"), "").text(),
         "fired=0 pending=true"
     );
+    // Re-arming replaces: the near time fires, once, and nothing stays pending.
+    http(addr, "POST", &format!("{base}/alarm?ms=50"), "");
     assert_eq!(
         text_frame(&mut ws),
         "alarm",
@@ -539,20 +534,20 @@ fn alarms_fire_on_time_and_after_a_restart() {
         http(addr, "GET", &format!("{base}/alarm"), "").text(),
         "fired=1 pending=false"
     );
-    // Re-arming replaces: only the later time fires, once.
+    // Set twice, far then near: the last one set wins, and the far one never fires.
+    http(addr, "POST", &format!("{base}/alarm?ms=600000"), "");
     http(addr, "POST", &format!("{base}/alarm?ms=100"), "");
-    http(addr, "POST", &format!("{base}/alarm?ms=300"), "");
     assert_eq!(text_frame(&mut ws), "alarm");
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         http(addr, "GET", &format!("{base}/alarm"), "").text(),
         "fired=2 pending=false"
     );
     drop(ws);
 
-    // Armed, then the server stops before it is due: it fires after the restart.
+    // Armed, then the server stops before it is due: it fires after the restart. (3 s: the
+    // shutdown and restart take milliseconds; `eventually` waits up to 10 s.)
     assert_eq!(
-        http(addr, "POST", &format!("{base}/alarm?ms=700"), "").text(),
+        http(addr, "POST", &format!("{base}/alarm?ms=3000"), "").text(),
         "armed"
     );
     assert!(server.shutdown(Duration::from_secs(2)));
@@ -565,7 +560,7 @@ fn alarms_fire_on_time_and_after_a_restart() {
         .count();
     let server = start_lab(&lab, persistent(&dir));
     let addr = server.addr;
-    wait_for("the alarm after the restart", || {
+    common::eventually("the alarm after the restart", || {
         lab.log
             .lock()
             .unwrap()

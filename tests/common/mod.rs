@@ -38,6 +38,16 @@ impl TestServer {
     }
 }
 
+/// Polls `pred` every 10 ms until it holds; panics naming `what` after 10 s. For waiting on an
+/// event the test cannot be told about directly, instead of sleeping a guessed time.
+pub fn eventually(what: &str, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pred() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// `Config::test(threads)` in the ring mode that `PARTYRING_RING_MODE` names, if set: CI runs
 /// the suites once per mode (.ci/run), and the binary reads the same variable itself.
 pub fn config(threads: usize) -> Config {
