@@ -436,7 +436,7 @@ fn check_tags(tags: &[String]) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// PartyKit's `MessageServer` (../shared/PARTYKIT.md §4), with its history in room storage:
+/// PartyKit's `MessageServer` (docs/partykit-protocol.md), with its history in room storage:
 /// it is replayed on start and a POST is answered `OK` only once its message is durable.
 pub struct MainParty;
 

@@ -1,6 +1,6 @@
 //! Request target → route. A pure function, table-tested.
 //!
-//! PartyKit's URL scheme (../shared/PARTYKIT.md §1.1):
+//! PartyKit's URL scheme (docs/partykit-protocol.md):
 //! - `/parties/:party/:room[/*rest]` → that party's room;
 //! - `/party/:room[/*rest]` → party `main` (the legacy form partysocket ≤ 1.0.0 used);
 //! - anything else (including an empty party or room) → not a room.

@@ -5,7 +5,7 @@
 //! connection from parking a read buffer in the kernel (a pending io_uring read must own one),
 //! lets one per-core buffer serve every read, and lets a connection's queued frames leave in one
 //! `sendmsg` without handing their ownership to the ring. On loopback the per-segment kernel work
-//! dwarfs the syscall itself (../shared/PERF-NOTES.md §3), so nothing is lost by not batching.
+//! dwarfs the syscall itself (docs/loopback-costs.md), so nothing is lost by not batching.
 //!
 //! Every function returns `ErrorKind::WouldBlock` when the socket is not ready.
 

@@ -32,11 +32,27 @@ mod tests {
     #[test]
     fn known_values() {
         // Pinned: these must never change (see the module note).
+        // An external contract: a load balancer hashing `party/room` the same way (docs/deploy.md)
+        // must agree with these, and a data directory's logs hold the rooms of these owners.
+        // Values computed independently (a 5-line FNV-1a in Python) from the module note.
         assert_eq!(room_hash("", ""), 0xaf63_a24c_8601_89fe); // FNV-1a of "/"
-        assert_eq!(room_hash("main", "r1"), room_hash("main", "r1"));
-        assert_ne!(room_hash("main", "r1"), room_hash("main", "r2"));
+        assert_eq!(room_hash("main", "r1"), 0x0397_6ef5_f623_a24c);
+        assert_eq!(room_hash("main", "lobby"), 0xcd47_f21d_cae1_a213);
+        assert_eq!(room_hash("chat", "general"), 0x4a38_f7a0_c7c3_3784);
+        assert_eq!(room_hash("yjs", "doc-1"), 0x6ada_4c31_cacc_3804);
         assert_ne!(room_hash("ma", "in/r1"), room_hash("main", "r1"));
-        assert_eq!(owner("main", "r1", 1), 0);
+        // (party, room) -> owner among 2, 3, 4 and 8 cores.
+        for (party, room, owners) in [
+            ("main", "r1", [0, 2, 0, 4]),
+            ("main", "lobby", [1, 0, 3, 3]),
+            ("chat", "general", [0, 2, 0, 4]),
+            ("yjs", "doc-1", [0, 0, 0, 4]),
+        ] {
+            for (cores, want) in [2, 3, 4, 8].into_iter().zip(owners) {
+                assert_eq!(owner(party, room, cores), want, "{party}/{room} on {cores}");
+            }
+            assert_eq!(owner(party, room, 1), 0);
+        }
     }
 
     #[test]
