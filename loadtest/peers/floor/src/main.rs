@@ -16,7 +16,12 @@
 //! arrive. Caps: a frame of more than 16 MiB or an output backlog over `--max-outbound` (default
 //! 4 MiB, partyring's default) closes the socket.
 //!
-//! Usage: `partyring-floor [--port PORT] [--cpu N] [--max-outbound BYTES]`
+//! `--io uring` runs the same relay on io_uring instead (multishot receive into a
+//! provided-buffer ring, `writev` SQEs; see `uring.rs`), to measure what that IO model is worth.
+//!
+//! Usage: `partyring-floor [--port PORT] [--cpu N] [--max-outbound BYTES] [--io epoll|uring]`
+
+mod uring;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice, Read, Write};
@@ -53,6 +58,10 @@ enum State {
 
 struct Conn {
     stream: TcpStream,
+    /// Which connection of this slot it is (`--io uring` completions carry it).
+    gen: u32,
+    /// A `writev` SQE is in flight (`--io uring`: one at a time per socket).
+    writing: bool,
     state: State,
     /// Bytes read but not yet a complete head or frame.
     inbuf: Vec<u8>,
@@ -89,12 +98,51 @@ struct Server {
     max_outbound: usize,
     /// The answer to every `GET` of a room (see `handshake`).
     get_reply: Frame,
+    /// `--io uring`: sockets are closed with a shutdown first (see `uring.rs`).
+    uring: bool,
+    next_gen: u32,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, gen: u32) -> Conn {
+        Conn {
+            stream,
+            gen,
+            writing: false,
+            state: State::Handshake,
+            inbuf: Vec::new(),
+            out: VecDeque::new(),
+            out_off: 0,
+            out_bytes: 0,
+            dirty: false,
+            want_out: false,
+            doomed: false,
+        }
+    }
+
+    /// Drops `written` bytes from the front of the output queue.
+    fn advance(&mut self, written: usize) {
+        self.out_bytes -= written;
+        let mut left = written;
+        while left > 0 {
+            let front = self.out.front().map_or(0, |f| f.len()) - self.out_off;
+            if left >= front {
+                left -= front;
+                self.out.pop_front();
+                self.out_off = 0;
+            } else {
+                self.out_off += left;
+                left = 0;
+            }
+        }
+    }
 }
 
 fn main() {
     let mut port: u16 = 1999;
     let mut cpu: Option<usize> = None;
     let mut max_outbound: usize = 4 * 1024 * 1024;
+    let mut io_uring = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| -> String {
@@ -119,8 +167,15 @@ fn main() {
                     .parse()
                     .unwrap_or_else(|_| usage("bad --max-outbound"))
             }
+            "--io" => {
+                io_uring = match value("--io").as_str() {
+                    "epoll" => false,
+                    "uring" => true,
+                    _ => usage("--io is epoll or uring"),
+                }
+            }
             "-h" | "--help" => {
-                println!("usage: partyring-floor [--port PORT] [--cpu N] [--max-outbound BYTES]");
+                println!("usage: partyring-floor [--port PORT] [--cpu N] [--max-outbound BYTES] [--io epoll|uring]");
                 return;
             }
             other => usage(&format!("unknown argument {other}")),
@@ -132,7 +187,7 @@ fn main() {
             std::process::exit(1);
         }
     }
-    if let Err(e) = run(port, max_outbound) {
+    if let Err(e) = run(port, max_outbound, io_uring) {
         eprintln!("floor: {e}");
         std::process::exit(1);
     }
@@ -140,7 +195,7 @@ fn main() {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "floor: {msg}\nusage: partyring-floor [--port PORT] [--cpu N] [--max-outbound BYTES]"
+        "floor: {msg}\nusage: partyring-floor [--port PORT] [--cpu N] [--max-outbound BYTES] [--io epoll|uring]"
     );
     std::process::exit(2);
 }
@@ -167,7 +222,7 @@ fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     }
 }
 
-fn run(port: u16, max_outbound: usize) -> io::Result<()> {
+fn run(port: u16, max_outbound: usize, io_uring: bool) -> io::Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port))?;
     listener.set_nonblocking(true)?;
     // SAFETY: listen(2) on the listener's own open fd only changes its backlog (Linux allows
@@ -196,7 +251,12 @@ fn run(port: u16, max_outbound: usize) -> io::Result<()> {
               Content-Type: application/json\r\nContent-Length: 2\r\n\r\n[]"
                 .to_vec(),
         ),
+        uring: io_uring,
+        next_gen: 0,
     };
+    if io_uring {
+        return uring::run(&mut server, listener);
+    }
     server.ctl(
         libc::EPOLL_CTL_ADD,
         listener.as_raw_fd(),
@@ -283,17 +343,8 @@ impl Server {
                 self.conns.len() - 1
             });
             let fd = stream.as_raw_fd();
-            self.conns[idx] = Some(Conn {
-                stream,
-                state: State::Handshake,
-                inbuf: Vec::new(),
-                out: VecDeque::new(),
-                out_off: 0,
-                out_bytes: 0,
-                dirty: false,
-                want_out: false,
-                doomed: false,
-            });
+            self.next_gen = self.next_gen.wrapping_add(1);
+            self.conns[idx] = Some(Conn::new(stream, self.next_gen));
             let flags = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
             if self
                 .ctl(libc::EPOLL_CTL_ADD, fd, flags, idx as u64)
@@ -319,17 +370,27 @@ impl Server {
         if matches!(conn.state, State::Closing) {
             return; // discard input while the last reply drains
         }
+        self.consume(idx, &mut scratch[..n]);
+    }
+
+    /// Processes freshly read bytes behind whatever partial head or frame `inbuf` holds, and
+    /// keeps the new tail there.
+    fn consume(&mut self, idx: usize, data: &mut [u8]) {
+        let Some(conn) = self.conns[idx].as_mut() else {
+            return;
+        };
+        let n = data.len();
         if conn.inbuf.is_empty() {
             // The common case: process straight from the read buffer, keep only a tail.
-            let used = self.process(idx, &mut scratch[..n]);
+            let used = self.process(idx, data);
             if let Some(conn) = self.conns[idx].as_mut() {
                 if used < n && !matches!(conn.state, State::Closing) {
-                    conn.inbuf.extend_from_slice(&scratch[used..n]);
+                    conn.inbuf.extend_from_slice(&data[used..n]);
                 }
             }
         } else {
             let mut buf = std::mem::take(&mut conn.inbuf);
-            buf.extend_from_slice(&scratch[..n]);
+            buf.extend_from_slice(data);
             let used = self.process(idx, &mut buf);
             if let Some(conn) = self.conns[idx].as_mut() {
                 if !matches!(conn.state, State::Closing) {
@@ -576,19 +637,7 @@ impl Server {
                     continue;
                 }
             };
-            conn.out_bytes -= written;
-            let mut left = written;
-            while left > 0 {
-                let front = conn.out.front().map_or(0, |f| f.len()) - conn.out_off;
-                if left >= front {
-                    left -= front;
-                    conn.out.pop_front();
-                    conn.out_off = 0;
-                } else {
-                    conn.out_off += left;
-                    left = 0;
-                }
-            }
+            conn.advance(written);
             let fd = conn.stream.as_raw_fd();
             if conn.out.is_empty() {
                 if matches!(conn.state, State::Closing) {
@@ -616,6 +665,14 @@ impl Server {
 
     fn close(&mut self, idx: usize) {
         self.enter_closing(idx);
+        if self.uring {
+            if let Some(conn) = &self.conns[idx] {
+                // SAFETY: shutdown takes no pointers; the fd is the open socket this slot owns.
+                // It ends the armed multishot recv (which keeps the file open past `close`)
+                // and sends the FIN now.
+                unsafe { libc::shutdown(conn.stream.as_raw_fd(), libc::SHUT_RDWR) };
+            }
+        }
         if self.conns[idx].take().is_some() {
             // Dropping the stream closed the fd, which also removed it from the epoll set.
             self.freed.push(idx);
