@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The tables of a loadtest/compare run (also used by ab-report.py for its per-run figures).
 
-Usage: compare-report.py OUT_DIR SERVERS SCENARIOS [MIN_CPU]   (lists comma-separated)
+Usage: compare_report.py OUT_DIR SERVERS SCENARIOS [MIN_CPU]   (lists comma-separated)
 
 Reads OUT_DIR/<server>-<scenario>.json (partyring-load --json) and prints:
   1. every run: rate per wall second and per server-CPU-second, the server's and the
@@ -75,7 +75,7 @@ def table(header, rows):
 
 def main():
     if len(sys.argv) not in (4, 5):
-        sys.exit("usage: compare-report.py OUT_DIR SERVERS SCENARIOS [MIN_CPU]")
+        sys.exit("usage: compare_report.py OUT_DIR SERVERS SCENARIOS [MIN_CPU]")
     out, servers, scenarios = sys.argv[1], sys.argv[2].split(","), sys.argv[3].split(",")
     min_cpu = float(sys.argv[4]) if len(sys.argv) == 5 else 90.0
     runs = {}
