@@ -560,6 +560,7 @@ fn main() {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("error: {e}");
+                driver.stop_perf();
                 std::process::exit(2);
             }
         }
