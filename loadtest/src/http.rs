@@ -1,6 +1,6 @@
 //! `http`: keep-alive connections doing `GET` (or `POST`) `/parties/main/<room>`, `--pipeline D`
 //! requests in flight per connection. Every response must be 200. `--send immediate` writes the
-//! next request the moment a response is complete, as wrk does; `--send batch` (the default)
+//! next request the moment a response is complete (wrk's pattern); `--send batch` (the default)
 //! writes every connection's next request together at the end of the loop turn (`net`).
 
 use std::collections::VecDeque;
@@ -42,7 +42,7 @@ pub struct HttpArgs {
     #[arg(long, default_value = "http")]
     pub room_prefix: String,
     /// When the next request leaves: `batch` (all of a loop turn's requests together) or
-    /// `immediate` (as soon as its response is complete, as wrk).
+    /// `immediate` (as soon as its response is complete: wrk's pattern).
     #[arg(long, value_enum, default_value_t = SendMode::Batch)]
     pub send: SendMode,
 }

@@ -6,11 +6,12 @@
 //! the [`SendMode`]. `Batch` (the default): nothing is written at once, and [`Net::turn`] ends by
 //! writing each socket's queue with one `write` call, so the answers to everything read in a turn
 //! leave together. `Immediate`: what a callback queued for its own connection is written the
-//! moment the callback returns, before the next response or frame is parsed, which is what wrk
-//! does (one request in flight, the next one sent as soon as the response is complete); the
-//! server then sees a steady trickle of single requests instead of bursts, and pays for every
-//! wake-up. Reads go through one shared scratch buffer; only a partial frame or response is
-//! copied to the connection.
+//! moment the callback returns, before the next response or frame is parsed: the closed-loop
+//! pattern of wrk, where each connection's next request follows its own response rather than a
+//! turn's worth of them (wrk marks the socket writable when the response completes and writes
+//! on its next poll pass, which returns at once). The server then sees a steady trickle of
+//! single requests instead of bursts, and pays for every wake-up. Reads go through one shared
+//! scratch buffer; only a partial frame or response is copied to the connection.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -904,7 +905,7 @@ mod tests {
 
     #[test]
     fn immediate_mode_answers_each_response_with_its_own_write() {
-        // The first request, then one write per response, as wrk.
+        // The first request, then one write per response.
         assert_eq!(writes_for_two_responses(SendMode::Immediate), 3);
     }
 }
