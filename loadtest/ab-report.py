@@ -1,79 +1,156 @@
 #!/usr/bin/env python3
-"""The table of an A/B run (loadtest/ab-run.sh): per-server-CPU-second means per shape.
+"""The report of an A/B run (loadtest/ab-run.sh), as docs/ab-protocol.md defines it.
+
+Usage: ab-report.py RESULTS_DIR [--min-cpu PCT]
 
 Reads DIR/r<round>/<side>/<shape>/<server>-<scenario>.json (the generator's --json) and prints
-markdown: the mean of each side over the rounds, every round's value, and NEW/OLD, NEW/Bun and
-(with --floor) NEW/floor.
-A run that failed or whose integrity check did not pass is reported, never averaged in.
+markdown:
+  1. per shape and side: the median per-server-CPU-second figure over the saturated rounds with
+     its spread (min-max), how many rounds were saturated (server >= PCT, default 90, % of a
+     CPU), the median server CPU share, and the median kernel events per op on the server's
+     side (RES IPIs on its CPU, context switches, cycles where perf counts them);
+  2. per shape: NEW/OLD, NEW/Bun (and NEW/floor) as the ratio of the medians, the spread of the
+     per-round ratios (rounds where both sides were saturated), and for NEW/OLD how many rounds
+     NEW won and the verdict: "NEW faster" only if NEW won every paired round (with 5 rounds a
+     sign test puts that at p = 1/32 by chance), "NEW slower" if it lost every one, else "no
+     difference shown". A ratio needs at least 3 saturated rounds on each side, else
+     "unsaturated".
+A run that failed, has no CPU figure, or whose integrity check did not pass is listed, never
+used. Writes DIR/ratio-<shape>.svg: the per-round ratios across rounds, one colour per peer.
 """
-import json
+import os
 import pathlib
 import statistics
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_report import load_run, saturated  # noqa: E402
+from svgplot import colour_of, line_plot  # noqa: E402
 
-def load(path):
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None, "no result"
-    integrity = d.get("integrity")
-    if isinstance(integrity, dict) and integrity.get("ok") is False:
-        return None, "integrity failed"
-    v = d.get("per_server_cpu_sec")
-    if not isinstance(v, (int, float)):
-        return None, "no CPU figure"
-    return float(v), None
+MIN_SATURATED = 3
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "-"
+    if abs(v) >= 1e3:
+        return f"{v / 1e3:,.{digits}f}k"
+    return f"{v:.{digits}f}"
+
+
+def spread(vs, f=fmt):
+    if not vs:
+        return "-"
+    return f"{f(statistics.median(vs))} ({f(min(vs))}-{f(max(vs))})"
+
+
+def median_or_none(vs):
+    vs = [v for v in vs if v is not None]
+    return statistics.median(vs) if vs else None
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: ab-report.py RESULTS_DIR")
-    root = pathlib.Path(sys.argv[1])
-    rounds = sorted(p for p in root.glob("r*") if p.is_dir())
-    values = {}  # (shape, side) -> [values]
-    problems = []
-    shapes = []
+    args = sys.argv[1:]
+    min_cpu = 90.0
+    if "--min-cpu" in args:
+        i = args.index("--min-cpu")
+        min_cpu = float(args[i + 1])
+        del args[i : i + 2]
+    if len(args) != 1:
+        sys.exit("usage: ab-report.py RESULTS_DIR [--min-cpu PCT]")
+    root = pathlib.Path(args[0])
+    rounds = sorted((p for p in root.glob("r*") if p.is_dir() and p.name[1:].isdigit()),
+                    key=lambda p: int(p.name[1:]))
+    runs = {}  # (shape, side) -> {round: run}
+    problems, shapes = [], []
     for r in rounds:
+        rnd = int(r.name[1:])
         for side_dir in sorted(p for p in r.iterdir() if p.is_dir()):
             for shape_dir in sorted(p for p in side_dir.iterdir() if p.is_dir()):
-                if shape_dir.name not in shapes:
-                    shapes.append(shape_dir.name)
-                files = list(shape_dir.glob("*.json"))
-                if not files:
-                    problems.append(f"{r.name} {side_dir.name} {shape_dir.name}: no result")
-                    continue
-                v, why = load(files[0])
-                if v is None:
-                    problems.append(f"{r.name} {side_dir.name} {shape_dir.name}: {why}")
-                    continue
-                values.setdefault((shape_dir.name, side_dir.name), []).append(v)
+                shape, side = shape_dir.name, side_dir.name
+                if shape not in shapes:
+                    shapes.append(shape)
+                files = sorted(shape_dir.glob("*.json"))
+                run = load_run(files[0]) if files else None
+                where = f"round {rnd} {side} {shape}"
+                if run is None:
+                    problems.append(f"{where}: no result")
+                elif not run["ok"]:
+                    problems.append(f"{where}: integrity failed")
+                elif run["per_cpu"] is None:
+                    problems.append(f"{where}: no CPU figure")
+                else:
+                    if not saturated(run, min_cpu):
+                        problems.append(f"{where}: unsaturated (server {fmt(run['srv_pct'], 0)}% of a CPU)")
+                    runs.setdefault((shape, side), {})[rnd] = run
 
-    def fmt(v):
-        return f"{v / 1000:,.1f}k"
+    sides = [s for s in ("old", "new", "bun", "floor") if any(k[1] == s for k in runs)]
+    meta = root / "meta.txt"
+    if meta.exists():
+        print("```\n" + meta.read_text().strip() + "\n```\n")
+    print(f"Per side: medians over the saturated rounds (server >= {min_cpu:g}% of a CPU), spread min-max; "
+          "kernel events on the server's side per op.\n")
+    print("| shape | side | saturated rounds | per server-CPU-s | server CPU % | RES/op | cs/op | cycles/op |")
+    print("|---|---|---|---|---|---|---|---|")
+    sat = {}
+    for shape in shapes:
+        for side in sides:
+            by_round = runs.get((shape, side), {})
+            if not by_round:
+                continue
+            good = {k: v for k, v in by_round.items() if saturated(v, min_cpu)}
+            sat[(shape, side)] = good
+            f3 = lambda v: fmt(v, 3)
+            f0 = lambda v: fmt(v, 0)
+            col = lambda key, f: spread([v[key] for v in good.values() if v[key] is not None], f)
+            print(f"| {shape} | {side} | {len(good)}/{len(by_round)} | {col('per_cpu', fmt)} | "
+                  f"{spread([v['srv_pct'] for v in by_round.values() if v['srv_pct'] is not None], f0)} | "
+                  f"{col('res', f3)} | {col('cs', f3)} | {col('cycles', f0)} |")
 
-    sides = ["old", "new", "bun"]
-    if any(side == "floor" for _, side in values):
-        sides.append("floor")
-    ratios = [("new", "old"), ("new", "bun")] + ([("new", "floor")] if "floor" in sides else [])
-    head = [" shape (per server-CPU-s) "] + sides + [f"{a}/{b}" for a, b in ratios]
-    head.append(f"rounds ({'; '.join(sides)})")
-    print("|" + " | ".join(head) + " |")
+    peers = [s for s in ("old", "bun", "floor") if s in sides]
+    print("\nRatios of the medians; per-round ratios (min-max) over rounds where both sides were "
+          "saturated; NEW/OLD verdict by the sign of every paired round.\n")
+    head = ["shape"] + [f"new/{p}" for p in peers] + ["new won (rounds)", "verdict"]
+    print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for shape in shapes:
-        means = {}
-        cells = []
-        for side in sides:
-            vs = values.get((shape, side), [])
-            means[side] = statistics.mean(vs) if vs else None
-            cells.append(", ".join(fmt(v) for v in vs) or "-")
-        def ratio(a, b):
-            if means[a] is None or means[b] is None:
-                return "-"
-            return f"{means[a] / means[b]:.2f}"
-        row = [shape] + [fmt(means[s]) if means[s] is not None else "-" for s in sides]
-        row += [ratio(a, b) for a, b in ratios] + ["; ".join(cells)]
+        new = sat.get((shape, "new"), {})
+        row, plot = [shape], []
+        won = verdict = "-"
+        for p in peers:
+            other = sat.get((shape, p), {})
+            if not runs.get((shape, p)) or not runs.get((shape, "new")):
+                row.append("-")
+                continue
+            if len(new) < MIN_SATURATED or len(other) < MIN_SATURATED:
+                row.append(f"unsaturated ({len(new)}, {len(other)} saturated rounds)")
+                continue
+            m = statistics.median(v["per_cpu"] for v in new.values()) / statistics.median(
+                v["per_cpu"] for v in other.values())
+            paired = {k: new[k]["per_cpu"] / other[k]["per_cpu"] for k in new if k in other}
+            rng = f" ({min(paired.values()):.2f}-{max(paired.values()):.2f})" if paired else ""
+            row.append(f"{m:.2f}{rng}")
+            plot.append({"label": f"new/{p}", "colour": colour_of(p), "dash": "",
+                         "points": sorted(paired.items())})
+            if p == "old" and paired:
+                wins = sum(1 for v in paired.values() if v > 1)
+                won = f"{wins}/{len(paired)}"
+                if len(paired) >= 5 and wins == len(paired):
+                    verdict = "NEW faster"
+                elif len(paired) >= 5 and wins == 0:
+                    verdict = "NEW slower"
+                else:
+                    verdict = "no difference shown"
+        row += [won, verdict]
         print("| " + " | ".join(row) + " |")
+        if plot:
+            svg = root / f"ratio-{shape}.svg"
+            line_plot(str(svg), f"{shape}: NEW / peer per server-CPU-second, by round", "round",
+                      "ratio", plot, xticks={k: str(k) for s in plot for k, _ in s["points"]},
+                      hlines=[(1.0, "1.0")])
+    plots = sorted(root.glob("ratio-*.svg"))
+    if plots:
+        print("\nRatio plots: " + ", ".join(str(p) for p in plots))
     for p in problems:
         print(f"\n- {p}")
 

@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
-# loadtest/ab-run.sh — an A/B of two partyring builds (and Bun as the peer), interleaved.
+# loadtest/ab-run.sh — the A/B protocol (docs/ab-protocol.md): two partyring builds, Bun as the
+# peer (and with --floor the floor), interleaved rounds, medians with their spread and the
+# kernel counters per operation.
 #
-# Usage: loadtest/ab-run.sh OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--no-bun] [--floor]
-#                                            [--shapes NAME,...]
+# Usage: loadtest/ab-run.sh OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--warmup SECS]
+#                                            [--no-bun] [--floor] [--shapes NAME,...]
+#                                            [--min-cpu PCT]
 #
-# Each round runs every shape below against OLD, NEW and Bun (and with --floor the floor peer,
-# on the shapes it serves), one after another (fresh server per run, server on CPU 0, generator
-# on CPU 1, through loadtest/compare with PARTYRING_BIN), so machine noise hits all of them
-# alike. Prints per-server-CPU-second means and NEW/OLD, NEW/Bun and NEW/floor ratios
-# (loadtest/ab-report.py). Defaults: 3 rounds of 4 s, every shape; ~20 minutes. --shapes picks
-# some, e.g. `--shapes http-get --rounds 8` for many cheap rounds of one shape.
+# Each round runs every shape below against OLD, NEW and Bun (and the floor on the shapes it
+# serves), each run on a fresh server (server on CPU 0, load on CPU 1, through loadtest/compare
+# with PARTYRING_BIN), so machine noise hits all sides alike; the order of the sides rotates
+# from round to round so that no side always runs first. After every run one line gives its
+# figure per server-CPU-second, the server's CPU share and the kernel events per op. Then
+# loadtest/ab-report.py prints the medians (min-max), the ratios, whether NEW beat OLD in every
+# round, and writes a ratio plot per shape (DIR/ratio-<shape>.svg).
+# Defaults: 5 rounds of 4 s (+1 s warm-up), every shape: ~25 minutes. --shapes picks some, e.g.
+# `--shapes wrk-get-c20,wrk-post-c20 --rounds 8` for many cheap rounds of the HTTP headline.
+# Fewer than 5 rounds is refused: the protocol's smallest sample.
 # Build OLD from another commit with e.g.
 #   git worktree add /tmp/old <commit> && CARGO_TARGET_DIR=/tmp/old-target cargo build --release -p partyring --manifest-path /tmp/old/Cargo.toml
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-USAGE="usage: $0 OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--no-bun] [--floor] [--shapes LIST]"
+USAGE="usage: $0 OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--warmup SECS] [--no-bun] [--floor] [--shapes LIST] [--min-cpu PCT]"
 OLD="${1:?$USAGE}"
 NEW="${2:?$USAGE}"
 shift 2
-ROUNDS=3
+ROUNDS=5
 DURATION=4
+WARMUP=1
+MIN_CPU=90
 BUN=1
 FLOOR=0
 ONLY=""
@@ -28,13 +37,40 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
+    --warmup) WARMUP="$2"; shift 2 ;;
+    --min-cpu) MIN_CPU="$2"; shift 2 ;;
     --no-bun) BUN=0; shift ;;
     --floor) FLOOR=1; shift ;;
     --shapes) ONLY=",$2,"; shift 2 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
+    *) echo "unknown argument $1" >&2; echo "$USAGE" >&2; exit 2 ;;
   esac
 done
 [ -x "$OLD" ] && [ -x "$NEW" ] || { echo "ab-run: both binaries must exist" >&2; exit 2; }
+[ "$ROUNDS" -ge 5 ] 2>/dev/null || { echo "ab-run: --rounds must be at least 5 (docs/ab-protocol.md)" >&2; exit 2; }
+
+# name|scenario|generator arguments (empty: compare's own shape, e.g. the wrk ones)
+SHAPES=(
+  "fanout-100x16|fanout|--rooms 100 --members 16 --size 64 --publish ws --room-prefix f16"
+  "fanout-1x1000|fanout|--rooms 1 --members 1000 --size 64 --publish ws --room-prefix f1k"
+  "fanout-1000x10|fanout|--rooms 1000 --members 10 --size 64 --publish ws --room-prefix f10k"
+  "echo-100|echo|--conns 100 --size 64"
+  "http-get|http|--conns 50 --pipeline 1 --method get --room-prefix get"
+  "http-get-p16|http|--conns 50 --pipeline 16 --method get --room-prefix getp"
+  "wrk-get-c20|wrk-get-c20|"
+  "wrk-get-c100|wrk-get-c100|"
+  "wrk-post-c20|wrk-post-c20|"
+  "wrk-post-c100|wrk-post-c100|"
+  "load-get-c20|load-get-c20|"
+  "load-post-c20|load-post-c20|"
+)
+if [ -n "$ONLY" ]; then
+  for want in ${ONLY//,/ }; do
+    found=0
+    for shape in "${SHAPES[@]}"; do [ "${shape%%|*}" = "$want" ] && found=1; done
+    [ "$found" = 1 ] || { echo "ab-run: unknown shape $want" >&2; exit 2; }
+  done
+fi
+
 cargo build --release -p partyring-load -p partyring-floor
 OUT="$ROOT/loadtest/results/ab-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
@@ -45,37 +81,52 @@ mkdir -p "$OUT"
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: $(nproc) vCPU, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "rounds: $ROUNDS, duration: ${DURATION}s, warm-up: ${WARMUP}s, min server CPU: $MIN_CPU%"
 } > "$OUT/meta.txt"
 
-SHAPES=(
-  "fanout-100x16|fanout|--rooms 100 --members 16 --size 64 --publish ws --room-prefix f16"
-  "fanout-1x1000|fanout|--rooms 1 --members 1000 --size 64 --publish ws --room-prefix f1k"
-  "fanout-1000x10|fanout|--rooms 1000 --members 10 --size 64 --publish ws --room-prefix f10k"
-  "echo-100|echo|--conns 100 --size 64"
-  "http-get|http|--conns 50 --pipeline 1 --method get --room-prefix get"
-  "http-get-p16|http|--conns 50 --pipeline 16 --method get --room-prefix getp"
-)
+SIDES=(old new)
+[ "$BUN" = 1 ] && SIDES+=(bun)
+[ "$FLOOR" = 1 ] && SIDES+=(floor)
 
 for round in $(seq 1 "$ROUNDS"); do
+  # Rotate the order of the sides by one each round.
+  k=$(( (round - 1) % ${#SIDES[@]} ))
+  order=("${SIDES[@]:k}" "${SIDES[@]:0:k}")
   for shape in "${SHAPES[@]}"; do
     IFS='|' read -r name scenario args <<<"$shape"
     [ -n "$ONLY" ] && [[ "$ONLY" != *",$name,"* ]] && continue
-    for side in old new bun floor; do
-      [ "$side" = bun ] && [ "$BUN" = 0 ] && continue
-      [ "$side" = floor ] && [ "$FLOOR" = 0 ] && continue
+    for side in "${order[@]}"; do
       dir="$OUT/r$round/$side/$name"
       mkdir -p "$OUT/r$round/$side"
-      echo "######## round $round: $side $name"
       server=partyring
       [ "$side" = bun ] && server=bun
       [ "$side" = floor ] && server=floor
       bin="$OLD"
       [ "$side" = new ] && bin="$NEW"
       PARTYRING_BIN="$bin" bash loadtest/compare --no-build --duration "$DURATION" \
-        --servers "$server" --scenarios "$scenario" "--$scenario-args" "$args" --out "$dir" \
-        >"$dir.log" 2>&1 || echo "  (run failed: see $dir.log)"
+        --warmup "$WARMUP" --min-cpu "$MIN_CPU" --servers "$server" --scenarios "$scenario" \
+        "--$scenario-args" "$args" --out "$dir" >"$dir.log" 2>&1 || echo "  (run failed: see $dir.log)"
+      if grep -q ": skipped (" "$dir.log"; then
+        rm -rf "$dir" "$dir.log" # the floor does not serve this shape
+        continue
+      fi
+      python3 - "$dir" "$round" "$side" "$name" "$MIN_CPU" <<'PY'
+import glob, sys
+sys.path.insert(0, "loadtest")
+from compare_report import fmt, load_run, saturated
+d, rnd, side, name, min_cpu = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+files = glob.glob(f"{d}/*.json")
+r = load_run(files[0]) if files else None
+if r is None:
+    print(f"round {rnd} {side:5} {name}: no result (see {d}.log)")
+else:
+    flag = "" if saturated(r, min_cpu) else "  UNSATURATED"
+    flag += "" if r["ok"] else "  INTEGRITY FAILED"
+    print(f"round {rnd} {side:5} {name}: {fmt(r['per_cpu'])}/server-CPU-s, server CPU {fmt(r['srv_pct'], 0)}%, "
+          f"per op: RES {fmt(r['res'], 3)}, cs {fmt(r['cs'], 3)}, cycles {fmt(r['cycles'], 0)}{flag}")
+PY
     done
   done
 done
-python3 loadtest/ab-report.py "$OUT" | tee "$OUT/report.md"
+python3 loadtest/ab-report.py "$OUT" --min-cpu "$MIN_CPU" | tee "$OUT/report.md"
 echo "results: $OUT"

@@ -6,7 +6,7 @@
 # Then loadtest/perf-report.py prints the markdown tables and writes the SVG plots.
 #
 # Usage: loadtest/perf-run.sh [--duration SECS] [--servers LIST]   (defaults: 5, all four)
-# Takes ~10 minutes. All traffic stays on loopback.
+# Takes ~15 minutes. All traffic stays on loopback.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -48,6 +48,12 @@ run echo-100 "$ALL" echo "--conns 100 --size 64"
 run http-get "$ALL" http "--conns 50 --pipeline 1 --method get --room-prefix get"
 run http-get-p16 "$ALL" http "--conns 50 --pipeline 16 --method get --room-prefix getp"
 run http-post "$ALL" http "--conns 50 --pipeline 1 --method post --size 64 --room-prefix post"
+# The HTTP headline: wrk, one room (5 messages for GET), beside partyring-load's immediate and
+# batched sends on the same shape. The floor serves none of these (see compare --help).
+NO_FLOOR="$(echo "$SERVERS" | tr ',' '\n' | grep -v floor | paste -sd, -)"
+for shape in wrk-get-c20 wrk-get-c100 wrk-post-c20 wrk-post-c100 load-get-c20 batch-get-c20 load-post-c20 batch-post-c20; do
+  run "$shape" "$NO_FLOOR" "$shape" ""
+done
 # Open-loop latency with 10,000 connections (1000 rooms x 10), a sweep of publish rates.
 run latency-1000x10 "$NO_PK" fanout "--rooms 1000 --members 10 --size 64 --publish ws --sweep 5000,10000,20000,40000 --room-prefix lat"
 python3 loadtest/perf-report.py "$OUT" | tee "$OUT/report.md"

@@ -1,12 +1,13 @@
 //! `echo`: N connections to `/parties/echo/<room>`, each with exactly one message in flight
 //! (send, wait for the echo, send again), as uWebSockets' load_test. Each echo must equal what
-//! was sent.
+//! was sent. `--send` as in `http`: the next message leaves at the end of the loop turn
+//! (`batch`) or as soon as its echo is complete (`immediate`).
 
 use clap::Args;
 use serde::Serialize;
 
 use crate::fanout::{connect_all, make_payload, parse_payload};
-use crate::net::{Handler, Out};
+use crate::net::{Handler, Out, SendMode};
 use crate::phase::{closed_loop, ClosedLoop, LoopState};
 use crate::stats::{now_ns, record, Part};
 use crate::Ctx;
@@ -22,6 +23,9 @@ pub struct EchoArgs {
     /// Room names are <prefix>-<index>.
     #[arg(long, default_value = "echo")]
     pub room_prefix: String,
+    /// When the next message leaves: `batch` (end of the loop turn) or `immediate`.
+    #[arg(long, value_enum, default_value_t = SendMode::Batch)]
+    pub send: SendMode,
 }
 
 struct Echo<'a> {
@@ -95,6 +99,7 @@ impl ClosedLoop for Echo<'_> {
 pub fn run(ctx: &mut Ctx, a: &EchoArgs) -> std::io::Result<Part> {
     let mine = ctx.slice(a.conns);
     let mut net = ctx.net(mine.start)?;
+    net.set_send(a.send);
     let mut e = Echo {
         a,
         conns: Vec::new(),
@@ -121,7 +126,7 @@ pub fn run(ctx: &mut Ctx, a: &EchoArgs) -> std::io::Result<Part> {
             e.send(&mut net.out, id, now);
         }
     }
-    let label = format!("echo {} conns", a.conns);
+    let label = format!("echo {} conns {:?}", a.conns, a.send);
     closed_loop(ctx, &mut net, &mut e, &label, "echoes never came back")?;
     Ok(e.st.part)
 }

@@ -1,5 +1,7 @@
 //! `http`: keep-alive connections doing `GET` (or `POST`) `/parties/main/<room>`, `--pipeline D`
-//! requests in flight per connection. Every response must be 200.
+//! requests in flight per connection. Every response must be 200. `--send immediate` writes the
+//! next request the moment a response is complete (wrk's pattern); `--send batch` (the default)
+//! writes every connection's next request together at the end of the loop turn (`net`).
 
 use std::collections::VecDeque;
 
@@ -7,7 +9,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::fanout::connect_all;
-use crate::net::{Handler, Out};
+use crate::net::{Handler, Out, SendMode};
 use crate::phase::{closed_loop, ClosedLoop, LoopState};
 use crate::stats::{now_ns, record, Part};
 use crate::Ctx;
@@ -39,6 +41,10 @@ pub struct HttpArgs {
     /// Room names are <prefix>-<index>.
     #[arg(long, default_value = "http")]
     pub room_prefix: String,
+    /// When the next request leaves: `batch` (all of a loop turn's requests together) or
+    /// `immediate` (as soon as its response is complete: wrk's pattern).
+    #[arg(long, value_enum, default_value_t = SendMode::Batch)]
+    pub send: SendMode,
 }
 
 struct Http {
@@ -113,6 +119,7 @@ impl ClosedLoop for Http {
 pub fn run(ctx: &mut Ctx, a: &HttpArgs) -> std::io::Result<Part> {
     let mine = ctx.slice(a.conns);
     let mut net = ctx.net(mine.start)?;
+    net.set_send(a.send);
     let mut h = Http {
         req: Vec::new(),
         sent: Vec::new(),
@@ -153,7 +160,10 @@ pub fn run(ctx: &mut Ctx, a: &HttpArgs) -> std::io::Result<Part> {
             }
         }
     }
-    let label = format!("{:?} x{} pipeline {}", a.method, a.conns, a.pipeline);
+    let label = format!(
+        "{:?} x{} pipeline {} {:?}",
+        a.method, a.conns, a.pipeline, a.send
+    );
     closed_loop(ctx, &mut net, &mut h, &label, "requests never answered")?;
     Ok(h.st.part)
 }

@@ -5,12 +5,16 @@
 //! reads clocks and `/proc`; each scenario (`fanout`, `echo`, `http`, `conns` = idle + churn) is
 //! a worker that runs in this process or, with `--procs P`, in P re-executed child processes
 //! (hidden `--child K`) that report JSON lines on stdout; `report` prints the table and JSON.
+//! `exec` runs another program (wrk) as the load and only measures; `perf` keeps a `perf stat`
+//! attached to the server for the measured windows.
 
 mod conns;
 mod echo;
+mod exec;
 mod fanout;
 mod http;
 mod net;
+mod perf;
 mod phase;
 mod report;
 mod stats;
@@ -23,10 +27,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::net::Net;
+use crate::perf::{PerfCounts, PerfStat};
 use crate::stats::{Part, Snap};
 
 #[derive(Parser, Debug, Clone, Serialize)]
@@ -83,9 +88,23 @@ pub struct Common {
     /// After the measured phase, wait at most this long for outstanding messages.
     #[arg(long, global = true, default_value_t = 5.0)]
     pub drain: f64,
+    /// The server's CPU, whose column of the RES (rescheduling interrupt) row of
+    /// /proc/interrupts is counted; default: the CPU the server is pinned to, else all CPUs.
+    #[arg(long, global = true)]
+    pub server_cpu: Option<u32>,
+    /// Count the server's cycles and context switches with `perf stat` over each measured
+    /// window (`auto`: when perf is installed and may attach; `off`: never).
+    #[arg(long, global = true, value_enum, default_value_t = PerfMode::Auto)]
+    pub perf: PerfMode,
     /// Internal: this process is child K of --procs.
     #[arg(long, global = true, hide = true)]
     pub child: Option<usize>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+pub enum PerfMode {
+    Auto,
+    Off,
 }
 
 #[derive(Subcommand, Debug, Clone, Serialize)]
@@ -100,6 +119,8 @@ pub enum Cmd {
     Idle(conns::IdleArgs),
     /// Connect K WebSockets, exchange a message, close cleanly; repeat; check fds return.
     Churn(conns::ChurnArgs),
+    /// Run another load program (e.g. wrk, after `--`) and measure the server around it.
+    Exec(exec::ExecArgs),
 }
 
 impl Cmd {
@@ -110,6 +131,7 @@ impl Cmd {
             Cmd::Http(_) => "http",
             Cmd::Idle(_) => "idle",
             Cmd::Churn(_) => "churn",
+            Cmd::Exec(_) => "exec",
         }
     }
 }
@@ -129,10 +151,18 @@ pub struct Driver {
     pid: Option<u32>,
     /// Seconds to hold after every connection is open before the "ready" snapshot (idle).
     hold: f64,
+    /// The CPU whose rescheduling interrupts count (`None`: all).
+    pub server_cpu: Option<u32>,
     pub before: Snap,
     pub ready: Option<Snap>,
     pub starts: Vec<Snap>,
     pub ends: Vec<Snap>,
+    /// Attach perf ahead of each window.
+    use_perf: bool,
+    /// perf, attached and waiting for the next window.
+    perf: Option<PerfStat>,
+    /// What perf counted in each window (`None`: no perf, or it did not answer).
+    pub perf_counts: Vec<Option<PerfCounts>>,
 }
 
 impl Driver {
@@ -141,6 +171,39 @@ impl Driver {
             std::thread::sleep(Duration::from_secs_f64(self.hold));
         }
         self.ready = Some(Snap::take(self.pid));
+    }
+
+    /// Starts perf (counters off) for the next window, when wanted and not running yet.
+    fn arm_perf(&mut self) {
+        if let (true, None, Some(pid)) = (self.use_perf, &self.perf, self.pid) {
+            self.perf = PerfStat::spawn(pid);
+        }
+    }
+
+    fn window_start(&mut self) {
+        if let Some(p) = self.perf.as_mut() {
+            if !p.enable() {
+                eprintln!("warning: perf stat did not start counting; no cycle figures");
+                self.perf = None;
+                self.use_perf = false;
+            }
+        }
+        self.starts.push(Snap::take(self.pid));
+    }
+
+    fn window_end(&mut self) {
+        self.ends.push(Snap::take(self.pid));
+        let counts = self
+            .perf
+            .take()
+            .and_then(|mut p| p.disable().then(|| p.finish()));
+        self.perf_counts.push(counts);
+        self.arm_perf();
+    }
+
+    /// Ends perf (called before exiting: `process::exit` runs no destructors).
+    fn stop_perf(&mut self) {
+        self.perf = None;
     }
 }
 
@@ -151,10 +214,10 @@ impl Coord for Local<'_> {
         self.0.all_ready();
     }
     fn start(&mut self, _step: usize) {
-        self.0.starts.push(Snap::take(self.0.pid));
+        self.0.window_start();
     }
     fn end(&mut self, _step: usize) {
-        self.0.ends.push(Snap::take(self.0.pid));
+        self.0.window_end();
     }
 }
 
@@ -287,6 +350,7 @@ fn run_worker(cli: &Cli, server: SocketAddr, index: usize, coord: &mut dyn Coord
         Cmd::Http(a) => http::run(&mut ctx, a),
         Cmd::Idle(a) => conns::idle(&mut ctx, a),
         Cmd::Churn(a) => conns::churn(&mut ctx, a),
+        Cmd::Exec(a) => exec::run(&mut ctx, a),
     };
     r.unwrap_or_else(|e| {
         let mut p = Part::default();
@@ -306,6 +370,7 @@ fn run_bound(cli: &Cli) -> Duration {
     let extra = match &cli.cmd {
         Cmd::Idle(a) => a.hold,
         Cmd::Churn(a) => a.cycles as f64 * a.cycle_timeout,
+        Cmd::Exec(a) => a.timeout.min(660.0),
         _ => 0.0,
     };
     Duration::from_secs_f64(
@@ -380,13 +445,13 @@ fn run_children(cli: &Cli, driver: &mut Driver) -> Result<Part, String> {
             Ok(ChildMsg::Start { step }) => {
                 bump(&mut starts, step);
                 if starts[step] == procs {
-                    driver.starts.push(Snap::take(driver.pid));
+                    driver.window_start();
                 }
             }
             Ok(ChildMsg::End { step }) => {
                 bump(&mut ends, step);
                 if ends[step] == procs {
-                    driver.ends.push(Snap::take(driver.pid));
+                    driver.window_end();
                 }
             }
             Ok(ChildMsg::Result { part }) => {
@@ -444,6 +509,20 @@ fn main() {
         std::process::exit(2);
     }
 
+    if let Cmd::Exec(a) = &cli.cmd {
+        if cli.common.procs > 1 {
+            eprintln!("error: exec runs one command; --procs does not apply");
+            std::process::exit(2);
+        }
+        // The command's targets must be loopback too.
+        for arg in a.cmd.iter().filter(|x| x.contains("://")) {
+            if let Err(e) = resolve(arg) {
+                eprintln!("error: exec: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
+
     if let Some(k) = cli.common.child {
         let part = run_worker(&cli, server, k, &mut ChildCoord);
         ChildCoord::send(&ChildMsg::Result {
@@ -456,14 +535,24 @@ fn main() {
         Cmd::Idle(a) => a.hold.clamp(0.0, 600.0),
         _ => 0.0,
     };
+    let pid = cli.common.server_pid;
+    let windows = !matches!(cli.cmd, Cmd::Idle(_));
     let mut driver = Driver {
-        pid: cli.common.server_pid,
+        pid,
         hold,
-        before: Snap::take(cli.common.server_pid),
+        server_cpu: cli
+            .common
+            .server_cpu
+            .or_else(|| pid.and_then(|p| stats::proc_single_cpu(&p.to_string()))),
+        before: Snap::take(pid),
         ready: None,
         starts: Vec::new(),
         ends: Vec::new(),
+        use_perf: windows && cli.common.perf == PerfMode::Auto,
+        perf: None,
+        perf_counts: Vec::new(),
     };
+    driver.arm_perf();
     let self_cpu0 = stats::self_cpu_secs();
     let t0 = Instant::now();
     let part = if cli.common.procs > 1 {
@@ -471,12 +560,14 @@ fn main() {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("error: {e}");
+                driver.stop_perf();
                 std::process::exit(2);
             }
         }
     } else {
         run_worker(&cli, server, 0, &mut Local(&mut driver))
     };
+    driver.stop_perf();
     let ok = report::finish(&cli, part, &driver, t0.elapsed(), self_cpu0);
     if !ok {
         std::process::exit(1);

@@ -2,9 +2,16 @@
 //! (epoll), WebSocket handshakes and client frames, HTTP/1.1 responses, and writes batched per
 //! socket per turn.
 //!
-//! A scenario implements [`Handler`]; it queues bytes with [`Out`] (nothing is written at once),
-//! and [`Net::turn`] ends by writing each socket's queue with one `write` call. Reads go through
-//! one shared scratch buffer; only a partial frame or response is copied to the connection.
+//! A scenario implements [`Handler`]; it queues bytes with [`Out`], and how they leave depends on
+//! the [`SendMode`]. `Batch` (the default): nothing is written at once, and [`Net::turn`] ends by
+//! writing each socket's queue with one `write` call, so the answers to everything read in a turn
+//! leave together. `Immediate`: what a callback queued for its own connection is written the
+//! moment the callback returns, before the next response or frame is parsed: the closed-loop
+//! pattern of wrk, where each connection's next request follows its own response rather than a
+//! turn's worth of them (wrk marks the socket writable when the response completes and writes
+//! on its next poll pass, which returns at once). The server then sees a steady trickle of
+//! single requests instead of bursts, and pays for every wake-up. Reads go through one shared
+//! scratch buffer; only a partial frame or response is copied to the connection.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -20,6 +27,16 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Socket, Type};
 
 use crate::stats::now_ns;
+
+/// When queued bytes leave (see the module note).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, clap::ValueEnum, serde::Serialize)]
+pub enum SendMode {
+    /// Every socket's queue is written once, at the end of the loop turn.
+    #[default]
+    Batch,
+    /// A response's (or frame's) answer is written as soon as its callback returns.
+    Immediate,
+}
 
 /// How far a connection has come.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -142,6 +159,8 @@ pub struct NetStats {
     pub failed: u64,
     /// Server frames the client could not handle (fragments, bad opcodes) or bad responses.
     pub protocol_errors: u64,
+    /// `write` calls that sent bytes (the send pattern the server sees).
+    pub writes: u64,
 }
 
 pub struct Net {
@@ -163,6 +182,7 @@ pub struct Net {
     pub stats: NetStats,
     /// A timerfd on the poll, for pacing finer than epoll's 1 ms timeout.
     timer: File,
+    send: SendMode,
 }
 
 const TIMER: Token = Token(usize::MAX);
@@ -218,7 +238,13 @@ impl Net {
             more: Vec::new(),
             ready: Vec::new(),
             stats: NetStats::default(),
+            send: SendMode::Batch,
         })
+    }
+
+    /// Chooses when queued bytes leave (see the module note); `Batch` until called.
+    pub fn set_send(&mut self, send: SendMode) {
+        self.send = send;
     }
 
     /// Wakes the next [`Net::turn`] at `deadline_ns` (CLOCK_MONOTONIC), with the kernel's
@@ -553,7 +579,13 @@ impl Net {
                             }
                             0x9 => self.out.ws_frame(id, 0xA, payload),
                             0xA => {}
-                            _ => h.on_frame(&mut self.out, id, opcode, payload, now),
+                            _ => {
+                                h.on_frame(&mut self.out, id, opcode, payload, now);
+                                if let Err(e) = self.write_now(id) {
+                                    err = Some(e);
+                                    break;
+                                }
+                            }
                         }
                     }
                 },
@@ -590,6 +622,10 @@ impl Net {
                             let status = resp.code.unwrap_or(0);
                             at += head + len;
                             h.on_http(&mut self.out, id, status, &rest[head..head + len], now);
+                            if let Err(e) = self.write_now(id) {
+                                err = Some(e);
+                                break;
+                            }
                         }
                     }
                 }
@@ -616,6 +652,18 @@ impl Net {
         true
     }
 
+    /// In `Immediate` mode, writes what a callback just queued for `id` (an open connection):
+    /// the answer leaves before anything else read in this turn is looked at.
+    fn write_now(&mut self, id: usize) -> Result<(), String> {
+        if self.send != SendMode::Immediate || self.out.wbufs[id].is_empty() {
+            return Ok(());
+        }
+        let Some(s) = self.conns[id].as_mut().and_then(|c| c.stream.as_mut()) else {
+            return Ok(());
+        };
+        write_queue(s, &mut self.out.wbufs[id], &mut self.stats)
+    }
+
     fn flush<H: Handler>(&mut self, h: &mut H) {
         for id in std::mem::take(&mut self.out.closing) {
             if let Some(Some(c)) = self.conns.get_mut(id) {
@@ -633,26 +681,7 @@ impl Net {
                 continue; // written once connected (the writable event marks it again)
             }
             let s = c.stream.as_mut().expect("conn has a stream");
-            let buf = &mut self.out.wbufs[id];
-            let mut done = 0;
-            let mut failed = None;
-            while done < buf.len() {
-                match s.write(&buf[done..]) {
-                    Ok(0) => {
-                        failed = Some("write returned 0".to_string());
-                        break;
-                    }
-                    Ok(n) => done += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        failed = Some(format!("write: {e}"));
-                        break;
-                    }
-                }
-            }
-            buf.drain(..done);
-            if let Some(e) = failed {
+            if let Err(e) = write_queue(s, &mut self.out.wbufs[id], &mut self.stats) {
                 self.fail(h, id, &e);
             }
         }
@@ -667,6 +696,33 @@ impl Net {
         self.out.to_close = to_close;
         self.out.to_close.clear();
     }
+}
+
+/// Writes as much of `buf` as the socket takes (the rest stays queued, and the writable event
+/// marks it again); an error describes a broken connection.
+fn write_queue(s: &mut TcpStream, buf: &mut Vec<u8>, stats: &mut NetStats) -> Result<(), String> {
+    let mut done = 0;
+    let mut failed = None;
+    while done < buf.len() {
+        match s.write(&buf[done..]) {
+            Ok(0) => {
+                failed = Some("write returned 0".to_string());
+                break;
+            }
+            Ok(n) => {
+                done += n;
+                stats.writes += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                failed = Some(format!("write: {e}"));
+                break;
+            }
+        }
+    }
+    buf.drain(..done);
+    failed.map_or(Ok(()), Err)
 }
 
 enum Frame {
@@ -779,5 +835,77 @@ mod tests {
             }
             assert_eq!(p, payload);
         }
+    }
+
+    /// Answers every response with one request and counts the responses.
+    struct Answer {
+        responses: usize,
+    }
+
+    impl Handler for Answer {
+        fn on_open(&mut self, out: &mut Out, id: usize, _now: u64) {
+            out.raw(id, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
+        }
+        fn on_fail(&mut self, _id: usize, _opened: bool, err: &str) {
+            panic!("connection failed: {err}");
+        }
+        fn on_http(&mut self, out: &mut Out, id: usize, status: u16, _body: &[u8], _now: u64) {
+            assert_eq!(status, 200);
+            self.responses += 1;
+            out.raw(id, b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n");
+        }
+    }
+
+    /// Two responses arrive in one segment; returns the client's write calls. The server
+    /// thread reads the first request, then sends both responses with one write.
+    fn writes_for_two_responses(mode: SendMode) -> u64 {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 1024];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "client closed before its first request");
+                got.extend_from_slice(&buf[..n]);
+            }
+            let one = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            s.write_all(&[&one[..], &one[..]].concat()).unwrap();
+            // Hold the socket until the client has answered both.
+            let mut answers = Vec::new();
+            while answers.windows(6).filter(|w| w == b"GET /b").count() < 2 {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "client closed before answering");
+                answers.extend_from_slice(&buf[..n]);
+            }
+        });
+        let mut net = Net::new(addr, Vec::new(), 0, 4).unwrap();
+        net.set_send(mode);
+        net.add_http(0);
+        let mut h = Answer { responses: 0 };
+        for _ in 0..200 {
+            if h.responses == 2 && net.out.dirty.is_empty() {
+                break;
+            }
+            net.turn(&mut h, Duration::from_millis(50)).unwrap();
+        }
+        assert_eq!(h.responses, 2);
+        server.join().unwrap();
+        net.stats.writes
+    }
+
+    #[test]
+    fn batch_mode_answers_a_turn_with_one_write() {
+        // The first request, then both answers together.
+        assert_eq!(writes_for_two_responses(SendMode::Batch), 2);
+    }
+
+    #[test]
+    fn immediate_mode_answers_each_response_with_its_own_write() {
+        // The first request, then one write per response.
+        assert_eq!(writes_for_two_responses(SendMode::Immediate), 3);
     }
 }

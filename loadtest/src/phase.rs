@@ -132,6 +132,7 @@ impl Counters {
             bytes: self.bytes,
             hist: hist_to_pairs(&self.hist),
             gen_cpu_secs: cpu,
+            latency_us: None,
         }
     }
 }

@@ -24,6 +24,28 @@ struct StepReport {
     /// Generator CPU (all processes) as % of one core over the window.
     gen_cpu_pct: f64,
     latency_us: Option<Latency>,
+    /// Kernel events on the server's side in the window, and per counted unit (delivery for
+    /// fanout, operation otherwise).
+    kernel: Kernel,
+}
+
+/// The per-operation kernel counters: what a rate on a shared machine hides.
+#[derive(Serialize, Default)]
+struct Kernel {
+    /// The CPU whose `RES` column is counted; `None` when the server is not pinned to one CPU
+    /// and no `--server-cpu` was given (then every CPU's column is summed).
+    res_cpu: Option<u32>,
+    /// Rescheduling IPIs (`RES` in `/proc/interrupts`).
+    res_irqs: Option<u64>,
+    res_per_op: Option<f64>,
+    /// voluntary + nonvoluntary context switches of the server's threads (`/proc`).
+    ctx_switches: Option<u64>,
+    ctx_switches_per_op: Option<f64>,
+    /// `perf stat` of the server over the window, when perf ran; cycles need a PMU (often
+    /// absent in VMs).
+    perf_context_switches: Option<u64>,
+    cycles: Option<u64>,
+    cycles_per_op: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -72,6 +94,12 @@ struct Integrity {
 #[derive(Serialize)]
 struct Report<'a> {
     scenario: &'static str,
+    /// Server CPU share of the last step's window, % of one CPU (compare's saturation check).
+    server_cpu_pct: Option<f64>,
+    /// The last step's kernel counters per counted unit (see `Kernel`).
+    res_per_op: Option<f64>,
+    ctx_switches_per_op: Option<f64>,
+    cycles_per_op: Option<f64>,
     /// The scenario's main rate of the last step, per second of server CPU time (what
     /// `loadtest/compare` tabulates): deliveries for fanout, operations otherwise.
     per_server_cpu_sec: Option<f64>,
@@ -143,15 +171,49 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
         };
         let wall = s.wall_secs.max(1e-9);
         let h = pairs_to_hist(&s.hist);
-        let latency = (!h.is_empty()).then(|| Latency {
-            samples: h.len(),
-            p50: h.value_at_quantile(0.5) as f64 / 1e3,
-            p99: h.value_at_quantile(0.99) as f64 / 1e3,
-            p999: h.value_at_quantile(0.999) as f64 / 1e3,
-            max: h.max() as f64 / 1e3,
-            mean: h.mean() / 1e3,
-        });
+        let latency = match s.latency_us {
+            Some(l) => Some(Latency {
+                samples: s.ops,
+                p50: l.p50,
+                p99: l.p99,
+                p999: l.p999,
+                max: l.max,
+                mean: l.mean,
+            }),
+            None => (!h.is_empty()).then(|| Latency {
+                samples: h.len(),
+                p50: h.value_at_quantile(0.5) as f64 / 1e3,
+                p99: h.value_at_quantile(0.99) as f64 / 1e3,
+                p999: h.value_at_quantile(0.999) as f64 / 1e3,
+                max: h.max() as f64 / 1e3,
+                mean: h.mean() / 1e3,
+            }),
+        };
         let per = |n: u64| server_cpu.filter(|c| *c > 0.0).map(|c| n as f64 / c);
+        let unit_count = if cli.cmd.name() == "fanout" {
+            s.delivered
+        } else {
+            s.ops
+        };
+        let per_op = |v: Option<u64>| {
+            v.filter(|_| unit_count > 0)
+                .map(|v| v as f64 / unit_count as f64)
+        };
+        let (a, b) = (d.starts.get(i), d.ends.get(i));
+        let delta = |f: &dyn Fn(&Snap) -> Option<u64>| f(b?)?.checked_sub(f(a?)?);
+        let res = delta(&|x: &Snap| x.res_on(d.server_cpu));
+        let ctx = delta(&|x: &Snap| x.server_ctx_switches);
+        let pc = d.perf_counts.get(i).copied().flatten().unwrap_or_default();
+        let kernel = Kernel {
+            res_cpu: d.server_cpu,
+            res_irqs: res,
+            res_per_op: per_op(res),
+            ctx_switches: ctx,
+            ctx_switches_per_op: per_op(ctx),
+            perf_context_switches: pc.context_switches,
+            cycles: pc.cycles,
+            cycles_per_op: per_op(pc.cycles),
+        };
         steps.push(StepReport {
             label: s.label.clone(),
             wall_secs: s.wall_secs,
@@ -166,6 +228,7 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
             delivered_per_server_cpu_sec: per(s.delivered),
             gen_cpu_pct: s.gen_cpu_secs / wall * 100.0,
             latency_us: latency,
+            kernel,
         });
     }
 
@@ -249,6 +312,22 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
                 fmt_opt(l.map(|l| l.max), 0),
             );
         }
+        let unit = if cli.cmd.name() == "fanout" {
+            "delivery"
+        } else {
+            "op"
+        };
+        for s in &steps {
+            let k = &s.kernel;
+            println!(
+                "  {}: per {unit}: RES IPIs on {} {}, context switches {}, cycles {}",
+                s.label,
+                k.res_cpu.map_or("all CPUs".into(), |c| format!("CPU{c}")),
+                fmt_opt(k.res_per_op, 3),
+                fmt_opt(k.ctx_switches_per_op, 3),
+                fmt_opt(k.cycles_per_op, 0),
+            );
+        }
     }
     println!(
         "connections: ok={} failed={} broken={} (connect phase {:.2}s)",
@@ -326,6 +405,10 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
     let last = steps.last();
     let report = Report {
         scenario: cli.cmd.name(),
+        server_cpu_pct: last.and_then(|s| s.server_cpu_pct),
+        res_per_op: last.and_then(|s| s.kernel.res_per_op),
+        ctx_switches_per_op: last.and_then(|s| s.kernel.ctx_switches_per_op),
+        cycles_per_op: last.and_then(|s| s.kernel.cycles_per_op),
         per_server_cpu_sec: last.and_then(|s| {
             if fanout {
                 s.delivered_per_server_cpu_sec

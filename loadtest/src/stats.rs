@@ -95,6 +95,61 @@ pub fn slab_kb() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// One row of `/proc/interrupts` (e.g. `RES`, the rescheduling IPIs) as (CPU number, count),
+/// in the order of the header's `CPUn` columns.
+pub fn irq_row(text: &str, name: &str) -> Option<Vec<(u32, u64)>> {
+    let mut lines = text.lines();
+    let cpus: Vec<u32> = lines
+        .next()?
+        .split_whitespace()
+        .map(|w| w.strip_prefix("CPU")?.parse().ok())
+        .collect::<Option<_>>()?;
+    let key = format!("{name}:");
+    let line = lines.find(|l| l.trim_start().starts_with(&key))?;
+    let counts = line.trim_start()[key.len()..].split_whitespace();
+    let row: Vec<(u32, u64)> = cpus
+        .iter()
+        .zip(counts)
+        .map(|(&c, v)| Some((c, v.parse().ok()?)))
+        .collect::<Option<_>>()?;
+    (row.len() == cpus.len()).then_some(row)
+}
+
+/// The rescheduling interrupts (`RES` row of `/proc/interrupts`) per CPU.
+pub fn res_interrupts() -> Option<Vec<(u32, u64)>> {
+    irq_row(&std::fs::read_to_string("/proc/interrupts").ok()?, "RES")
+}
+
+/// Context switches of a process: `voluntary_ctxt_switches` + `nonvoluntary_ctxt_switches`
+/// summed over its threads (`/proc/<pid>/task/*/status`). A thread that exits takes its count
+/// with it, so compare two readings only while the threads live.
+pub fn proc_ctx_switches(pid: &str) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(status) = std::fs::read_to_string(task.ok()?.path().join("status")) else {
+            continue; // the thread exited meanwhile
+        };
+        total += ctx_switches_of(&status)?;
+    }
+    Some(total)
+}
+
+fn ctx_switches_of(status: &str) -> Option<u64> {
+    let field = |k: &str| -> Option<u64> {
+        let l = status.lines().find(|l| l.starts_with(k))?;
+        l[k.len()..].trim().parse().ok()
+    };
+    Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
+}
+
+/// The CPU a process is pinned to, if its affinity (`Cpus_allowed_list` in
+/// `/proc/<pid>/status`) is exactly one CPU.
+pub fn proc_single_cpu(pid: &str) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let l = s.lines().find(|l| l.starts_with("Cpus_allowed_list:"))?;
+    l["Cpus_allowed_list:".len()..].trim().parse().ok()
+}
+
 /// A point-in-time view of the server (if its pid is known), the kernel and this process.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Snap {
@@ -108,6 +163,23 @@ pub struct Snap {
     pub tcp_mem_pages: Option<u64>,
     pub tcp_inuse: Option<u64>,
     pub slab_kb: Option<u64>,
+    /// Rescheduling interrupts per CPU (`RES` in `/proc/interrupts`), as (CPU, count).
+    #[serde(default)]
+    pub res_irqs: Option<Vec<(u32, u64)>>,
+    /// The server's context switches, summed over its threads.
+    #[serde(default)]
+    pub server_ctx_switches: Option<u64>,
+}
+
+impl Snap {
+    /// `RES` interrupts on `cpu` (all CPUs when `None`).
+    pub fn res_on(&self, cpu: Option<u32>) -> Option<u64> {
+        let row = self.res_irqs.as_ref()?;
+        match cpu {
+            Some(c) => row.iter().find(|(n, _)| *n == c).map(|(_, v)| *v),
+            None => Some(row.iter().map(|(_, v)| v).sum()),
+        }
+    }
 }
 
 impl Snap {
@@ -123,8 +195,23 @@ impl Snap {
             tcp_mem_pages: ss.map(|s| s.0),
             tcp_inuse: ss.map(|s| s.1),
             slab_kb: slab_kb(),
+            res_irqs: res_interrupts(),
+            server_ctx_switches: pid.as_deref().and_then(proc_ctx_switches),
         }
     }
+}
+
+/// Latency percentiles in µs, as an external driver reports them (`exec`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyUs {
+    pub p50: f64,
+    pub p99: f64,
+    #[serde(default)]
+    pub p999: f64,
+    #[serde(default)]
+    pub max: f64,
+    #[serde(default)]
+    pub mean: f64,
 }
 
 /// One measured window of one worker.
@@ -142,6 +229,9 @@ pub struct StepPart {
     pub hist: Vec<(u64, u64)>,
     /// This process's CPU seconds in the window.
     pub gen_cpu_secs: f64,
+    /// Percentiles from an external driver (`exec`), which has no histogram to merge.
+    #[serde(default)]
+    pub latency_us: Option<LatencyUs>,
 }
 
 /// Everything a worker (one process) reports.
@@ -281,6 +371,33 @@ mod tests {
         assert!(proc_fds("self").unwrap() > 0);
         let a = now_ns();
         assert!(now_ns() >= a);
+    }
+
+    #[test]
+    fn irq_rows_are_read_per_cpu() {
+        let text = "           CPU0       CPU1       \n  \
+                    24:          1          0  IO-APIC   5-edge      ACPI:Ged\n\
+                    RES:       8516       7276   Rescheduling interrupts\n\
+                    CAL:        900        800   Function call interrupts\n";
+        assert_eq!(irq_row(text, "RES"), Some(vec![(0, 8516), (1, 7276)]));
+        assert_eq!(irq_row(text, "CAL"), Some(vec![(0, 900), (1, 800)]));
+        assert_eq!(irq_row(text, "TLB"), None);
+        let snap = Snap {
+            res_irqs: irq_row(text, "RES"),
+            ..Snap::default()
+        };
+        assert_eq!(snap.res_on(Some(1)), Some(7276));
+        assert_eq!(snap.res_on(None), Some(8516 + 7276));
+        assert_eq!(snap.res_on(Some(5)), None);
+    }
+
+    #[test]
+    fn context_switches_sum_voluntary_and_not() {
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n";
+        assert_eq!(ctx_switches_of(status), Some(15));
+        assert_eq!(ctx_switches_of("Name:\tx\n"), None);
+        // This process has at least the test thread, which has been scheduled.
+        assert!(proc_ctx_switches("self").is_some());
     }
 
     #[test]

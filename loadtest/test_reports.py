@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Tests of the report scripts' rules: ratios refused below the CPU threshold, medians over
+saturated rounds only, the NEW/OLD verdict by every paired round, one colour per server and one
+line style per percentile. Run: python3 loadtest/test_reports.py
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from compare_report import load_run, saturated  # noqa: E402
+from svgplot import PERCENTILE_DASHES, colour_of, line_plot  # noqa: E402
+
+
+def result(per_cpu, srv_pct, ok=True, res=0.5):
+    return {"per_server_cpu_sec": per_cpu, "rate": per_cpu * srv_pct / 100, "unit": "operations",
+            "server_cpu_pct": srv_pct, "res_per_op": res, "ctx_switches_per_op": 0.01,
+            "cycles_per_op": None, "integrity": {"ok": ok},
+            "steps": [{"gen_cpu_pct": 50, "kernel": {"res_cpu": 0}}]}
+
+
+def write(path, d):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(d, f)
+
+
+class CompareReport(unittest.TestCase):
+    def run_report(self, runs, min_cpu="90"):
+        with tempfile.TemporaryDirectory() as d:
+            for (server, scenario), r in runs.items():
+                write(os.path.join(d, f"{server}-{scenario}.json"), r)
+            out = subprocess.run([sys.executable, os.path.join(HERE, "compare_report.py"), d,
+                                  "partyring,bun", "wrk-get-c20", min_cpu],
+                                 capture_output=True, text=True, check=True).stdout
+        return out.splitlines()[-1]
+
+    def test_saturated_runs_give_a_ratio(self):
+        row = self.run_report({("partyring", "wrk-get-c20"): result(200e3, 98),
+                               ("bun", "wrk-get-c20"): result(100e3, 95)})
+        self.assertTrue(row.endswith("2.00x"), row)
+
+    def test_a_ratio_is_refused_below_the_threshold(self):
+        row = self.run_report({("partyring", "wrk-get-c20"): result(200e3, 98),
+                               ("bun", "wrk-get-c20"): result(100e3, 85)})
+        self.assertIn("unsaturated (bun 85%)", row)
+        self.assertNotIn("x", row.split()[-1])
+
+    def test_failed_integrity_gives_no_ratio(self):
+        row = self.run_report({("partyring", "wrk-get-c20"): result(200e3, 98, ok=False),
+                               ("bun", "wrk-get-c20"): result(100e3, 98)})
+        self.assertIn("integrity failed", row)
+
+    def test_load_run_reads_the_counters(self):
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "r.json")
+            write(p, result(1000, 91, res=0.44))
+            r = load_run(p)
+        self.assertEqual((r["res"], r["srv_pct"], r["gen_pct"]), (0.44, 91, 50))
+        self.assertTrue(saturated(r, 90))
+        self.assertFalse(saturated(r, 95))
+
+
+class AbReport(unittest.TestCase):
+    def report(self, rounds):
+        """rounds: list of {side: (per_cpu, srv_pct)} for one shape."""
+        with tempfile.TemporaryDirectory() as d:
+            for i, sides in enumerate(rounds, 1):
+                for side, (v, pct) in sides.items():
+                    server = "bun" if side == "bun" else "partyring"
+                    write(os.path.join(d, f"r{i}", side, "wrk-get-c20", f"{server}-wrk-get-c20.json"),
+                          result(v, pct))
+            return subprocess.run([sys.executable, os.path.join(HERE, "ab-report.py"), d],
+                                  capture_output=True, text=True, check=True).stdout
+
+    def test_new_faster_only_when_it_wins_every_round(self):
+        out = self.report([{"old": (100e3, 95), "new": (110e3 + i, 95)} for i in range(5)])
+        self.assertIn("| 5/5 | NEW faster |", out)
+        out = self.report([{"old": (100e3, 95), "new": (110e3 if i else 99e3, 95)} for i in range(5)])
+        self.assertIn("| 4/5 | no difference shown |", out)
+
+    def test_new_slower_when_it_loses_every_round(self):
+        out = self.report([{"old": (100e3, 95), "new": (90e3, 95)} for _ in range(5)])
+        self.assertIn("| 0/5 | NEW slower |", out)
+
+    def test_unsaturated_rounds_are_left_out_and_listed(self):
+        rounds = [{"old": (100e3, 95), "new": (110e3, 95)} for _ in range(5)]
+        rounds[0]["new"] = (500e3, 50)  # an idle server's figure must not enter the median
+        out = self.report(rounds)
+        self.assertIn("| wrk-get-c20 | new | 4/5 | 110.0k (110.0k-110.0k)", out)
+        self.assertIn("round 1 new wrk-get-c20: unsaturated (server 50% of a CPU)", out)
+        self.assertIn("no difference shown", out)  # 4 paired rounds: too few for a verdict
+
+    def test_too_few_saturated_rounds_give_no_ratio(self):
+        rounds = [{"old": (100e3, 95), "new": (110e3, 60 if i < 3 else 95)} for i in range(5)]
+        out = self.report(rounds)
+        self.assertIn("unsaturated (2, 5 saturated rounds)", out)
+
+
+class Plots(unittest.TestCase):
+    def test_colour_per_server_and_style_per_percentile(self):
+        self.assertNotEqual(colour_of("partyring"), colour_of("bun"))
+        self.assertEqual(colour_of("bun"), colour_of("bun"))
+        self.assertEqual(len(set(PERCENTILE_DASHES.values())), len(PERCENTILE_DASHES))
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "p.svg")
+            series = [{"label": f"{s} {q}", "colour": colour_of(s), "dash": PERCENTILE_DASHES[q],
+                       "points": [(1, 10), (2, 20)]} for s in ("partyring", "bun") for q in ("p50", "p99")]
+            self.assertTrue(line_plot(path, "t", "x", "y", series, log_y=True))
+            with open(path) as f:
+                polylines = [l for l in f.read().splitlines() if l.startswith("<polyline")]
+        self.assertEqual(len(polylines), 4)
+        bun = [l for l in polylines if f'stroke="{colour_of("bun")}"' in l]
+        self.assertEqual(len(bun), 2)
+        # bun p50 solid, bun p99 dashed: same colour, different styles.
+        self.assertEqual(sum("stroke-dasharray" in l for l in bun), 1)
+        self.assertFalse(line_plot(path, "t", "x", "y", []))
+
+
+if __name__ == "__main__":
+    unittest.main()
