@@ -300,6 +300,18 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The first offset `>= from` in `buf` where a whole, valid record starts, if any.
+///
+/// After a bad record this tells a torn or garbage *tail* (nothing valid follows: a crash cut
+/// the last write short) from damage in the *middle* of the log (intact records follow, which
+/// skipping would lose or, worse, replay out of context). Each offset costs a length check;
+/// the checksum is only computed where the length fits, which zeros and random bytes rarely
+/// pass, so the scan is about linear in practice. Only run after a bad record, never per read.
+pub fn find_record(buf: &[u8], from: usize) -> Option<usize> {
+    let last = buf.len().checked_sub(HEADER_LEN + MIN_BODY_LEN)?;
+    (from..=last).find(|&at| matches!(decode_one(&buf[at..]), Ok(Some(_))))
+}
+
 /// Iterates over the good records at the start of a buffer (a whole log file minus its magic).
 ///
 /// After the iterator returns `None`, [`Decoder::good_len`] is the offset just past the last
