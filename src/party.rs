@@ -368,10 +368,28 @@ impl Parties {
         self.guarded(idx, "on_start", |p| p.on_start(room));
     }
 
-    /// `on_request`, or 500 if it panics.
+    /// `on_request`, or 500 if it panics. The output gate for HTTP: if the handler wrote to
+    /// storage, its answer leaves only once those writes are durable, and if one of them fails
+    /// the answer is replaced by [`storage_unavailable`] (a Durable Object's output gate does
+    /// the same). A handler that wrote nothing is not delayed.
     pub fn request(&self, idx: usize, room: &mut Room, req: &Request<'_>) -> Reply {
-        self.guarded(idx, "on_request", |p| p.on_request(room, req))
-            .unwrap_or_else(|| Response::text(500, "Internal server error").into())
+        let mark = room.write_mark();
+        let reply = self
+            .guarded(idx, "on_request", |p| p.on_request(room, req))
+            .unwrap_or_else(|| Response::text(500, "Internal server error").into());
+        let Some(writes) = room.writes_since(mark) else {
+            return reply;
+        };
+        Reply::later(async move {
+            let response = match reply {
+                Reply::Now(r) => r,
+                Reply::Later(f) => f.await,
+            };
+            match writes.await {
+                Ok(()) => response,
+                Err(e) => storage_unavailable(&e),
+            }
+        })
     }
 
     /// `connection_tags` (checked) then `on_connect`; a panic or bad tags close the connection

@@ -256,6 +256,16 @@ impl Room {
         )
     }
 
+    /// A mark of the core's storage writes so far, for [`Room::writes_since`].
+    pub(crate) fn write_mark(&self) -> u64 {
+        self.storage.write_mark()
+    }
+
+    /// The core's storage writes issued since `mark`, as one future (`None`: there were none).
+    pub(crate) fn writes_since(&self, mark: u64) -> Option<Durable<()>> {
+        self.storage.barrier_since(mark)
+    }
+
     /// Sets the room's one alarm (replacing any): `on_alarm` runs at `at` on this core, also
     /// after a restart. A time in the past fires at once. Resolves when the alarm is durable.
     pub fn set_alarm(&self, at: SystemTime) -> Durable<()> {

@@ -533,6 +533,26 @@ impl Storage {
         Durable::waiting(self.inner.clone(), seq, need_sync, ())
     }
 
+    /// The sequence number of the newest write issued so far (0 without a log): a mark for
+    /// [`Storage::barrier_since`].
+    pub fn write_mark(&self) -> u64 {
+        self.inner.disk.as_ref().map_or(0, |d| d.last_seq.get())
+    }
+
+    /// A future that resolves once every write issued since `mark` is durable (under the fsync
+    /// policy, as their own futures would), or to the error one of them failed with; `None`
+    /// if none was issued. This is how an answer computed by code that wrote is held back until
+    /// those writes are safe (the output gate, `party.rs`).
+    pub fn barrier_since(&self, mark: u64) -> Option<Durable<()>> {
+        let disk = self.inner.disk.as_ref()?;
+        let last = disk.last_seq.get();
+        if last <= mark {
+            return None;
+        }
+        let need_sync = disk.opts.fsync == FsyncPolicy::Always;
+        Some(Durable::waiting(self.inner.clone(), last, need_sync, ()))
+    }
+
     /// Asks the writer to compact at its next pass, whatever the thresholds.
     pub fn request_compaction(&self) {
         if let Some(disk) = &self.inner.disk {
