@@ -33,7 +33,8 @@ enum Rule {
 pub enum FaultOp {
     /// Appending a batch to the log.
     Write,
-    /// `fdatasync` of the log (a batch under `always`, the `every` deadline, a flush).
+    /// An `fdatasync` by the writer: of the log (a batch under `always`, the `every` deadline,
+    /// a flush, close) or of a compaction's new file.
     Sync,
 }
 
