@@ -31,7 +31,7 @@
 //!
 //! use partyring::{
 //!     http::Response,
-//!     party::{Party, Reply, Request},
+//!     party::{storage_unavailable, Party, Reply, Request},
 //!     room::{FetchRequest, Room},
 //! };
 //!
@@ -53,7 +53,8 @@
 //!             let _ = told.await; // another room's answer (a Response)
 //!             match written.await {
 //!                 Ok(()) => Response::text(200, n.to_string()),
-//!                 Err(e) => Response::text(500, e.to_string()),
+//!                 // 507 (disk full) or 503, with Retry-After.
+//!                 Err(e) => storage_unavailable(&e),
 //!             }
 //!         })
 //!     }

@@ -6,7 +6,8 @@
 //! same directory). The whole state lives in memory ([`Index`]); the log exists to rebuild it
 //! at startup. A write is applied to the index at once, so reads see it immediately (as with a
 //! Durable Object's in-memory cache), and returns a [`Durable`] future that resolves once the
-//! record is on disk under the [`FsyncPolicy`].
+//! record is on disk under the [`FsyncPolicy`]. A write the disk refuses is taken back out
+//! (`writer.rs`, "Failure states"): reads stop showing it and its future resolves to the error.
 //!
 //! ```text
 //! Party API (core k)                     writer task (core k, one per Storage)

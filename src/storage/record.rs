@@ -475,6 +475,35 @@ mod tests {
     }
 
     #[test]
+    fn find_record_resynchronises_only_on_whole_valid_records() {
+        let (buf, ends) = encode_all(&samples()[..3]);
+        assert_eq!(find_record(&buf, 0), Some(0));
+        assert_eq!(
+            find_record(&buf, 1),
+            Some(ends[0]),
+            "the next record's start"
+        );
+        assert_eq!(
+            find_record(&buf, ends[1] + 1),
+            None,
+            "the last one starts before"
+        );
+        let mut flipped = buf.clone();
+        flipped[ends[0] + 9] ^= 1;
+        assert_eq!(
+            find_record(&flipped, ends[0]),
+            Some(ends[1]),
+            "skips the damaged one"
+        );
+        assert_eq!(find_record(&[0u8; 256], 0), None, "zeros are no record");
+        assert_eq!(
+            find_record(&buf[..ends[0] - 1], 0),
+            None,
+            "a cut record is none"
+        );
+    }
+
+    #[test]
     fn bad_tails_stop_with_the_right_reason() {
         let (good, ends) = encode_all(&samples()[..2]);
         let mut zeros = good.clone();
