@@ -436,10 +436,17 @@ impl Room {
         self.gate_task = true;
         let room = self.handle();
         monoio::spawn(async move {
-            // `None` outside a core (unit tests): they release the gate by hand.
-            while let Some(Some(next)) = room.with(Room::gate_next) {
-                // Either outcome releases it; `gate_next` reads which.
-                let _ = next.await;
+            loop {
+                match room.with(Room::gate_next) {
+                    // Either outcome releases it; `gate_next` reads which.
+                    Some(Some(next)) => drop(next.await),
+                    Some(None) => return,
+                    // Outside a core (unit tests release the gate by hand), or at shutdown.
+                    None if crate::runtime::core::current().is_none() => return,
+                    // The room table is borrowed (it never is across an await, but a gate
+                    // that stopped here would hold its messages forever): try again shortly.
+                    None => monoio::time::sleep(std::time::Duration::from_millis(1)).await,
+                }
             }
         });
     }
