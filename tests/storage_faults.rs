@@ -285,3 +285,28 @@ fn repair_refuses_a_directory_in_use_and_one_without_logs() {
         std::io::ErrorKind::NotFound
     );
 }
+
+#[test]
+fn if_the_log_cannot_be_reopened_the_storage_refuses_every_later_write() {
+    let dir = TempDir::new("gone");
+    block_on(async {
+        let s = open(&dir, FsyncPolicy::Always, "write-eio@2");
+        s.start();
+        put(&s, "a").await.unwrap();
+        // The recovery after the failing write reopens the log by name: make that impossible.
+        fs::remove_file(dir.log()).unwrap();
+        assert!(matches!(put(&s, "b").await, Err(StorageError::Io(_))));
+        assert_eq!(
+            put(&s, "c").await,
+            Err(StorageError::Io(std::io::ErrorKind::NotFound)),
+            "failed for good, with the error that stopped the recovery"
+        );
+        assert_eq!(s.stats().degraded, 1);
+        assert_eq!(
+            keys(&s),
+            ["a"],
+            "the failed write is not readable, the durable one is"
+        );
+        assert!(s.close().await.is_err());
+    });
+}

@@ -377,9 +377,12 @@ impl Storage {
             return;
         }
         let (file, len) = disk.file.borrow_mut().take().expect("taken only here");
-        match monoio::fs::File::from_std(file) {
-            Ok(file) => {
-                monoio::spawn(writer::run(self.inner.clone(), file, len));
+        match file
+            .try_clone()
+            .and_then(|twin| Ok((monoio::fs::File::from_std(file)?, twin)))
+        {
+            Ok((file, twin)) => {
+                monoio::spawn(writer::run(self.inner.clone(), file, twin, len));
             }
             Err(e) => self.inner.fail(&e),
         }
@@ -866,12 +869,22 @@ pub(super) fn stop_reason(stop: record::Stop) -> &'static str {
 /// IO errors, and `InvalidData` if the kept bytes do not decode cleanly (then nothing on disk
 /// can be trusted and the caller fails the storage).
 pub(super) fn reopen(path: &Path, keep: u64) -> io::Result<(fs::File, Index)> {
-    let mut file = fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let file = fs::OpenOptions::new().read(true).write(true).open(path)?;
     file.set_len(keep)?;
     file.sync_all()?;
-    let mut bytes = Vec::with_capacity(keep as usize);
-    io::Read::read_to_end(&mut file, &mut bytes)?;
-    if bytes.len() as u64 != keep || !bytes.starts_with(&FILE_MAGIC) {
+    let index = read_back(&file, keep, path)?;
+    Ok((file, index))
+}
+
+/// Replays the first `keep` bytes of the log open as `file` into a fresh index.
+///
+/// # Errors
+///
+/// IO errors, and `InvalidData` unless those bytes are the magic and whole, valid records.
+pub(super) fn read_back(file: &fs::File, keep: u64, path: &Path) -> io::Result<Index> {
+    let mut bytes = vec![0u8; keep as usize];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, 0)?;
+    if !bytes.starts_with(&FILE_MAGIC) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{}: does not read back as written", path.display()),
@@ -894,7 +907,7 @@ pub(super) fn reopen(path: &Path, keep: u64) -> io::Result<(fs::File, Index)> {
         ));
     }
     index.set_log_bytes(keep);
-    Ok((file, index))
+    Ok(index)
 }
 
 fn not_a_log(path: &Path) -> io::Error {

@@ -31,7 +31,9 @@
 //! Either way the log is reopened through a fresh descriptor, cut, fsynced and read back into
 //! a fresh index (`log::reopen`), so reads stop showing what was discarded; then the writer
 //! carries on, and the next write tries the disk again (a full disk works again as soon as
-//! space is freed). If the reopen fails too, the storage is failed for good.
+//! space is freed). If the reopen fails too, the storage is failed for good (every later write
+//! is refused); the index is still rebuilt from the durable part of the file, read through the
+//! descriptor the writer already holds, unless even that read fails.
 
 use std::{fs, future, io, rc::Rc, task::Poll, time::Instant};
 
@@ -79,6 +81,9 @@ fn wants_sync(disk: &Disk) -> bool {
 /// What the writer knows about the log file.
 struct LogFile {
     file: monoio::fs::File,
+    /// The same open file, for blocking reads: reading the log back when even reopening it
+    /// after a failure fails.
+    twin: fs::File,
     /// Bytes written (whole batches only).
     len: u64,
     /// Bytes known to be on disk: fsynced, or found there at open.
@@ -93,12 +98,13 @@ enum Failed {
 }
 
 /// One per storage, on the owner core: drains `pending` into the file batch by batch.
-pub(super) async fn run(inner: Rc<Inner>, file: monoio::fs::File, file_len: u64) {
+pub(super) async fn run(inner: Rc<Inner>, file: monoio::fs::File, twin: fs::File, file_len: u64) {
     let disk = inner.disk();
     let always = disk.opts.fsync == FsyncPolicy::Always;
     let never = disk.opts.fsync == FsyncPolicy::Never;
     let mut log = LogFile {
         file,
+        twin,
         len: file_len,
         synced_len: file_len,
     };
@@ -270,12 +276,14 @@ fn recover(inner: &Inner, log: &mut LogFile, what: Failed, e: &io::Error) -> boo
     episode.failures += 1;
     episode.lost += lost;
     disk.episode.set(Some(episode));
-    match log::reopen(&disk.path, keep)
-        .and_then(|(file, index)| Ok((monoio::fs::File::from_std(file)?, index)))
-    {
-        Ok((file, index)) => {
+    match log::reopen(&disk.path, keep).and_then(|(file, index)| {
+        let twin = file.try_clone()?;
+        Ok((monoio::fs::File::from_std(file)?, twin, index))
+    }) {
+        Ok((file, twin, index)) => {
             *inner.index.borrow_mut() = index;
             log.file = file;
+            log.twin = twin;
             log.len = keep;
             log.synced_len = keep;
             // Everything up to `last` is now either on disk or lost; `Disk::status` checks
@@ -286,6 +294,14 @@ fn recover(inner: &Inner, log: &mut LogFile, what: Failed, e: &io::Error) -> boo
             true
         }
         Err(e) => {
+            // Reads must not show the discarded writes even so: rebuild from the file still
+            // open, if its durable part reads back.
+            match log::read_back(&log.twin, keep, &disk.path) {
+                Ok(index) => *inner.index.borrow_mut() = index,
+                Err(e) => tracing::error!(path = %disk.path.display(), error = %e,
+                    "cannot read the log back either: until a restart, reads may show the \
+                     discarded writes"),
+            }
             inner.fail(&e);
             false
         }
@@ -332,12 +348,15 @@ async fn compact(inner: &Inner, log: &mut LogFile) -> io::Result<()> {
     }
     let total = buf.len();
     let tmp_path = compact_path(&disk.path);
-    let tmp = monoio::fs::OpenOptions::new()
+    // Blocking, like the rename below: one metadata operation per compaction.
+    let tmp = fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&tmp_path)
-        .await?;
+        .open(&tmp_path)?;
+    let twin = tmp.try_clone()?;
+    let tmp = monoio::fs::File::from_std(tmp)?;
     step(CompactStep::Created);
     let mut pos = 0;
     let mut halfway = false;
@@ -363,6 +382,7 @@ async fn compact(inner: &Inner, log: &mut LogFile) -> io::Result<()> {
     // The path names the new file now, whatever happens next: append there.
     let old = std::mem::replace(&mut log.file, tmp);
     drop(old);
+    log.twin = twin;
     log.len = total as u64;
     log.synced_len = total as u64;
     if let Err(e) = sync_dir(&disk.dir) {
