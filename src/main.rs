@@ -115,9 +115,9 @@ enum Command {
     /// Cut each storage log in the data directory at its first bad record (the server refuses
     /// to start on a log damaged in the middle). Says what it dropped. Stop the server first.
     Repair {
-        /// Directory of the storage logs.
-        #[arg(long, env = "PARTYRING_DATA_DIR", default_value = ".partyring")]
-        data_dir: PathBuf,
+        /// Directory of the storage logs (default: the server's `--data-dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -193,7 +193,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::Repair { data_dir }) = &cli.command {
-        return repair(data_dir);
+        return repair(data_dir.as_ref().unwrap_or(&cli.data_dir));
     }
     if let Some(plan) = cli.storage_faults.clone() {
         partyring::storage::faults::install(plan);
