@@ -15,14 +15,13 @@
 //!
 //! # Compaction
 //!
-//! Between batches, if dead bytes dominate, the writer rewrites the index into
-//! `core-<k>.log.compact` (room by room, in ~1 MiB writes so the core is not stalled), fsyncs
+//! Between batches, if dead bytes dominate, the writer encodes the whole index in one step (a
+//! snapshot of every write issued so far, pending ones included), writes it to
+//! `core-<k>.log.compact` in ~1 MiB writes (so the core keeps serving between them), fsyncs
 //! it, renames it over the log, fsyncs the directory, and continues appending to the new file.
-//! Writes keep landing in `pending` meanwhile and are appended after the rename. The snapshot is
-//! fuzzy (a room copied late may already include a write still in `pending`), which is fine:
-//! every op sets keys to absolute values, so replaying `pending` over any snapshot taken after
-//! compaction began gives the same state. A crash before the rename leaves the old log intact
-//! (the stale `.compact` file is deleted at the next open).
+//! The pending records the snapshot already holds are durable with it and are dropped from
+//! `pending`; writes issued during the compaction are appended after the rename. A crash before
+//! the rename leaves the old log intact (the stale `.compact` file is deleted at the next open).
 //!
 //! # Failure
 //!

@@ -48,7 +48,7 @@ use super::{
 };
 
 /// Compaction writes the new log in chunks of about this size, awaiting each, so a large store
-/// does not stall the core for the whole rewrite.
+/// does not stall the core for the whole write; it also bounds a compacted Put record.
 const COMPACT_CHUNK_BYTES: usize = 1 << 20;
 
 /// A batch buffer bigger than this is freed after use instead of kept for the next batch, so
