@@ -359,15 +359,18 @@ async fn compact(inner: &Inner, log: &mut LogFile) -> io::Result<()> {
     let tmp = monoio::fs::File::from_std(tmp)?;
     step(CompactStep::Created);
     let mut pos = 0;
-    let mut halfway = false;
     while pos < total {
-        let end = (pos + COMPACT_CHUNK_BYTES).min(total);
+        let mut end = (pos + COMPACT_CHUNK_BYTES).min(total);
+        // A chunk ends at the middle too, where the fault hook may stop the process.
+        let half = total / 2;
+        if pos < half && end > half {
+            end = half;
+        }
         let (res, slice) = tmp.write_all_at(buf.slice(pos..end), pos as u64).await;
         buf = slice.into_inner();
         res?;
         pos = end;
-        if !halfway && pos >= total / 2 {
-            halfway = true;
+        if pos == half {
             step(CompactStep::Half);
         }
     }
