@@ -1,7 +1,7 @@
 //! Real faults against the real binary: a full disk (a small tmpfs as `--data-dir`), `EIO` on
 //! a log write and on an fsync (the writer's fault hook, `--storage-faults`), damage in the
-//! middle of a log (exit 2, then `partyring repair`), and an abort at every step of a
-//! compaction.
+//! middle of a log (exit 2, then `partyring repair`), an abort at every step of a compaction,
+//! and SIGKILLs at arbitrary points while the log compacts every few writes.
 //!
 //! Each checks the exact answers (507 / 503 + `Retry-After`, close 1013), that a message whose
 //! write failed is visible nowhere (not in a GET, not at a WebSocket member), that the next
@@ -409,4 +409,93 @@ fn an_abort_at_any_step_of_compaction_loses_no_acknowledged_message() {
         );
         let _ = fs::remove_dir_all(&dir);
     }
+}
+
+#[test]
+fn sigkill_at_arbitrary_points_under_frequent_compaction_loses_no_acknowledged_message() {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+    let dir = temp_dir("kill-compact");
+    let log = dir.join("server.log");
+    let data = format!("--data-dir={}", dir.join("data").display());
+    // Small history and compaction threshold: the log compacts every few POSTs, so the kills
+    // land before, inside and after compactions.
+    let args = [
+        data.as_str(),
+        "--history-limit",
+        "4",
+        "--storage-faults=compact-min=8192",
+    ];
+    // Per writer (each has its own room): what it sent and had acknowledged, over every round.
+    let mut acked: Vec<Vec<String>> = vec![Vec::new(), Vec::new()];
+    for (round, kill_after) in [15usize, 40, 90].into_iter().enumerate() {
+        let (mut server, addr) = spawn(&args, &log);
+        let oks = Arc::new(AtomicUsize::new(0));
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let oks = oks.clone();
+                std::thread::spawn(move || {
+                    let mut c = Client::connect(addr);
+                    let mut ok = Vec::new();
+                    for i in 0..1000 {
+                        let msg = format!("r{round}-w{w}-{i:04}-{}", "z".repeat(2000));
+                        c.send(post_message(&format!("/parties/main/kill-{w}"), &msg).as_bytes());
+                        let answered =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.response()));
+                        match answered {
+                            Ok(r) if r.status == 200 => {
+                                ok.push(msg);
+                                oks.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Ok(r) => panic!("unexpected {} {}", r.status, r.text()),
+                            Err(_) => return (ok, Some(msg)),
+                        }
+                    }
+                    (ok, None)
+                })
+            })
+            .collect();
+        // Bounded: the writers stop after 1000 POSTs each, or at the first failed one.
+        while oks.load(Ordering::SeqCst) < kill_after {
+            assert!(
+                !writers.iter().all(|t| t.is_finished()),
+                "round {round}: the writers stopped before the kill"
+            );
+            std::thread::yield_now();
+        }
+        server.0.kill().unwrap();
+        server.0.wait().unwrap();
+        let mut in_flight = Vec::new();
+        for (w, t) in writers.into_iter().enumerate() {
+            let (ok, pending) = t.join().unwrap();
+            acked[w].extend(ok);
+            in_flight.push(pending);
+        }
+        let (mut server, addr) = spawn(&args, &log);
+        for w in 0..2 {
+            let got = history(addr, &format!("kill-{w}"));
+            let last4 = |v: &[String]| v[v.len().saturating_sub(4)..].to_vec();
+            let mut with_pending = acked[w].clone();
+            with_pending.extend(in_flight[w].clone());
+            let short = |v: &[String]| v.iter().map(|m| m[..12].to_string()).collect::<Vec<_>>();
+            assert!(
+                got == last4(&acked[w]) || got == last4(&with_pending),
+                "round {round}, writer {w}: got {:?}, acknowledged ends {:?}",
+                short(&got),
+                short(&last4(&acked[w]))
+            );
+            // The in-flight message, if it survived, counts as stored from now on.
+            if got.last() != acked[w].last() {
+                acked[w].extend(in_flight[w].take());
+            }
+        }
+        stop(&mut server);
+    }
+    assert!(
+        count_lines(&log, "storage log compacted") >= 3,
+        "compactions ran"
+    );
+    let _ = fs::remove_dir_all(&dir);
 }
