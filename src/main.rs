@@ -1,5 +1,10 @@
 //! The `partyring` binary: parses the command line and environment into a `Config`, sets up
-//! logging, and runs the server. Everything else lives in the library.
+//! logging, and runs the server; or, as `partyring repair --data-dir DIR`, cuts damaged
+//! storage logs at their first bad record. Everything else lives in the library.
+//!
+//! Exit codes: 0 after a clean shutdown (or a repair), 2 for bad flags and for storage the
+//! server refuses to open (damage in the middle of a log, a foreign file, another core
+//! count), 1 for anything else that stops the start.
 
 use std::{net::IpAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -30,6 +35,7 @@ fn mimalloc_committed() -> u64 {
 }
 use partyring::{
     config::{Cors, FsyncPolicy, DEFAULT_PORT},
+    storage::faults::FaultPlan,
     Config, Server,
 };
 
@@ -103,6 +109,53 @@ struct Cli {
     /// `partyring=debug`). `RUST_LOG` is used when this is not given.
     #[arg(long, env = "PARTYRING_LOG")]
     log: Option<String>,
+    /// Test hook: storage faults to inject (docs/storage-faults.md). Never set in production.
+    #[arg(long, env = "PARTYRING_STORAGE_FAULTS", hide = true)]
+    storage_faults: Option<FaultPlan>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Cut each storage log in the data directory at its first bad record (the server refuses
+    /// to start on a log damaged in the middle). Says what it dropped. Stop the server first.
+    Repair {
+        /// Directory of the storage logs (default: the server's `--data-dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// `partyring repair`: one line per log, exit 0; an error is one line and exit 1.
+fn repair(dir: &std::path::Path) -> ExitCode {
+    match partyring::storage::repair(dir) {
+        Ok(logs) => {
+            for r in logs {
+                match r.cut_at {
+                    None => println!(
+                        "{}: intact ({} records), nothing dropped",
+                        r.path.display(),
+                        r.records_kept
+                    ),
+                    Some(at) => println!(
+                        "{}: first bad record at byte offset {at} ({}); cut there: dropped {} \
+                         records ({} bytes), kept {} records",
+                        r.path.display(),
+                        r.reason.unwrap_or("bad"),
+                        r.records_dropped,
+                        r.bytes_dropped,
+                        r.records_kept
+                    ),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: repair: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn parse_cors(s: &str) -> Result<Cors, String> {
@@ -145,6 +198,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Repair { data_dir }) = &cli.command {
+        return repair(data_dir.as_ref().unwrap_or(&cli.data_dir));
+    }
+    if let Some(plan) = cli.storage_faults.clone() {
+        partyring::storage::faults::install(plan);
+    }
     partyring::metrics::set_heap_probe("mimalloc committed bytes", mimalloc_committed);
     // Logs go to stderr; stdout carries only the "listening on" line, for scripts and tests.
     let filter = match &cli.log {
@@ -219,7 +278,14 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+        // Bad settings, and storage that must not be opened as it is (`InvalidData`: a log
+        // damaged in the middle, a foreign file): the operator has to act, so exit 2.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            ) =>
+        {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }

@@ -52,6 +52,12 @@
 //!   1009 message too big (other: anything else).
 //! - `partyring_storage_records_total`, `partyring_storage_fsyncs_total`: records written to
 //!   the core's storage log and its fsyncs (`StorageStats`; 0 without `--persist`).
+//! - `partyring_storage_failures_total`: log writes and fsyncs that failed (full disk, IO
+//!   error); each discarded the records not yet on disk.
+//! - `partyring_storage_lost_records_total`: records discarded by those failures (writes
+//!   answered with an error: a POST's 507/503, a WebSocket sender's 1013).
+//! - `partyring_storage_degraded`: 1 while the core's storage writes are failing (from a
+//!   failure until a write succeeds again), else 0.
 
 use std::{
     cell::Cell,
@@ -196,6 +202,9 @@ pub struct Snapshot {
     pub ws_protocol_closes: [u64; WS_CLOSE_LABELS.len()],
     pub storage_records: u64,
     pub storage_fsyncs: u64,
+    pub storage_failures: u64,
+    pub storage_lost_records: u64,
+    pub storage_degraded: u64,
 }
 
 /// This core's snapshot. Called from the core's own thread, never inside a room handler.
@@ -223,6 +232,9 @@ pub fn snapshot(core: &Core) -> Snapshot {
         ws_protocol_closes: m.ws_protocol_closes.each_ref().map(Counter::get),
         storage_records: storage.records,
         storage_fsyncs: storage.fsyncs,
+        storage_failures: storage.failures,
+        storage_lost_records: storage.lost_records,
+        storage_degraded: storage.degraded,
     }
 }
 
@@ -442,6 +454,27 @@ const FAMILIES: &[Family] = &[
         help: "fsyncs of the core's storage log.",
         split: None,
         values: |s| std::slice::from_ref(&s.storage_fsyncs),
+    },
+    Family {
+        name: "partyring_storage_failures_total",
+        kind: Kind::Counter,
+        help: "Storage log writes and fsyncs that failed (each discarded the records not yet on disk).",
+        split: None,
+        values: |s| std::slice::from_ref(&s.storage_failures),
+    },
+    Family {
+        name: "partyring_storage_lost_records_total",
+        kind: Kind::Counter,
+        help: "Storage records discarded by failed writes (answered with an error, never shown).",
+        split: None,
+        values: |s| std::slice::from_ref(&s.storage_lost_records),
+    },
+    Family {
+        name: "partyring_storage_degraded",
+        kind: Kind::Gauge,
+        help: "1 while the core's storage writes are failing, else 0.",
+        split: None,
+        values: |s| std::slice::from_ref(&s.storage_degraded),
     },
 ];
 

@@ -45,8 +45,9 @@
 //!
 //! Built in:
 //! - `main`: PartyKit's "Responding to HTTP requests" `MessageServer`: POST `{"message"}`
-//!   appends to the room's history (durably: `OK` comes after the fsync) and broadcasts it, GET
-//!   answers the history as JSON;
+//!   appends to the room's history and, once that is durable (`OK` comes after the fsync),
+//!   broadcasts it; GET answers the history as JSON; a message that cannot be stored is
+//!   answered 507 (disk full) or 503 and shown nowhere;
 //! - `echo`: sends every WebSocket message back to its sender (conformance and benchmarks).
 
 use std::{
@@ -61,6 +62,7 @@ use crate::{
     http::{response::TEXT_PLAIN, Method, Response},
     room::Room,
     router,
+    storage::StorageError,
     ws::{self, Message, OpCode},
 };
 
@@ -366,10 +368,28 @@ impl Parties {
         self.guarded(idx, "on_start", |p| p.on_start(room));
     }
 
-    /// `on_request`, or 500 if it panics.
+    /// `on_request`, or 500 if it panics. The output gate for HTTP: if the handler wrote to
+    /// storage, its answer leaves only once those writes are durable, and if one of them fails
+    /// the answer is replaced by [`storage_unavailable`] (a Durable Object's output gate does
+    /// the same). A handler that wrote nothing is not delayed.
     pub fn request(&self, idx: usize, room: &mut Room, req: &Request<'_>) -> Reply {
-        self.guarded(idx, "on_request", |p| p.on_request(room, req))
-            .unwrap_or_else(|| Response::text(500, "Internal server error").into())
+        let mark = room.write_mark();
+        let reply = self
+            .guarded(idx, "on_request", |p| p.on_request(room, req))
+            .unwrap_or_else(|| Response::text(500, "Internal server error").into());
+        let Some(writes) = room.writes_since(mark) else {
+            return reply;
+        };
+        Reply::later(async move {
+            let response = match reply {
+                Reply::Now(r) => r,
+                Reply::Later(f) => f.await,
+            };
+            match writes.await {
+                Ok(()) => response,
+                Err(e) => storage_unavailable(&e),
+            }
+        })
     }
 
     /// `connection_tags` (checked) then `on_connect`; a panic or bad tags close the connection
@@ -455,15 +475,18 @@ impl Party for MainParty {
             Method::Get => Response::json(200, room.history_json().to_vec()).into(),
             Method::Post => match serde_json::from_slice::<PostBody>(req.body) {
                 Ok(post) => {
-                    room.broadcast_text(&post.message, &[]);
-                    let durable = room.append_history(post.message);
+                    let durable = room.publish(post.message, None);
+                    if let Some(Err(e)) = durable.status() {
+                        return storage_unavailable(&e).into();
+                    }
+                    let handle = room.handle();
                     Reply::later(async move {
-                        match durable.await {
+                        let result = durable.await;
+                        // Show it before answering, so a GET after the OK finds it.
+                        handle.with(Room::release_gate);
+                        match result {
                             Ok(()) => Response::text(200, "OK"),
-                            Err(e) => {
-                                tracing::error!(error = %e, "history write failed");
-                                Response::text(500, format!("Storage failed: {e}"))
-                            }
+                            Err(e) => storage_unavailable(&e),
                         }
                     })
                 }
@@ -477,24 +500,37 @@ impl Party for MainParty {
         }
     }
 
-    /// Text is stored and broadcast to the others (PartyKit's starter template excludes the
-    /// sender); binary is broadcast as binary and not stored.
+    /// Text is stored and then broadcast to the others (PartyKit's starter template excludes
+    /// the sender), through the room's output gate: a message that cannot be stored is not
+    /// relayed and its sender is closed with 1013. Binary is relayed, not stored.
     fn on_message(&self, room: &mut Room, msg: Message<'_>, sender: &Connection) {
-        let (opcode, payload) = match msg {
-            Message::Text(text) => (OpCode::Text, text.as_bytes()),
-            Message::Binary(bytes) => (OpCode::Binary, bytes),
-            _ => return,
-        };
-        if room.conns.len() > 1 {
-            let frame: Rc<[u8]> = ws::encode_frame(opcode, payload).into();
-            room.broadcast_frame(&frame, Some(sender.slot.get()));
-        }
-        if let Message::Text(text) = msg {
-            // Durable in the background: a WebSocket message has no answer to hold back.
-            drop(room.append_history(text.to_owned()));
+        match msg {
+            Message::Text(text) => drop(room.publish(text.to_owned(), Some(sender))),
+            Message::Binary(bytes) => room.relay(OpCode::Binary, bytes, Some(sender)),
+            _ => {}
         }
     }
 }
+
+/// The answer to a write that could not be made durable: `507 Insufficient Storage` for a full
+/// disk, `503 Service Unavailable` with `Retry-After` for any other storage failure; a one-line
+/// body. Nothing of the request was stored or shown.
+pub fn storage_unavailable(e: &StorageError) -> Response {
+    let status = if *e == StorageError::NoSpace {
+        507
+    } else {
+        503
+    };
+    Response {
+        status,
+        content_type: TEXT_PLAIN,
+        headers: vec![("Retry-After".into(), STORAGE_RETRY_AFTER_SECS.to_string())],
+        body: format!("Not stored: {e}; try again later\n").into_bytes(),
+    }
+}
+
+/// What `Retry-After` suggests after a storage failure, in seconds.
+pub const STORAGE_RETRY_AFTER_SECS: u32 = 1;
 
 /// Echoes WebSocket messages; over HTTP it only says what it is.
 pub struct EchoParty;

@@ -7,7 +7,22 @@
 //! per-room `state`, other parties' rooms ([`RoomStub::fetch`]), and the `main` party's message
 //! history (cached here, kept in storage).
 //!
-//! A room is in memory while it has something to keep: connections, party state or history.
+//! # The output gate
+//!
+//! The `main` party's messages are stored before anyone sees them, as a Durable Object's
+//! output gate holds its outputs until its writes are confirmed: [`Room::publish`] writes the
+//! message and *holds* it; once the write is durable (under `--fsync always`: fsynced; under
+//! `every`/`never`: written to the file) it joins the in-memory history (GET) and is
+//! broadcast. A write that fails is never shown: it is dropped from the gate, the storage has
+//! already discarded it, and a WebSocket sender is closed with 1013. Held messages leave in
+//! the order they were published, and a binary relay ([`Room::relay`], not stored) waits
+//! behind the held ones, so members see every message in one order. One task per room drains
+//! the gate while it is non-empty; it wakes when the writer finishes a batch, so every message
+//! of one batch is released after the batch's single fsync (group commit). Without a log
+//! (`persist: false`) writes are done at once and nothing is held.
+//!
+//! A room is in memory while it has something to keep: connections, party state, history, or
+//! messages in the gate.
 //! The table drops it when all are empty, so a stream of GETs for random room names costs
 //! nothing; storage outlives it, and `on_start` runs again when the room comes back.
 //!
@@ -16,7 +31,7 @@
 //!
 //! use partyring::{
 //!     http::Response,
-//!     party::{Party, Reply, Request},
+//!     party::{storage_unavailable, Party, Reply, Request},
 //!     room::{FetchRequest, Room},
 //! };
 //!
@@ -38,7 +53,8 @@
 //!             let _ = told.await; // another room's answer (a Response)
 //!             match written.await {
 //!                 Ok(()) => Response::text(200, n.to_string()),
-//!                 Err(e) => Response::text(500, e.to_string()),
+//!                 // 507 (disk full) or 503, with Retry-After.
+//!                 Err(e) => storage_unavailable(&e),
 //!             }
 //!         })
 //!     }
@@ -65,7 +81,7 @@ use slab::Slab;
 use crate::{
     http::Response,
     party::{Connection, Request},
-    storage::{Durable, ListOptions, Storage},
+    storage::{Durable, ListOptions, Storage, StorageError},
     ws,
 };
 
@@ -91,11 +107,17 @@ pub struct Room {
     /// `on_start` has run.
     pub(crate) started: bool,
     storage: Storage,
-    /// The `main` party's messages in arrival order, at most `history_limit` (the oldest are
-    /// dropped). Message `history_first + i` is `history[i]`, stored under its sequence number.
-    history: VecDeque<String>,
-    history_first: u64,
+    /// The `main` party's durable messages in arrival order, at most `history_limit` (the
+    /// oldest are dropped), each with the number it is stored under.
+    history: VecDeque<(u64, String)>,
+    /// The number the next published message is stored under. Only grows: a number whose
+    /// write failed is skipped, not reused.
+    next_seq: u64,
     history_limit: usize,
+    /// Messages published but not yet durable, in order (the output gate; module note).
+    gate: VecDeque<Held>,
+    /// A task is draining `gate`.
+    gate_task: bool,
     /// `history` serialised as a JSON array, kept until the history changes: GET is the hot
     /// HTTP path, and re-serialising 10,000 messages per request would dominate it.
     history_json: Option<Rc<[u8]>>,
@@ -118,8 +140,10 @@ impl Room {
             started: false,
             storage,
             history: VecDeque::new(),
-            history_first: 0,
+            next_seq: 0,
             history_limit,
+            gate: VecDeque::new(),
+            gate_task: false,
             history_json: None,
         }
     }
@@ -134,9 +158,12 @@ impl Room {
         &self.party_name
     }
 
-    /// Nothing to keep in memory: no connections, no state, no history.
+    /// Nothing to keep in memory: no connections, no state, no history, nothing in the gate.
     pub fn is_empty(&self) -> bool {
-        self.conns.is_empty() && self.state.is_none() && self.history.is_empty()
+        self.conns.is_empty()
+            && self.state.is_none()
+            && self.history.is_empty()
+            && self.gate.is_empty()
     }
 
     // ---- per-room state of the party ----
@@ -230,6 +257,16 @@ impl Room {
         )
     }
 
+    /// A mark of the core's storage writes so far, for [`Room::writes_since`].
+    pub(crate) fn write_mark(&self) -> u64 {
+        self.storage.write_mark()
+    }
+
+    /// The core's storage writes issued since `mark`, as one future (`None`: there were none).
+    pub(crate) fn writes_since(&self, mark: u64) -> Option<Durable<()>> {
+        self.storage.barrier_since(mark)
+    }
+
     /// Sets the room's one alarm (replacing any): `on_alarm` runs at `at` on this core, also
     /// after a restart. A time in the past fires at once. Resolves when the alarm is durable.
     pub fn set_alarm(&self, at: SystemTime) -> Durable<()> {
@@ -307,35 +344,33 @@ impl Room {
         }
         self.history.clear();
         self.history_json = None;
-        let mut next = 0;
         for (key, value) in &entries[extra..] {
             let Some(seq) = key[HISTORY_PREFIX.len()..].parse::<u64>().ok() else {
                 continue;
             };
-            if self.history.is_empty() {
-                self.history_first = seq;
-            }
             self.history
-                .push_back(String::from_utf8_lossy(value).into_owned());
-            next = seq + 1;
-        }
-        if self.history.is_empty() {
-            self.history_first = next;
+                .push_back((seq, String::from_utf8_lossy(value).into_owned()));
+            self.next_seq = self.next_seq.max(seq + 1);
         }
     }
 
-    /// Appends a message to the history, in memory at once (a GET sees it) and in storage;
-    /// resolves when it is durable. Drops (and deletes) the oldest beyond `history_limit`.
-    pub fn append_history(&mut self, message: String) -> Durable<()> {
+    /// Publishes a `main` party message through the output gate (module note): stores it in
+    /// the history and, once that is durable, adds it to the in-memory history (GET) and
+    /// broadcasts it as text to every connection but `sender`. If the write fails the message
+    /// is shown nowhere and `sender` is closed with 1013. Resolves when the write is durable,
+    /// or to why it failed. The oldest messages beyond `history_limit` are deleted as new ones
+    /// are shown. With `history_limit` 0 nothing is stored and the broadcast goes out at once.
+    pub fn publish(&mut self, message: String, sender: Option<&Connection>) -> Durable<()> {
         if self.history_limit == 0 {
+            self.relay(ws::OpCode::Text, message.as_bytes(), sender);
             return Durable::ready(Ok(()));
         }
+        let seq = self.next_seq;
+        self.next_seq += 1;
         // Without a log (`persist: false`) the room itself is the only copy: it stays in memory
         // while it has history, so a second copy in the storage index would only cost a key,
         // a clone and a tree insert per message on the fan-out path.
-        let persist = self.storage.is_persistent();
-        let seq = self.history_first + self.history.len() as u64;
-        let durable = if persist {
+        let durable = if self.storage.is_persistent() {
             self.storage.put_one(
                 &self.party_name,
                 &self.id,
@@ -345,24 +380,142 @@ impl Room {
         } else {
             Durable::ready(Ok(()))
         };
-        self.history.push_back(message);
-        while self.history.len() > self.history_limit {
-            self.history.pop_front();
-            if persist {
-                drop(self.storage.delete(
-                    &self.party_name,
-                    &self.id,
-                    vec![history_key(self.history_first)],
-                ));
+        let held = Held {
+            durable: Some(durable.clone()),
+            seq,
+            message: HeldMessage::Text(message),
+            sender: sender.cloned(),
+        };
+        match durable.status() {
+            Some(result) if self.gate.is_empty() => self.settle(held, result),
+            _ => {
+                self.gate.push_back(held);
+                self.start_gate();
             }
-            self.history_first += 1;
         }
-        self.history_json = None;
         durable
     }
 
+    /// Sends a message that is not stored to every connection but `sender`: at once, or, if
+    /// published messages are held in the gate, after them (so every member sees one order).
+    pub fn relay(&mut self, opcode: ws::OpCode, payload: &[u8], sender: Option<&Connection>) {
+        if self.gate.is_empty() {
+            self.broadcast_except(opcode, payload, sender);
+            return;
+        }
+        self.gate.push_back(Held {
+            durable: None,
+            seq: 0,
+            message: HeldMessage::Relay(opcode, payload.to_vec()),
+            sender: sender.cloned(),
+        });
+    }
+
+    /// Releases every message at the front of the gate whose write has an outcome: shown if
+    /// durable, dropped (sender closed with 1013) if not. Stops at the first one still waiting.
+    pub fn release_gate(&mut self) {
+        while let Some(front) = self.gate.front() {
+            let result = match &front.durable {
+                None => Ok(()),
+                Some(d) => match d.status() {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            let held = self.gate.pop_front().expect("front exists");
+            self.settle(held, result);
+        }
+    }
+
+    /// Spawns the task that drains the gate, unless it runs: it waits for the first held write,
+    /// releases what is ready, and repeats until the gate is empty.
+    fn start_gate(&mut self) {
+        if self.gate_task {
+            return;
+        }
+        self.gate_task = true;
+        let room = self.handle();
+        monoio::spawn(async move {
+            loop {
+                match room.with(Room::gate_next) {
+                    // Either outcome releases it; `gate_next` reads which.
+                    Some(Some(next)) => drop(next.await),
+                    Some(None) => return,
+                    // Outside a core (unit tests release the gate by hand), or at shutdown.
+                    None if crate::runtime::core::current().is_none() => return,
+                    // The room table is borrowed (it never is across an await, but a gate
+                    // that stopped here would hold its messages forever): try again shortly.
+                    None => monoio::time::sleep(std::time::Duration::from_millis(1)).await,
+                }
+            }
+        });
+    }
+
+    /// For the gate task: releases what is ready and returns the write to wait for next, or
+    /// `None` (and the task ends) when the gate is empty.
+    fn gate_next(&mut self) -> Option<Durable<()>> {
+        self.release_gate();
+        let next = self.gate.iter().find_map(|h| h.durable.clone());
+        if next.is_none() {
+            self.gate_task = false;
+        }
+        next
+    }
+
+    /// A held message's write has its outcome: show it, or drop it.
+    fn settle(&mut self, held: Held, result: Result<(), StorageError>) {
+        match (held.message, result) {
+            (HeldMessage::Relay(opcode, payload), _) => {
+                self.broadcast_except(opcode, &payload, held.sender.as_ref());
+            }
+            (HeldMessage::Text(message), Ok(())) => {
+                self.broadcast_except(ws::OpCode::Text, message.as_bytes(), held.sender.as_ref());
+                self.push_history(held.seq, message);
+            }
+            (HeldMessage::Text(_), Err(e)) => {
+                // The storage logs the failure (once per episode) and counts it.
+                if let Some(sender) = &held.sender {
+                    tracing::debug!(conn = %sender.id(), error = %e, "message not stored: closing its sender with 1013");
+                    sender.close_with(ws::close::TRY_AGAIN_LATER, STORAGE_FAILED_REASON, false);
+                }
+            }
+        }
+    }
+
+    /// Adds a durable message to the in-memory history, dropping (and deleting) the oldest
+    /// beyond `history_limit`.
+    fn push_history(&mut self, seq: u64, message: String) {
+        self.history.push_back((seq, message));
+        while self.history.len() > self.history_limit {
+            let (old, _) = self.history.pop_front().expect("over the limit");
+            if self.storage.is_persistent() {
+                drop(
+                    self.storage
+                        .delete(&self.party_name, &self.id, vec![history_key(old)]),
+                );
+            }
+        }
+        self.history_json = None;
+    }
+
+    /// Sends to every connection but `except` (encoding the frame once, and only if someone
+    /// gets it).
+    fn broadcast_except(&self, opcode: ws::OpCode, payload: &[u8], except: Option<&Connection>) {
+        let skip = |c: &Connection| except.is_some_and(|e| Rc::ptr_eq(e, c));
+        if self.conns.iter().all(|(_, c)| skip(c)) {
+            return;
+        }
+        let frame: Rc<[u8]> = ws::encode_frame(opcode, payload).into();
+        for (_, conn) in &self.conns {
+            if !skip(conn) {
+                conn.send_frame(frame.clone());
+            }
+        }
+    }
+
+    /// The durable messages, oldest first.
     pub fn history(&self) -> impl Iterator<Item = &str> {
-        self.history.iter().map(String::as_str)
+        self.history.iter().map(|(_, m)| m.as_str())
     }
 
     /// The history as a JSON array of strings.
@@ -370,7 +523,8 @@ impl Room {
         if let Some(json) = &self.history_json {
             return json.clone();
         }
-        let json: Rc<[u8]> = serde_json::to_vec(&self.history)
+        let messages: Vec<&str> = self.history().collect();
+        let json: Rc<[u8]> = serde_json::to_vec(&messages)
             .expect("a list of strings always serialises")
             .into();
         self.history_json = Some(json.clone());
@@ -380,6 +534,27 @@ impl Room {
 
 fn history_key(seq: u64) -> String {
     format!("{HISTORY_PREFIX}{seq:020}")
+}
+
+/// The close reason sent with 1013 to a member whose message could not be stored.
+pub const STORAGE_FAILED_REASON: &str = "Message not stored (storage unavailable); try again later";
+
+/// A message in the output gate.
+struct Held {
+    /// Its history write; `None` for a relay, which is not stored and only keeps its place.
+    durable: Option<Durable<()>>,
+    /// The number it is stored under (text only).
+    seq: u64,
+    message: HeldMessage,
+    /// Who sent it: not sent back to them, and closed with 1013 if the write fails.
+    sender: Option<Connection>,
+}
+
+enum HeldMessage {
+    /// A history message.
+    Text(String),
+    /// A message that is only relayed, with its opcode.
+    Relay(ws::OpCode, Vec<u8>),
 }
 
 /// A way back into a room from a task or a deferred reply (which cannot hold `&mut Room`).

@@ -2,7 +2,10 @@
 //! Durable Object API): the party and room names are bound, so a party cannot touch another
 //! room's keys by mistake. Reads are served from memory at once; writes are visible at once and
 //! return a [`Durable`] that resolves when they are on disk (group commit: every write of one
-//! event-loop pass shares one fsync).
+//! event-loop pass shares one fsync). A write that cannot be made durable is discarded: reads
+//! no longer show it, and its future resolves to the [`StorageError`] (`NoSpace` for a full
+//! disk). Await the future before telling anyone about the write; an HTTP answer is held for
+//! it automatically (the output gate, `party.rs`).
 
 use std::rc::Rc;
 

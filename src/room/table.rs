@@ -81,8 +81,12 @@ mod tests {
         let storage = Storage::memory();
         let mut t = RoomTable::new(vec!["main".into()], 3, storage.clone());
         let r = t.get_or_create(0, "a");
-        drop(r.append_history("1".into()));
-        assert_eq!(r.history().collect::<Vec<_>>(), ["1"]);
+        drop(r.publish("1".into(), None));
+        assert_eq!(
+            r.history().collect::<Vec<_>>(),
+            ["1"],
+            "nothing to wait for"
+        );
         assert!(storage
             .list("main", "a", &Default::default())
             .unwrap()
@@ -91,9 +95,26 @@ mod tests {
 
     #[test]
     fn rooms_come_and_go() {
-        // A log (never started: writes reach the index at once, which is what is checked).
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(rooms_come_and_go_on_a_log());
+    }
+
+    /// Publishes `m` and waits until it is durable and shown (outside a core there is no gate
+    /// task: the test releases the gate itself).
+    async fn publish(r: &mut Room, m: &str) {
+        let durable = r.publish(m.into(), None);
+        assert!(r.history().all(|h| h != m), "held until durable");
+        durable.await.unwrap();
+        r.release_gate();
+    }
+
+    async fn rooms_come_and_go_on_a_log() {
         let dir = std::env::temp_dir().join(format!("partyring-table-{}", std::process::id()));
         let storage = Storage::open(&dir, 0, crate::storage::FsyncPolicy::Never).unwrap();
+        storage.start();
         let mut t = RoomTable::new(vec!["p".into(), "main".into()], 3, storage.clone());
         t.get_or_create(0, "a");
         assert_eq!(t.len(), 1);
@@ -101,13 +122,14 @@ mod tests {
         assert!(t.is_empty());
         let r = t.get_or_create(1, "a");
         for m in ["1", "2", "3", "4"] {
-            drop(r.append_history(m.into()));
+            publish(r, m).await;
         }
         assert_eq!(r.history().collect::<Vec<_>>(), ["2", "3", "4"]);
         assert_eq!(&*r.history_json(), br#"["2","3","4"]"#);
         t.remove_if_empty(1, "a");
         assert_eq!(t.len(), 1, "a room with history stays");
         assert!(t.get_mut(0, "a").is_none());
+        storage.flush().await.unwrap();
         // The history is in storage, under ordered keys, the evicted one deleted.
         let keys: Vec<String> = storage
             .list("main", "a", &Default::default())
@@ -127,7 +149,7 @@ mod tests {
         let mut fresh = Room::new(1, "main".into(), "a", 3, storage.clone());
         fresh.load_history();
         assert_eq!(fresh.history().collect::<Vec<_>>(), ["2", "3", "4"]);
-        drop(fresh.append_history("5".into()));
+        publish(&mut fresh, "5").await;
         assert_eq!(fresh.history().collect::<Vec<_>>(), ["3", "4", "5"]);
         assert!(storage
             .get("main", "a", "history/00000000000000000004")
@@ -135,6 +157,7 @@ mod tests {
         assert!(storage
             .get("main", "a", "history/00000000000000000001")
             .is_none());
+        storage.close().await.unwrap();
         drop((t, fresh, storage));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -15,20 +15,30 @@
 //!
 //! # Compaction
 //!
-//! Between batches, if dead bytes dominate, the writer rewrites the index into
-//! `core-<k>.log.compact` (room by room, in ~1 MiB writes so the core is not stalled), fsyncs
+//! Between batches, if dead bytes dominate, the writer encodes the whole index in one step (a
+//! snapshot of every write issued so far, pending ones included), writes it to
+//! `core-<k>.log.compact` in ~1 MiB writes (so the core keeps serving between them), fsyncs
 //! it, renames it over the log, fsyncs the directory, and continues appending to the new file.
-//! Writes keep landing in `pending` meanwhile and are appended after the rename. The snapshot is
-//! fuzzy (a room copied late may already include a write still in `pending`), which is fine:
-//! every op sets keys to absolute values, so replaying `pending` over any snapshot taken after
-//! compaction began gives the same state. A crash before the rename leaves the old log intact
-//! (the stale `.compact` file is deleted at the next open).
+//! The pending records the snapshot already holds are durable with it and are dropped from
+//! `pending`; writes issued during the compaction are appended after the rename. A crash before
+//! the rename leaves the old log intact (the stale `.compact` file is deleted at the next open).
 //!
 //! # Failure
 //!
-//! An IO error in the writer fails the storage for good ([`StorageError::Io`]): a failed fsync
-//! cannot be retried (the kernel may have dropped the dirty pages), so pending and later writes
-//! all report it. The core should log it and stop serving storage (or exit).
+//! A failed write or fsync discards what it cannot vouch for and the storage carries on
+//! (`writer.rs` has the states): the file is cut back to the last offset known to be on disk,
+//! every record after it (the failed batch and everything issued since) is *lost*, and the
+//! index is rebuilt from the file, so reads no longer show them. A lost record's [`Durable`]
+//! resolves to the error ([`StorageError::NoSpace`] for a full disk), and the next write tries
+//! the disk again. Only if the file cannot be reopened and read back is the storage failed for
+//! good: every later write then returns [`StorageError::Io`].
+//!
+//! # Corruption
+//!
+//! At open, a bad record with nothing valid after it is a torn tail (a crash cut the last write
+//! short) and is truncated. A bad record *followed by intact ones* is damage in the middle of
+//! the log: open fails with `InvalidData`, naming the file and the offset, and touches nothing.
+//! [`repair`](super::repair) cuts such a log at its first bad record.
 
 use std::{
     cell::{Cell, RefCell},
@@ -42,6 +52,7 @@ use std::{
 };
 
 use super::{
+    faults::Faults,
     index::{Index, ListOptions},
     record::{self, Op, FILE_MAGIC},
     writer, FsyncPolicy, StorageError, StorageOptions, MAX_KEYS_PER_OP, MAX_KEY_BYTES,
@@ -66,6 +77,13 @@ pub struct StorageStats {
     pub log_bytes: u64,
     /// Estimated size of the log after a compaction.
     pub live_bytes: u64,
+    /// Log writes and fsyncs that failed (each one discarded the records not yet on disk).
+    pub failures: u64,
+    /// Records discarded by those failures: writes whose futures resolved to the error.
+    pub lost_records: u64,
+    /// 1 while writes are failing (from a failure until a write succeeds) or the storage is
+    /// failed for good; 0 otherwise.
+    pub degraded: u64,
 }
 
 /// One core's room storage. Cloning is cheap (an `Rc`); every clone is the same store.
@@ -119,8 +137,31 @@ pub(super) struct Disk {
     pub(super) closing: Cell<bool>,
     /// The writer has stopped (after `close` or a failure); nothing more becomes durable.
     pub(super) stopped: Cell<bool>,
-    /// Set once by the first IO error; from then on every write fails with it.
+    /// Set when recovery itself failed; from then on every write fails with it.
     pub(super) failed: Cell<Option<io::ErrorKind>>,
+    /// Records discarded after a failed write or fsync: inclusive sequence ranges, ascending,
+    /// with the error. Their futures resolve to it even once later sequence numbers are done.
+    /// One range per failure episode (consecutive failures merge).
+    lost: RefCell<Vec<Lost>>,
+    /// The failure episode under way (`None` while writes succeed): logged once when it starts
+    /// and once when a write succeeds again, not per failure.
+    pub(super) episode: Cell<Option<Episode>>,
+    /// The test hook (`faults.rs`); `None` in normal operation.
+    pub(super) faults: Option<Faults>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Lost {
+    first: u64,
+    last: u64,
+    error: StorageError,
+}
+
+/// Counts of one failure episode, for the log line that ends it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Episode {
+    pub(super) failures: u64,
+    pub(super) lost: u64,
 }
 
 struct Waiter {
@@ -130,11 +171,63 @@ struct Waiter {
 }
 
 impl Disk {
+    /// The error record `seq` was discarded with, if it was.
+    fn lost(&self, seq: u64) -> Option<StorageError> {
+        let lost = self.lost.borrow();
+        for l in lost.iter().rev() {
+            if seq > l.last {
+                return None;
+            }
+            if seq >= l.first {
+                return Some(l.error);
+            }
+        }
+        None
+    }
+
+    /// Records `first..=last` were discarded with `error`.
+    pub(super) fn add_lost(&self, first: u64, last: u64, error: StorageError) {
+        if first > last {
+            return;
+        }
+        let mut lost = self.lost.borrow_mut();
+        match lost.last_mut() {
+            Some(l) if l.last + 1 == first && l.error == error => l.last = last,
+            _ => lost.push(Lost { first, last, error }),
+        }
+    }
+
+    /// The newest sequence number that was not discarded: what a write that changes nothing
+    /// (or a flush) waits for, so it does not report an earlier episode's loss.
+    fn barrier_seq(&self) -> u64 {
+        let last = self.last_seq.get();
+        match self.lost.borrow().last() {
+            Some(l) if l.last == last => l.first - 1,
+            _ => last,
+        }
+    }
+
     fn done(&self, seq: u64, need_sync: bool) -> bool {
         seq <= if need_sync {
             self.synced_seq.get()
         } else {
             self.written_seq.get()
+        }
+    }
+
+    /// A write's outcome if it has one: lost (checked first: a lost record's number may be
+    /// below the durable mark), durable, or refused because the writer stopped.
+    fn status(&self, seq: u64, need_sync: bool) -> Option<Result<(), StorageError>> {
+        if let Some(e) = self.lost(seq) {
+            Some(Err(e))
+        } else if self.done(seq, need_sync) {
+            Some(Ok(()))
+        } else if let Some(kind) = self.failed.get() {
+            Some(Err(StorageError::Io(kind)))
+        } else if self.stopped.get() {
+            Some(Err(StorageError::Closed))
+        } else {
+            None
         }
     }
 
@@ -201,6 +294,11 @@ impl Storage {
             Err(e) => return Err(e),
         }
 
+        let faults = Faults::new(opts.faults);
+        let mut opts = opts;
+        if let Some(min) = faults.as_ref().and_then(Faults::compact_min_bytes) {
+            opts.compact_min_bytes = min;
+        }
         let existed = path.exists();
         let mut file = fs::OpenOptions::new()
             .read(true)
@@ -239,6 +337,9 @@ impl Storage {
             closing: Cell::new(false),
             stopped: Cell::new(false),
             failed: Cell::new(None),
+            lost: RefCell::new(Vec::new()),
+            episode: Cell::new(None),
+            faults,
         };
         Ok(Storage::from_parts(index, Some(disk)))
     }
@@ -275,9 +376,12 @@ impl Storage {
             return;
         }
         let (file, len) = disk.file.borrow_mut().take().expect("taken only here");
-        match monoio::fs::File::from_std(file) {
-            Ok(file) => {
-                monoio::spawn(writer::run(self.inner.clone(), file, len));
+        match file
+            .try_clone()
+            .and_then(|twin| Ok((monoio::fs::File::from_std(file)?, twin)))
+        {
+            Ok((file, twin)) => {
+                monoio::spawn(writer::run(self.inner.clone(), file, twin, len));
             }
             Err(e) => self.inner.fail(&e),
         }
@@ -422,13 +526,33 @@ impl Storage {
         if let Some(e) = self.inner.write_error() {
             return Durable::ready(Err(e));
         }
-        let seq = disk.last_seq.get();
+        let seq = disk.barrier_seq();
         let need_sync = disk.opts.fsync != FsyncPolicy::Never;
         if need_sync && !disk.done(seq, true) {
             disk.sync_wanted.set(disk.sync_wanted.get().max(seq));
             disk.wake_writer();
         }
         Durable::waiting(self.inner.clone(), seq, need_sync, ())
+    }
+
+    /// The sequence number of the newest write issued so far (0 without a log): a mark for
+    /// [`Storage::barrier_since`].
+    pub fn write_mark(&self) -> u64 {
+        self.inner.disk.as_ref().map_or(0, |d| d.last_seq.get())
+    }
+
+    /// A future that resolves once every write issued since `mark` is durable (under the fsync
+    /// policy, as their own futures would), or to the error one of them failed with; `None`
+    /// if none was issued. This is how an answer computed by code that wrote is held back until
+    /// those writes are safe (the output gate, `party.rs`).
+    pub fn barrier_since(&self, mark: u64) -> Option<Durable<()>> {
+        let disk = self.inner.disk.as_ref()?;
+        let last = disk.last_seq.get();
+        if last <= mark {
+            return None;
+        }
+        let need_sync = disk.opts.fsync == FsyncPolicy::Always;
+        Some(Durable::waiting(self.inner.clone(), last, need_sync, ()))
     }
 
     /// Asks the writer to compact at its next pass, whatever the thresholds.
@@ -474,9 +598,15 @@ impl Storage {
 
     pub fn stats(&self) -> StorageStats {
         let index = self.inner.index.borrow();
+        let degraded = self
+            .inner
+            .disk
+            .as_ref()
+            .is_some_and(|d| d.episode.get().is_some() || d.failed.get().is_some());
         StorageStats {
             log_bytes: index.log_bytes(),
             live_bytes: index.live_bytes(),
+            degraded: u64::from(degraded),
             ..self.inner.stats.get()
         }
     }
@@ -495,7 +625,7 @@ impl Storage {
         }
         let need_sync = disk.opts.fsync == FsyncPolicy::Always;
         if !changes {
-            return Durable::waiting(inner.clone(), disk.last_seq.get(), need_sync, 0);
+            return Durable::waiting(inner.clone(), disk.barrier_seq(), need_sync, 0);
         }
         let n = record::encode(party, room, &op, &mut disk.pending.borrow_mut());
         let seq = disk.last_seq.get() + 1;
@@ -533,13 +663,14 @@ impl Inner {
         (disk.closing.get() || disk.stopped.get()).then_some(StorageError::Closed)
     }
 
-    /// Records the first IO error, stops the writer, and fails every waiter.
+    /// Fails the storage for good (recovery was impossible): stops the writer and fails every
+    /// waiter.
     pub(super) fn fail(&self, e: &io::Error) {
         let disk = self.disk();
         tracing::error!(
             path = %disk.path.display(),
             error = %e,
-            "storage log failed; writes now fail"
+            "storage log cannot be recovered; every write fails from now on"
         );
         if disk.failed.get().is_none() {
             disk.failed.set(Some(e.kind()));
@@ -562,11 +693,13 @@ fn check_names(party: &str, room: &str) -> Result<(), StorageError> {
 /// Dropping it does not cancel the write (it is already applied and queued); awaiting is only
 /// how you learn that it reached the disk.
 #[must_use = "the write happens either way; await it to know it is durable or why it failed"]
+#[derive(Clone)]
 pub struct Durable<T = ()> {
     value: Option<T>,
     state: DurableState,
 }
 
+#[derive(Clone)]
 enum DurableState {
     Ready(Result<(), StorageError>),
     Waiting {
@@ -602,6 +735,19 @@ impl<T> Durable<T> {
         }
     }
 
+    /// How the write ended, without waiting: `None` while it is not yet durable (nor lost).
+    /// For code that holds output back until a write is durable (the `main` party's gate).
+    pub fn status(&self) -> Option<Result<(), StorageError>> {
+        match &self.state {
+            DurableState::Ready(r) => Some(*r),
+            DurableState::Waiting {
+                inner,
+                seq,
+                need_sync,
+            } => inner.disk().status(*seq, *need_sync),
+        }
+    }
+
     /// The same write, resolving to `f` of its value.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Durable<U> {
         Durable {
@@ -624,12 +770,8 @@ impl<T: Unpin> Future for Durable<T> {
                 need_sync,
             } => {
                 let disk = inner.disk();
-                if disk.done(*seq, *need_sync) {
-                    Ok(())
-                } else if let Some(kind) = disk.failed.get() {
-                    Err(StorageError::Io(kind))
-                } else if disk.stopped.get() {
-                    Err(StorageError::Closed)
+                if let Some(r) = disk.status(*seq, *need_sync) {
+                    r
                 } else {
                     disk.waiters.borrow_mut().push(Waiter {
                         seq: *seq,
@@ -671,6 +813,9 @@ fn replay(path: &Path, file: &mut fs::File, bytes: &[u8], index: &mut Index) -> 
     }
     let good = (FILE_MAGIC.len() + decoder.good_len()) as u64;
     if let Some(stop) = decoder.stop() {
+        if let Some(next) = record::find_record(body, decoder.good_len() + 1) {
+            return Err(corrupt(path, good, stop, (FILE_MAGIC.len() + next) as u64));
+        }
         tracing::warn!(
             path = %path.display(),
             ?stop,
@@ -683,6 +828,85 @@ fn replay(path: &Path, file: &mut fs::File, bytes: &[u8], index: &mut Index) -> 
         file.sync_all()?;
     }
     Ok(good)
+}
+
+/// The open error for damage in the middle of a log: one line, naming the file, the offset,
+/// and the way out.
+fn corrupt(path: &Path, at: u64, stop: record::Stop, next: u64) -> io::Error {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{}: corrupt record at byte offset {at} ({}), with intact records after it (the next \
+             at byte offset {next}); refusing to start rather than skip it. \
+             `partyring repair --data-dir {}` cuts the log at byte offset {at}, dropping \
+             everything from there on",
+            path.display(),
+            stop_reason(stop),
+            dir.display()
+        ),
+    )
+}
+
+/// What went wrong with a record, for people.
+pub(super) fn stop_reason(stop: record::Stop) -> &'static str {
+    match stop {
+        record::Stop::Torn => "cut short",
+        record::Stop::BadLength => "impossible length",
+        record::Stop::BadChecksum => "checksum mismatch",
+        record::Stop::BadBody => "unreadable body",
+    }
+}
+
+/// Reopens the log after a failed write or fsync: cuts it to `keep` bytes (the last offset
+/// known to be on disk), fsyncs that, and reads it back into a fresh index. Blocking, like
+/// open: it runs once per failure, and the core must not serve reads of discarded records
+/// meanwhile. A fresh descriptor, so nothing is written through the one that saw the error.
+///
+/// # Errors
+///
+/// IO errors, and `InvalidData` if the kept bytes do not decode cleanly (then nothing on disk
+/// can be trusted and the caller fails the storage).
+pub(super) fn reopen(path: &Path, keep: u64) -> io::Result<(fs::File, Index)> {
+    let file = fs::OpenOptions::new().read(true).write(true).open(path)?;
+    file.set_len(keep)?;
+    file.sync_all()?;
+    let index = read_back(&file, keep, path)?;
+    Ok((file, index))
+}
+
+/// Replays the first `keep` bytes of the log open as `file` into a fresh index.
+///
+/// # Errors
+///
+/// IO errors, and `InvalidData` unless those bytes are the magic and whole, valid records.
+pub(super) fn read_back(file: &fs::File, keep: u64, path: &Path) -> io::Result<Index> {
+    let mut bytes = vec![0u8; keep as usize];
+    std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, 0)?;
+    if !bytes.starts_with(&FILE_MAGIC) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: does not read back as written", path.display()),
+        ));
+    }
+    let mut index = Index::new();
+    let mut decoder = record::Decoder::new(&bytes[FILE_MAGIC.len()..]);
+    for rec in decoder.by_ref() {
+        index.apply(rec);
+    }
+    if let Some(stop) = decoder.stop() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: record at byte offset {} is bad ({}) after a failed write",
+                path.display(),
+                FILE_MAGIC.len() + decoder.good_len(),
+                stop_reason(stop)
+            ),
+        ));
+    }
+    index.set_log_bytes(keep);
+    Ok(index)
 }
 
 fn not_a_log(path: &Path) -> io::Error {

@@ -6,7 +6,8 @@
 //! same directory). The whole state lives in memory ([`Index`]); the log exists to rebuild it
 //! at startup. A write is applied to the index at once, so reads see it immediately (as with a
 //! Durable Object's in-memory cache), and returns a [`Durable`] future that resolves once the
-//! record is on disk under the [`FsyncPolicy`].
+//! record is on disk under the [`FsyncPolicy`]. A write the disk refuses is taken back out
+//! (`writer.rs`, "Failure states"): reads stop showing it and its future resolves to the error.
 //!
 //! ```text
 //! Party API (core k)                     writer task (core k, one per Storage)
@@ -27,18 +28,24 @@
 //! - `crc`: CRC-32C for the records.
 //! - `index`: the in-memory rooms, DO `list()` semantics, live/dead byte accounting.
 //! - `log`: [`Storage`] and [`Durable`]: open + replay, the write API, the in-memory mode.
-//! - `writer`: the per-core writer task: group commit, fsync policy, compaction.
+//! - `writer`: the per-core writer task: group commit, fsync policy, failure recovery,
+//!   compaction.
+//! - [`faults`]: the test hook that makes log writes and fsyncs fail, or aborts mid-compaction.
+//! - `repair`: [`repair`], cutting a damaged log at its first bad record (offline).
 
 use std::{fmt, io, time::Duration};
 
 mod crc;
+pub mod faults;
 mod index;
 mod log;
 pub mod record;
+mod repair;
 mod writer;
 
 pub use index::{Index, ListOptions, RoomData};
 pub use log::{Durable, Storage, StorageStats};
+pub use repair::{repair, Repaired};
 
 /// Longest key, in UTF-8 bytes (Durable Objects' limit).
 pub const MAX_KEY_BYTES: usize = 2048;
@@ -77,9 +84,13 @@ pub enum StorageError {
     NameTooLong,
     /// `list()` with both `start` and `start_after`, or `limit: 0`.
     InvalidListOptions,
-    /// Writing or syncing the log failed. The write is in memory but not durable, and the
-    /// storage is failed from now on: every later write returns this too (a failed fsync cannot
-    /// be retried safely, the kernel may have dropped the dirty pages).
+    /// The disk is full (`ENOSPC`, or `EDQUOT`). The write was discarded (it is not in the
+    /// index, not on disk); the next write tries again, and succeeds once space comes back.
+    NoSpace,
+    /// Writing or syncing the log failed with this error. The write was discarded, with every
+    /// write issued after it that was not yet on disk; the log was cut back to its last durable
+    /// record and the next write tries again. If even that failed (the file cannot be reopened
+    /// or read back), the storage is failed for good and every later write returns this too.
     Io(io::ErrorKind),
     /// The storage was closed; nothing more is written.
     Closed,
@@ -100,6 +111,7 @@ impl fmt::Display for StorageError {
             StorageError::InvalidListOptions => {
                 f.write_str("list: start and startAfter together, or limit not positive")
             }
+            StorageError::NoSpace => f.write_str("no space left on the storage device"),
             StorageError::Io(kind) => write!(f, "storage log failed: {kind}"),
             StorageError::Closed => f.write_str("storage is closed"),
             StorageError::NotJson => f.write_str("value does not serialise as JSON"),
@@ -108,6 +120,27 @@ impl fmt::Display for StorageError {
 }
 
 impl std::error::Error for StorageError {}
+
+impl StorageError {
+    /// The error a failed write or fsync becomes: `ENOSPC`/`EDQUOT` are [`StorageError::NoSpace`],
+    /// anything else [`StorageError::Io`].
+    pub fn from_io(e: &io::Error) -> StorageError {
+        match e.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => StorageError::NoSpace,
+            _ if e.kind() == io::ErrorKind::StorageFull => StorageError::NoSpace,
+            _ => StorageError::Io(e.kind()),
+        }
+    }
+
+    /// Whether the write was refused because the disk failed (full, IO error, closed) rather
+    /// than because the call itself was bad: the same call may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StorageError::NoSpace | StorageError::Io(_) | StorageError::Closed
+        )
+    }
+}
 
 #[cfg(test)]
 mod policy_tests {
@@ -179,6 +212,9 @@ pub struct StorageOptions {
     /// Compaction runs when the log is over this many bytes and over twice its live data.
     /// Lower means smaller files and more rewriting. Default: 1 MiB.
     pub compact_min_bytes: u64,
+    /// Faults to inject (tests only; see [`faults`]). Default: the plan installed with
+    /// [`faults::install`], normally none.
+    pub faults: Option<&'static faults::FaultPlan>,
 }
 
 impl StorageOptions {
@@ -186,6 +222,7 @@ impl StorageOptions {
         StorageOptions {
             fsync: FsyncPolicy::Always,
             compact_min_bytes: 1 << 20,
+            faults: None,
         }
     }
 
@@ -198,6 +235,12 @@ impl StorageOptions {
     #[must_use]
     pub const fn compact_min_bytes(mut self, bytes: u64) -> Self {
         self.compact_min_bytes = bytes;
+        self
+    }
+
+    #[must_use]
+    pub const fn faults(mut self, plan: &'static faults::FaultPlan) -> Self {
+        self.faults = Some(plan);
         self
     }
 }

@@ -300,6 +300,18 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The first offset `>= from` in `buf` where a whole, valid record starts, if any.
+///
+/// After a bad record this tells a torn or garbage *tail* (nothing valid follows: a crash cut
+/// the last write short) from damage in the *middle* of the log (intact records follow, which
+/// skipping would lose or, worse, replay out of context). Each offset costs a length check;
+/// the checksum is only computed where the length fits, which zeros and random bytes rarely
+/// pass, so the scan is about linear in practice. Only run after a bad record, never per read.
+pub fn find_record(buf: &[u8], from: usize) -> Option<usize> {
+    let last = buf.len().checked_sub(HEADER_LEN + MIN_BODY_LEN)?;
+    (from..=last).find(|&at| matches!(decode_one(&buf[at..]), Ok(Some(_))))
+}
+
 /// Iterates over the good records at the start of a buffer (a whole log file minus its magic).
 ///
 /// After the iterator returns `None`, [`Decoder::good_len`] is the offset just past the last
@@ -460,6 +472,35 @@ mod tests {
         assert_eq!(&buf[8..], &[4, 1, 0, b'p', 1, 0, b'r', 0]);
         let crc = crc::update(crc::crc32c(&8u32.to_le_bytes()), &buf[8..]);
         assert_eq!(&buf[4..8], &crc.to_le_bytes());
+    }
+
+    #[test]
+    fn find_record_resynchronises_only_on_whole_valid_records() {
+        let (buf, ends) = encode_all(&samples()[..3]);
+        assert_eq!(find_record(&buf, 0), Some(0));
+        assert_eq!(
+            find_record(&buf, 1),
+            Some(ends[0]),
+            "the next record's start"
+        );
+        assert_eq!(
+            find_record(&buf, ends[1] + 1),
+            None,
+            "the last one starts before"
+        );
+        let mut flipped = buf.clone();
+        flipped[ends[0] + 9] ^= 1;
+        assert_eq!(
+            find_record(&flipped, ends[0]),
+            Some(ends[1]),
+            "skips the damaged one"
+        );
+        assert_eq!(find_record(&[0u8; 256], 0), None, "zeros are no record");
+        assert_eq!(
+            find_record(&buf[..ends[0] - 1], 0),
+            None,
+            "a cut record is none"
+        );
     }
 
     #[test]
