@@ -6,9 +6,9 @@
 //!
 //! - WebSocket `ws://127.0.0.1:1999/parties/chat/<room>`: on connect you get
 //!   `{"type":"history","messages":[{"from":..,"text":..},..]}` (the last 100 messages); every
-//!   text message you send is broadcast to the room (you included) as
-//!   `{"type":"message","seq":N,"from":<your connection id>,"text":..}`, and once it is on disk
-//!   you alone get `{"type":"saved","seq":N}`.
+//!   text message you send is stored and, once it is on disk, broadcast to the room (you
+//!   included) as `{"type":"message","seq":N,"from":<your connection id>,"text":..}`; then you
+//!   alone get `{"type":"saved","seq":N}` (or an error if it could not be stored).
 //! - `GET http://127.0.0.1:1999/parties/chat/<room>` answers the same history as a JSON array.
 //!
 //! The history lives in the room's durable storage under `msg/<seq as 20 digits>` (so key order
@@ -100,24 +100,30 @@ impl Party for Chat {
 
         let seq = take_seq(room);
 
-        // Everyone sees the message at once...
-        let out = ToClient::Message {
-            seq,
-            from: &stored.from,
-            text: &stored.text,
-        };
-        room.broadcast_text(&out.json(), &[]);
-
-        // ...and it is written to storage. `put` is visible to reads at once and returns a
-        // `Durable` future that resolves after the fsync (writes of one event-loop pass share
-        // one fsync). Handlers are synchronous, so to wait for it we spawn a task on this core's
-        // monoio runtime; the connection handle is an `Rc` and may go along.
+        // The message is written to storage first. `put` returns a `Durable` future that
+        // resolves after the fsync (writes of one event-loop pass share one fsync). Handlers
+        // are synchronous, so to wait for it we spawn a task on this core's monoio runtime;
+        // the connection and room handles are `Rc`s and may go along.
         let durable = room.storage().put(&format!("{PREFIX}{seq:020}"), value);
-        let sender = sender.clone();
+        let (sender, handle) = (sender.clone(), room.handle());
         monoio::spawn(async move {
             match durable.await {
-                Ok(()) => sender.send_text(&ToClient::Saved { seq }.json()),
-                Err(e) => tracing::error!(seq, error = %e, "storing a chat message failed"),
+                Ok(()) => {
+                    // Only now does anyone see it (an output gate, as a Durable Object has):
+                    // a message a crash could still lose is never shown.
+                    let out = ToClient::Message {
+                        seq,
+                        from: &stored.from,
+                        text: &stored.text,
+                    };
+                    handle.with(|room| room.broadcast_text(&out.json(), &[]));
+                    sender.send_text(&ToClient::Saved { seq }.json());
+                }
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "storing a chat message failed");
+                    let error = "not stored (server storage failed); try again";
+                    sender.send_text(&ToClient::Error { error }.json());
+                }
             }
         });
     }
