@@ -7,7 +7,9 @@
 //! For a request to a room, the first question is which core owns the room (`shard::owner`). If
 //! it is another core, nothing is answered here: the socket and every unanswered byte move there
 //! (`runtime::handoff`) and this task ends. Otherwise a WebSocket upgrade becomes a
-//! `ws_conn`, and anything else goes to the party's `on_request`.
+//! `ws_conn`, and anything else goes to the party's `on_request`. A request that is for no room
+//! is answered by `net::assets` (metrics, static files, `on_fetch`, the demo page, 404), which
+//! also streams a static file's body here, after its head.
 //!
 //! Timeouts: a request must arrive completely (head and body) within `header_timeout` of its
 //! first byte, else 408 and close; a connection with nothing in progress is closed after
@@ -209,14 +211,16 @@ impl HttpConn {
                         return Exit::Close;
                     }
                     let timeout = self.core.config.idle_timeout;
-                    let sent = assets::send_file(
+                    // Boxed: a file transfer's state (a read op, a buffer, a socket wait) would
+                    // otherwise sit in every HTTP connection's task.
+                    let sent = Box::pin(assets::send_file(
                         &self.core,
                         &self.stream,
                         self.fd,
                         f.file,
                         f.len,
                         timeout,
-                    )
+                    ))
                     .await;
                     if let Err(e) = sent {
                         tracing::info!(core = self.core.id, error = %e, "static file send failed");
