@@ -563,3 +563,19 @@ fn on_fetch_without_serve_passes_to_the_demo_and_404() {
     assert_eq!((r.status, r.text().as_str()), (404, "Not found"));
     server.shutdown(std::time::Duration::from_secs(5));
 }
+
+#[test]
+fn a_fifo_in_the_root_is_not_opened() {
+    // Opening a FIFO blocks until a writer comes: the server must not even try (one core, so a
+    // blocked core would leave the next request unanswered and the client's read would time out).
+    let root = site("static-fifo", true);
+    let made = Command::new("mkfifo")
+        .arg(root.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let s = common::start_with(1, |c| c.serve = Some(Serve::new(&root)));
+    let mut c = s.connect();
+    assert_eq!(c.request(get("/pipe").as_bytes()).status, 404);
+    assert_eq!(c.request(get("/app.js").as_bytes()).status, 200);
+}

@@ -154,6 +154,10 @@ fn lookup(site: &Serve, mapped: &Mapped, path: &str, head: &[u8], status: u16) -
                 .into(),
         );
     }
+    // Regular files only: opening a FIFO would block this core until a writer came.
+    if !meta.is_file() {
+        return None;
+    }
     let file = File::open(&real).ok()?;
     // The opened file's own metadata: the size sent is the size of what is open.
     let meta = file.metadata().ok().filter(|m| m.is_file())?;
@@ -194,7 +198,8 @@ fn lookup(site: &Serve, mapped: &Mapped, path: &str, head: &[u8], status: u16) -
         0,
         (
             "Content-Type".into(),
-            static_files::content_type(&real).into_owned(),
+            // By the name asked for (a symlink's target may be named otherwise).
+            static_files::content_type(&want).into_owned(),
         ),
     );
     Some(Answer::File(FileAnswer {
