@@ -96,7 +96,10 @@ fn a_builder_cron_runs_on_core_0_once_per_time_and_reaches_rooms() {
     assert!(posted
         .iter()
         .any(|&ms| times.iter().any(|&s| s * 1000 == ms)));
-    server.shutdown(Duration::from_secs(5));
+    assert!(
+        server.shutdown(Duration::from_secs(5)),
+        "a cron does not hold up shutdown"
+    );
 }
 
 /// A party that reports every `on_cron` it gets, with the core it ran on.
@@ -135,7 +138,10 @@ fn a_named_cron_calls_every_partys_on_cron_and_main_posts_into_room_name() {
         assert!(at > last && at.is_multiple_of(1000), "{h:?}");
         last = at;
     }
-    server.shutdown(Duration::from_secs(5));
+    assert!(
+        server.shutdown(Duration::from_secs(5)),
+        "a cron does not hold up shutdown"
+    );
 }
 
 #[test]

@@ -579,3 +579,24 @@ fn a_fifo_in_the_root_is_not_opened() {
     assert_eq!(c.request(get("/pipe").as_bytes()).status, 404);
     assert_eq!(c.request(get("/app.js").as_bytes()).status, 200);
 }
+
+#[test]
+fn a_reader_that_stalls_mid_file_holds_up_no_one_else() {
+    // One core: the stalled transfer and everyone else share it.
+    let root = site("static-stall", true);
+    let big = noise(8 * 1024 * 1024);
+    std::fs::write(root.join("big.bin"), &big).unwrap();
+    let s = common::start_with(1, |c| c.serve = Some(Serve::new(&root)));
+    let mut stalled = s.connect();
+    stalled.send(get("/big.bin").as_bytes());
+    // Far more than the socket buffers hold is still unsent; the core goes on serving.
+    for _ in 0..20 {
+        let r = fetch(s.addr, "/app.js");
+        assert_eq!(r.text(), "export const x = 1;");
+    }
+    assert_eq!(fetch(s.addr, "/parties/main/r").text(), "[]");
+    // The stalled reader then gets the whole file, intact.
+    let r = stalled.response();
+    assert!(r.body == big, "{} bytes", r.body.len());
+    std::fs::remove_dir_all(root.parent().unwrap()).unwrap();
+}
