@@ -91,6 +91,72 @@ pub struct Config {
     /// How each core's io_uring is set up (see `runtime/ring.rs` and docs/ring-modes.md).
     /// Default: [`RingMode::Auto`], the fastest mode the kernel accepts.
     pub ring_mode: RingMode,
+
+    /// Static assets (`--serve DIR`, PartyKit's flag of the same name): files under a directory
+    /// for every path that is not a room, `/metrics` or `/parties/...` (see `net/assets.rs`).
+    /// Default `None`: no files; `/` is the demo page.
+    pub serve: Option<Serve>,
+    /// Named crons (`--cron NAME=EXPR`, PartyKit's `crons` in partykit.json): at each scheduled
+    /// time (UTC), core 0 runs every party's `on_cron` with the name (see `runtime/cron.rs`).
+    /// Default: none.
+    pub crons: Vec<NamedCron>,
+}
+
+/// What `--serve` serves, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Serve {
+    /// The root. Resolved (symlinks, `..`) once at start: a file is served only if its own
+    /// resolved path is under it.
+    pub dir: PathBuf,
+    /// `Cache-Control: public, max-age=<this>` on every file (`--serve-browser-ttl`). Default
+    /// zero: `no-cache`, so browsers revalidate each time (a 304 while the ETag matches).
+    pub browser_ttl: Duration,
+    /// Single-page app (`--serve-spa`): a GET or HEAD for a path with no file (and that no
+    /// `on_fetch` answered) gets `index.html`, so client-side routes load the app. Default off.
+    pub spa: bool,
+}
+
+impl Serve {
+    /// `dir` with the defaults: no browser caching, not a single-page app.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Serve {
+            dir: dir.into(),
+            browser_ttl: Duration::ZERO,
+            spa: false,
+        }
+    }
+}
+
+/// One `--cron NAME=EXPR`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedCron {
+    pub name: String,
+    /// A cron expression: five fields (minute to day of week) or six (seconds first).
+    pub expr: String,
+}
+
+impl std::str::FromStr for NamedCron {
+    type Err = String;
+
+    /// `NAME=EXPR`, the name non-empty and without spaces or `=`; the expression is checked
+    /// when the server starts (and by `main.rs` when the flag is read).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, expr) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?} is not NAME=EXPR"))?;
+        let name = name.trim();
+        // The built-in `main` party posts to the room of this name: a plain path segment.
+        let plain = |c: char| c.is_ascii_alphanumeric() || "-_.~".contains(c);
+        if name.is_empty() || !name.chars().all(plain) {
+            return Err(format!(
+                "cron name {name:?} must be letters, digits, '-', '_', '.' or '~'"
+            ));
+        }
+        Ok(NamedCron {
+            name: name.to_owned(),
+            expr: expr.trim().to_owned(),
+        })
+    }
 }
 
 /// How a core's event loop talks to the kernel. The modes differ in how the kernel tells the
@@ -227,6 +293,8 @@ impl Config {
             cors: Cors::Off,
             fetch_entry: None,
             ring_mode: RingMode::Auto,
+            serve: None,
+            crons: Vec::new(),
         }
     }
 

@@ -11,12 +11,14 @@
 //! - [`runtime`]: starting the cores ([`runtime::Server`], its builder takes the parties);
 //!   `shard` (which core owns a room), `handoff` (moving a connection, a party fetch or a
 //!   metrics request to another core: the only `Send` code), `core` (the per-thread state and
-//!   accept/inbox loops), `alarms` (each core's room alarm timer), `fetch` (party-to-party).
+//!   accept/inbox loops), `alarms` (each core's room alarm timer), `fetch` (party-to-party),
+//!   `cron` (scheduled handlers, on core 0).
 //! - [`net`]: sockets. `conn` (the HTTP/1.1 connection loop), `ws_conn` (a WebSocket's reader),
 //!   `ws_poll` (the core's epoll instance where open WebSockets wait, with no task each),
 //!   `writer` (each WebSocket's bounded outbound queue and the core's flusher), `sock` (raw
-//!   non-blocking syscalls).
-//! - [`http`]: sans-IO HTTP/1.1: head parsing, body framing, responses, the error table.
+//!   non-blocking syscalls), `assets` (requests outside the rooms: static files, `on_fetch`).
+//! - [`http`]: sans-IO HTTP/1.1: head parsing, body framing, responses, the error table,
+//!   `static_files` (request target to a path under `--serve DIR`, validators).
 //! - [`ws`]: sans-IO RFC 6455: handshake, frames, masking, the streaming decoder, close codes.
 //! - [`router`]: request target → party and room.
 //! - [`room`]: the room handle parties get (connections, broadcast, storage, alarm, state,

@@ -34,7 +34,7 @@ fn mimalloc_committed() -> u64 {
     commit as u64
 }
 use partyring::{
-    config::{Cors, FsyncPolicy, DEFAULT_PORT},
+    config::{Cors, FsyncPolicy, NamedCron, Serve, DEFAULT_PORT},
     storage::faults::FaultPlan,
     Config, Server,
 };
@@ -105,6 +105,27 @@ struct Cli {
     /// mode the kernel refuses stops the start.
     #[arg(long, env = "PARTYRING_RING_MODE", default_value = "auto")]
     ring_mode: partyring::config::RingMode,
+    /// Serve the static files under this directory (PartyKit's `--serve`): every path that is
+    /// not a room, `/metrics` or `/parties/...`; `/` is its `index.html` (else the demo page).
+    #[arg(long, env = "PARTYRING_SERVE")]
+    serve: Option<PathBuf>,
+    /// Seconds browsers may cache served files (`Cache-Control: public, max-age=N`); 0: `no-cache`
+    /// (revalidated each time, answered 304 while unchanged).
+    #[arg(
+        long,
+        env = "PARTYRING_SERVE_BROWSER_TTL",
+        default_value_t = 0,
+        requires = "serve"
+    )]
+    serve_browser_ttl: u64,
+    /// Single-page app: a GET for a path with no file gets `index.html`.
+    #[arg(long, env = "PARTYRING_SERVE_SPA", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", requires = "serve")]
+    serve_spa: bool,
+    /// A named cron, `NAME=EXPR` (repeatable; `;` separates several in the variable): at each
+    /// time of EXPR (5 fields, or 6 with seconds first; UTC) every party's `on_cron` runs, on
+    /// core 0. The built-in `main` party posts `{"cron":NAME,...}` into its room NAME.
+    #[arg(long, env = "PARTYRING_CRON", value_delimiter = ';', value_parser = parse_cron)]
+    cron: Vec<NamedCron>,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive such as
     /// `partyring=debug`). `RUST_LOG` is used when this is not given.
     #[arg(long, env = "PARTYRING_LOG")]
@@ -179,6 +200,12 @@ fn parse_cors(s: &str) -> Result<Cors, String> {
     }
 }
 
+fn parse_cron(s: &str) -> Result<NamedCron, String> {
+    let named: NamedCron = s.parse()?;
+    partyring::runtime::cron::parse(&named.expr)?;
+    Ok(named)
+}
+
 fn seconds(name: &str, s: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s).map_err(|e| format!("--{name}: {e}"))
 }
@@ -238,6 +265,12 @@ fn main() -> ExitCode {
     config.cors = cli.cors;
     config.fetch_entry = cli.fetch_entry;
     config.ring_mode = cli.ring_mode;
+    config.serve = cli.serve.map(|dir| Serve {
+        dir,
+        browser_ttl: Duration::from_secs(cli.serve_browser_ttl),
+        spa: cli.serve_spa,
+    });
+    config.crons = cli.cron;
     match (
         seconds("header-timeout", cli.header_timeout),
         seconds("idle-timeout", cli.idle_timeout),

@@ -60,8 +60,9 @@ use std::{
 
 use crate::{
     http::{response::TEXT_PLAIN, Method, Response},
-    room::Room,
+    room::{Context, FetchRequest, Room},
     router,
+    runtime::cron::{CronEvent, CronJob},
     storage::StorageError,
     ws::{self, Message, OpCode},
 };
@@ -254,16 +255,31 @@ pub trait Party {
     /// The room's alarm ([`Room::set_alarm`]) went off. It is cleared before this runs, so
     /// setting a new one here re-arms it.
     fn on_alarm(&self, _room: &mut Room) {}
+
+    /// A named cron (`--cron NAME=EXPR`, [`Builder::named_cron`](crate::runtime::Builder::named_cron))
+    /// is due: PartyKit's `static onCron(cron, lobby)`. Runs on core 0 with core 0's instance of
+    /// every party, once per scheduled time; no room is involved, `cron.lobby()` reaches any
+    /// room (`party_room(..).fetch(..)`, a future: `monoio::spawn` it). Each party sees every
+    /// named cron and ignores the names it does not know.
+    fn on_cron(&self, _cron: &CronEvent) {}
 }
 
 /// Makes one instance of a party; called once per core (a party instance is core-local and
 /// need not be `Send`, but the recipe for it must be).
 pub type PartyFactory = Arc<dyn Fn() -> Box<dyn Party> + Send + Sync>;
 
-/// The parties a server serves, by name, as recipes shared by every core.
+/// A server-level handler for requests that reach no room and no static file (PartyKit's
+/// `static onFetch`): `Some(reply)` answers, `None` passes (to the SPA index, the demo page or
+/// 404). Runs on the core that accepted the connection.
+pub type FetchHandler = Arc<dyn Fn(&Request<'_>, &Context) -> Option<Reply> + Send + Sync>;
+
+/// The parties a server serves, by name, as recipes shared by every core, and the server-level
+/// handlers beside them (`on_fetch`, crons).
 #[derive(Clone, Default)]
 pub struct PartySet {
     entries: Vec<(Box<str>, PartyFactory)>,
+    on_fetch: Option<FetchHandler>,
+    crons: Vec<CronJob>,
 }
 
 impl PartySet {
@@ -289,6 +305,20 @@ impl PartySet {
         self
     }
 
+    /// Sets the server-level `on_fetch` handler (replacing any earlier one).
+    #[must_use]
+    pub fn with_on_fetch(mut self, handler: FetchHandler) -> Self {
+        self.on_fetch = Some(handler);
+        self
+    }
+
+    /// Adds a cron.
+    #[must_use]
+    pub fn with_cron(mut self, job: CronJob) -> Self {
+        self.crons.push(job);
+        self
+    }
+
     /// One core's instances.
     pub fn instantiate(&self) -> Parties {
         Parties {
@@ -297,6 +327,8 @@ impl PartySet {
                 .iter()
                 .map(|(name, make)| (Rc::from(&**name), make()))
                 .collect(),
+            on_fetch: self.on_fetch.clone(),
+            crons: self.crons.clone(),
         }
     }
 }
@@ -306,6 +338,9 @@ impl PartySet {
 /// leaves the room, its other members and every other room working.
 pub struct Parties {
     list: Vec<(Rc<str>, Box<dyn Party>)>,
+    on_fetch: Option<FetchHandler>,
+    /// Run by core 0 only (see `runtime/cron.rs`).
+    crons: Vec<CronJob>,
 }
 
 impl Parties {
@@ -444,6 +479,31 @@ impl Parties {
     pub fn alarm(&self, idx: usize, room: &mut Room) {
         self.guarded(idx, "on_alarm", |p| p.on_alarm(room));
     }
+
+    /// `on_cron` of every party; a panic is logged and the other parties still run.
+    pub fn cron(&self, cron: &CronEvent) {
+        for idx in 0..self.list.len() {
+            self.guarded(idx, "on_cron", |p| p.on_cron(cron));
+        }
+    }
+
+    /// The server-level `on_fetch` handler's answer; `None` if there is none or it passed. A
+    /// panic answers 500.
+    pub fn fetch(&self, req: &Request<'_>) -> Option<Reply> {
+        let handler = self.on_fetch.as_ref()?;
+        match panic::catch_unwind(AssertUnwindSafe(|| handler(req, &Context::lobby()))) {
+            Ok(reply) => reply,
+            Err(_) => {
+                tracing::error!(target = req.target, "on_fetch panicked");
+                Some(Response::text(500, "Internal server error").into())
+            }
+        }
+    }
+
+    /// The server's crons.
+    pub fn crons(&self) -> &[CronJob] {
+        &self.crons
+    }
 }
 
 fn check_tags(tags: &[String]) -> Result<(), &'static str> {
@@ -498,6 +558,31 @@ impl Party for MainParty {
             },
             _ => method_not_allowed("GET, POST").into(),
         }
+    }
+
+    /// A named cron (`--cron NAME=EXPR`) posts a JSON text, `{"cron":NAME,"definition":EXPR,
+    /// "scheduledTime":<ms>}` (PartyKit's cron object), to this party's room `NAME`, as a POST
+    /// through the party-to-party fetch: it lands on the room's owner core, is stored in the
+    /// room's history (durably) and broadcast to its connections. So `--cron tick='0 * * * *'`
+    /// gives room `tick` an hourly beat that clients see live and in `GET`.
+    fn on_cron(&self, cron: &CronEvent) {
+        let line = serde_json::json!({
+            "cron": &*cron.name,
+            "definition": &*cron.definition,
+            "scheduledTime": cron.scheduled_ms(),
+        })
+        .to_string();
+        let body = serde_json::json!({ "message": line }).to_string();
+        let post = cron
+            .party_room("main", &cron.name)
+            .fetch(FetchRequest::post(body));
+        let name = cron.name.clone();
+        monoio::spawn(async move {
+            let resp = post.await;
+            if resp.status != 200 {
+                tracing::warn!(cron = %name, status = resp.status, body = %String::from_utf8_lossy(&resp.body), "cron post to party main failed");
+            }
+        });
     }
 
     /// Text is stored and then broadcast to the others (PartyKit's starter template excludes

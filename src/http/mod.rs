@@ -21,6 +21,7 @@ pub mod body;
 pub mod error;
 pub mod parse;
 pub mod response;
+pub mod static_files;
 
 pub use body::{BodyDecoder, BodyProgress};
 pub use error::HttpError;

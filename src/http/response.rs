@@ -104,8 +104,25 @@ pub fn write_response(
     head_only: bool,
     close: bool,
 ) {
+    write_response_head(out, resp, date, resp.body.len() as u64, close);
+    if !head_only && !matches!(resp.status, 204 | 304) {
+        out.extend_from_slice(&resp.body);
+    }
+}
+
+/// Appends a response's status line and headers with `Content-Length: content_length`, not
+/// its body: for a body the caller sends itself (a static file streamed from disk).
+/// A 204 and a 304 get no `Content-Length` (RFC 9110 8.6: a 304's would have to be the length
+/// of the 200 it stands for) and never a body.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    resp: &Response,
+    date: &DateCache,
+    content_length: u64,
+    close: bool,
+) {
     write_head(out, resp.status, date);
-    // An empty content type means "no body to describe" (a 204).
+    // An empty content type means "no body to describe" (a 204), or a type set as a header.
     if !resp.content_type.is_empty() {
         out.extend_from_slice(b"Content-Type: ");
         out.extend_from_slice(resp.content_type.as_bytes());
@@ -120,18 +137,14 @@ pub fn write_response(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if resp.status == 204 {
-        // RFC 9110 8.6: no Content-Length in a 204.
+    if matches!(resp.status, 204 | 304) {
         if close {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
         return;
     }
-    write_tail(out, resp.body.len(), close);
-    if !head_only {
-        out.extend_from_slice(&resp.body);
-    }
+    write_tail(out, content_length, close);
 }
 
 /// Header names the server writes itself: a party's copy would frame the message twice.
@@ -178,7 +191,7 @@ pub fn write_head(out: &mut Vec<u8>, status: u16, date: &DateCache) {
 }
 
 /// Appends `Content-Length`, the optional `Connection: close`, and the blank line.
-pub fn write_tail(out: &mut Vec<u8>, content_length: usize, close: bool) {
+pub fn write_tail(out: &mut Vec<u8>, content_length: u64, close: bool) {
     out.extend_from_slice(b"Content-Length: ");
     out.extend_from_slice(&itoa_buf(content_length));
     if close {
@@ -187,7 +200,7 @@ pub fn write_tail(out: &mut Vec<u8>, content_length: usize, close: bool) {
     out.extend_from_slice(b"\r\n\r\n");
 }
 
-fn itoa_buf(mut n: usize) -> smallvec::SmallVec<[u8; 20]> {
+fn itoa_buf(mut n: u64) -> smallvec::SmallVec<[u8; 20]> {
     let mut digits = smallvec::SmallVec::<[u8; 20]>::new();
     loop {
         digits.push(b'0' + (n % 10) as u8);

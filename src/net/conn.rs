@@ -7,7 +7,9 @@
 //! For a request to a room, the first question is which core owns the room (`shard::owner`). If
 //! it is another core, nothing is answered here: the socket and every unanswered byte move there
 //! (`runtime::handoff`) and this task ends. Otherwise a WebSocket upgrade becomes a
-//! `ws_conn`, and anything else goes to the party's `on_request`.
+//! `ws_conn`, and anything else goes to the party's `on_request`. A request that is for no room
+//! is answered by `net::assets` (metrics, static files, `on_fetch`, the demo page, 404), which
+//! also streams a static file's body here, after its head.
 //!
 //! Timeouts: a request must arrive completely (head and body) within `header_timeout` of its
 //! first byte, else 408 and close; a connection with nothing in progress is closed after
@@ -29,11 +31,14 @@ use crate::{
     http::{
         self,
         parse::{head_end, header_value, rewrite_head, Framing},
-        response::write_response,
+        response::{write_response, write_response_head},
         BodyDecoder, Head, HttpError, Limits, Method, Response,
     },
     metrics::Metrics,
-    net::{sock, ws_conn},
+    net::{
+        assets::{self, Answer},
+        sock, ws_conn,
+    },
     party::{Before, Reply, Request},
     router::{self, Route},
     runtime::{
@@ -71,6 +76,7 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>, hooked: bo
         busy: None,
         hooked,
         waiting: None,
+        file: None,
     };
     match conn.run().await {
         Exit::Close => {}
@@ -96,6 +102,8 @@ enum Step {
     NeedMore,
     /// A party answered with a future (`HttpConn::waiting`): await it, then go on.
     Await,
+    /// A static file's head is in `out`: send it, stream the file (`HttpConn::file`), go on.
+    SendFile,
     Exit(Exit),
 }
 
@@ -148,6 +156,16 @@ struct HttpConn {
     hooked: bool,
     /// The answer being awaited (requests after it wait their turn).
     waiting: Option<Waiting>,
+    /// A static file to send after the head already in `out` (see `net::assets`).
+    file: Option<SendingFile>,
+}
+
+/// A file body owed to the client after its head.
+struct SendingFile {
+    file: std::fs::File,
+    len: u64,
+    /// The connection closes after it.
+    close: bool,
 }
 
 impl HttpConn {
@@ -183,6 +201,34 @@ impl HttpConn {
                     self.req_started = None;
                     if w.close {
                         let _ = self.flush().await;
+                        return Exit::Close;
+                    }
+                    continue;
+                }
+                Ok(Step::SendFile) => {
+                    let f = self.file.take().expect("Step::SendFile sets it");
+                    if self.flush().await.is_err() {
+                        return Exit::Close;
+                    }
+                    let timeout = self.core.config.idle_timeout;
+                    // Boxed: a file transfer's state (a read op, a buffer, a socket wait) would
+                    // otherwise sit in every HTTP connection's task.
+                    let sent = Box::pin(assets::send_file(
+                        &self.core,
+                        &self.stream,
+                        self.fd,
+                        f.file,
+                        f.len,
+                        timeout,
+                    ))
+                    .await;
+                    if let Err(e) = sent {
+                        tracing::info!(core = self.core.id, error = %e, "static file send failed");
+                        return Exit::Close;
+                    }
+                    // The next request's clock starts now, not when the file began.
+                    self.req_started = None;
+                    if f.close {
                         return Exit::Close;
                     }
                     continue;
@@ -248,6 +294,9 @@ impl HttpConn {
                 if self.waiting.is_some() {
                     return Ok(Step::Await);
                 }
+                if self.file.is_some() {
+                    return Ok(Step::SendFile);
+                }
                 continue;
             }
             let avail = &self.buf[self.pos..];
@@ -297,6 +346,9 @@ impl HttpConn {
             }
             if self.waiting.is_some() {
                 return Ok(Step::Await);
+            }
+            if self.file.is_some() {
+                return Ok(Step::SendFile);
             }
         }
     }
@@ -496,6 +548,12 @@ impl HttpConn {
         head_only: bool,
         close: bool,
     ) {
+        self.add_cors(&mut resp, cors);
+        write_response(&mut self.out, &resp, &self.core.date, head_only, close);
+    }
+
+    /// Sets a response's CORS headers by the server's policy.
+    fn add_cors(&self, resp: &mut Response, cors: Option<CorsHeaders>) {
         if self.core.config.cors.is_on() {
             // The server's policy decides the origin: a party's own value (say, a response
             // fetched from another room and passed on as it came) is replaced, not doubled,
@@ -515,7 +573,6 @@ impl HttpConn {
                 resp.headers.push(("Vary".into(), "Origin".to_owned()));
             }
         }
-        write_response(&mut self.out, &resp, &self.core.date, head_only, close);
     }
 
     fn target(&self, head: &Head, head_at: usize) -> Result<&str, HttpError> {
@@ -576,7 +633,7 @@ impl HttpConn {
             Ok(target) => route_request(&self.core, head.method, target, raw, &self.body),
             Err(_) => {
                 let e = HttpError::Malformed("Request target is not UTF-8");
-                Response::text(e.status(), e.reason()).into()
+                Answer::Reply(Response::text(e.status(), e.reason()).into())
             }
         };
         let cors = self.cors_headers(head, head_at);
@@ -585,11 +642,25 @@ impl HttpConn {
         let close = !head.keep_alive || self.core.shutting_down();
         self.body.clear();
         match reply {
-            Reply::Now(resp) => {
+            Answer::Reply(Reply::Now(resp)) => {
                 self.write(resp, cors, head_only, close);
                 close.then_some(Exit::Close)
             }
-            Reply::Later(fut) => {
+            Answer::File(f) => {
+                let mut head = f.head;
+                self.add_cors(&mut head, cors);
+                write_response_head(&mut self.out, &head, &self.core.date, f.len, close);
+                if head_only {
+                    return close.then_some(Exit::Close);
+                }
+                self.file = Some(SendingFile {
+                    file: f.file,
+                    len: f.len,
+                    close,
+                });
+                None
+            }
+            Answer::Reply(Reply::Later(fut)) => {
                 self.waiting = Some(Waiting {
                     fut,
                     cors,
@@ -855,23 +926,18 @@ pub async fn refuse(core: Rc<Core>, stream: TcpStream) {
     core.refusing.set(core.refusing.get() - 1);
 }
 
-/// Routes a complete request to its party (or a 404) on this core.
-fn route_request(core: &Core, method: Method, target: &str, head: &[u8], body: &[u8]) -> Reply {
+/// Routes a complete request to its party on this core, or (not a room) to `net::assets`.
+fn route_request(core: &Core, method: Method, target: &str, head: &[u8], body: &[u8]) -> Answer {
     let Route::Room { party, room, .. } = router::route(target) else {
-        if let Some(reply) = crate::metrics::response(core, method, target) {
-            return reply;
-        }
-        return crate::demo::response(method, target)
-            .unwrap_or_else(|| Response::text(404, "Not found"))
-            .into();
+        return assets::answer(core, method, target, head, body);
     };
     let Some(party_idx) = core.party_index(party) else {
-        return Response::text(404, format!("Party {party} not found")).into();
+        return Answer::Reply(Response::text(404, format!("Party {party} not found")).into());
     };
     let req = Request::from_head(method, target, head, body);
-    core.with_room(party_idx, room, |r| {
+    Answer::Reply(core.with_room(party_idx, room, |r| {
         core.parties.request(party_idx, r, &req)
-    })
+    }))
 }
 
 /// Writes all of `bytes`, waiting for room in the socket at most `timeout` at a time; counts

@@ -3,6 +3,7 @@
 //! The only module that does IO. Readiness comes from the core's io_uring (monoio); bytes move
 //! with non-blocking syscalls (`sock`).
 
+pub mod assets;
 pub mod conn;
 pub mod listener;
 pub mod sock;

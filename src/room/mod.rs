@@ -581,6 +581,18 @@ pub struct Context {
 }
 
 impl Context {
+    /// The context server-level handlers get (`on_fetch`, crons: PartyKit's lobby); the same
+    /// reach as a room's.
+    pub(crate) fn lobby() -> Self {
+        Context { _private: () }
+    }
+
+    /// A room of any party: `ctx.party_room("counter", "r1")` is
+    /// `ctx.party("counter").room("r1")`.
+    pub fn party_room(&self, party: &str, room: &str) -> RoomStub {
+        self.party(party).room(room)
+    }
+
     /// Party `name` (PartyKit's `context.parties.<name>`). Whether it exists is known when a
     /// fetch is made (404 `Party <name> not found`).
     pub fn party(&self, name: &str) -> PartyStub {

@@ -415,6 +415,7 @@ pub fn run(
         let _ = ready.send(Ok(ring_mode));
         CURRENT.with(|c| *c.borrow_mut() = Some(core.clone()));
         monoio::spawn(super::alarms::run(core.clone()));
+        monoio::spawn(super::cron::run(core.clone()));
         monoio::spawn(core.flusher.clone().run());
         // Guarded: a panic there (a bug) must not take the core down; the poller then hands its
         // connections to tasks of their own.

@@ -8,6 +8,7 @@
 
 pub mod alarms;
 pub mod core;
+pub mod cron;
 pub mod doorbell;
 pub mod fetch;
 pub mod handoff;
@@ -22,11 +23,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::future::Future;
+
 use crate::{
     config::Config,
     net::listener,
-    party::{Party, PartySet},
+    party::{Party, PartySet, Reply, Request},
+    room::Context,
 };
+
+use self::cron::{CronEvent, CronJob};
 
 pub use self::core::CoreStats;
 
@@ -67,6 +73,8 @@ pub struct Server {
 pub struct Builder {
     config: Config,
     parties: PartySet,
+    /// The first bad cron expression given to the builder, reported by `start`.
+    invalid: Option<String>,
 }
 
 impl Builder {
@@ -89,13 +97,97 @@ impl Builder {
         self
     }
 
+    /// A server-level handler for requests that reach no room, not `/metrics` and no static
+    /// file (PartyKit's `static onFetch`): return `Some(reply)` to answer, `None` to pass (then
+    /// `--serve-spa`'s `index.html`, the demo page at `/`, or 404). It runs on the core that
+    /// accepted the connection, with the request (body included) and the lobby, which reaches
+    /// any room (`ctx.party_room("x", "r").fetch(..)`, in a `Reply::later`).
+    ///
+    /// ```no_run
+    /// use partyring::{http::Response, Server};
+    ///
+    /// Server::builder()
+    ///     .on_fetch(|req, _lobby| {
+    ///         (req.path() == "/health").then(|| Response::text(200, "ok").into())
+    ///     })
+    ///     .run()
+    ///     .unwrap();
+    /// ```
+    #[must_use]
+    pub fn on_fetch(
+        mut self,
+        handler: impl Fn(&Request<'_>, &Context) -> Option<Reply> + Send + Sync + 'static,
+    ) -> Self {
+        self.parties = self.parties.with_on_fetch(Arc::new(handler));
+        self
+    }
+
+    /// Runs `handler` on schedule `expr` (five fields, or six with seconds first; UTC), on
+    /// core 0, once per scheduled time (see `runtime/cron.rs`). The future it returns is
+    /// spawned there; `cron.party_room(..)` reaches any room. A bad expression fails `start`
+    /// with `InvalidInput`.
+    ///
+    /// ```no_run
+    /// use partyring::{room::FetchRequest, Server};
+    ///
+    /// Server::builder()
+    ///     .cron("*/5 * * * *", |cron| async move {
+    ///         let resp = cron.party_room("main", "lobby").fetch(FetchRequest::get()).await;
+    ///         println!("{} at {:?}: {}", cron.name, cron.scheduled, resp.status);
+    ///     })
+    ///     .run()
+    ///     .unwrap();
+    /// ```
+    #[must_use]
+    pub fn cron<F, Fut>(mut self, expr: &str, handler: F) -> Self
+    where
+        F: Fn(CronEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let handler: cron::CronHandler = Arc::new(move |event| Box::pin(handler(event)));
+        match CronJob::handler(expr, handler) {
+            Ok(job) => self.parties = self.parties.with_cron(job),
+            Err(e) => self.invalid = self.invalid.or(Some(e)),
+        }
+        self
+    }
+
+    /// A named cron (what `--cron NAME=EXPR` adds): at each time of `expr`, every party's
+    /// `on_cron` runs with `name`, on core 0. A bad expression fails `start`.
+    #[must_use]
+    pub fn named_cron(mut self, name: &str, expr: &str) -> Self {
+        match CronJob::named(name, expr) {
+            Ok(job) => self.parties = self.parties.with_cron(job),
+            Err(e) => self.invalid = self.invalid.or(Some(e)),
+        }
+        self
+    }
+
     /// Binds the listeners and starts the cores.
     ///
     /// # Errors
-    /// An invalid configuration (`InvalidInput`), or binding the address or spawning a thread
-    /// failed.
+    /// An invalid configuration (`InvalidInput`: a bad cron expression, a `--serve` directory
+    /// that is not one), or binding the address or spawning a thread failed.
     pub fn start(self) -> io::Result<Server> {
-        let Builder { config, parties } = self;
+        let Builder {
+            mut config,
+            mut parties,
+            invalid,
+        } = self;
+        let bad = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
+        if let Some(e) = invalid {
+            return Err(bad(e));
+        }
+        for named in &config.crons {
+            parties = parties.with_cron(CronJob::named(&named.name, &named.expr).map_err(bad)?);
+        }
+        if let Some(serve) = &mut config.serve {
+            // Resolved once: each file's resolved path must lie under this one.
+            serve.dir = std::fs::canonicalize(&serve.dir)
+                .ok()
+                .filter(|d| d.is_dir())
+                .ok_or_else(|| bad(format!("--serve {}: not a directory", serve.dir.display())))?;
+        }
         if config.threads == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -196,6 +288,7 @@ impl Server {
         Builder {
             config: Config::new(),
             parties: PartySet::builtin(),
+            invalid: None,
         }
     }
 

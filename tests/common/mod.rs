@@ -158,14 +158,14 @@ impl Client {
                         )
                     })
                     .collect();
-                let len: usize = if head_only || status == 101 || status == 100 || status == 204 {
+                let len: usize = if head_only || matches!(status, 100 | 101 | 204 | 304) {
                     0
                 } else {
                     headers
                         .iter()
                         .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
                         .map(|(_, v)| v.parse().unwrap())
-                        .expect("every response but 204 has Content-Length")
+                        .expect("every response but 204 and 304 has Content-Length")
                 };
                 while self.buf.len() < n + len {
                     assert!(self.fill() > 0, "EOF inside a response body");
