@@ -54,6 +54,8 @@ fn a_builder_cron_runs_on_core_0_once_per_time_and_reaches_rooms() {
     // A room owned by another core than the cron's.
     let room = room_on_core("main", 3, cores, "cron-target");
     let (tx, rx) = mpsc::channel();
+    // The posts' statuses come back here: a panic inside the cron's future would only be logged.
+    let (status_tx, status_rx) = mpsc::channel();
     let target = room.clone();
     let server = Server::builder()
         .config(common::config(cores))
@@ -67,8 +69,9 @@ fn a_builder_cron_runs_on_core_0_once_per_time_and_reaches_rooms() {
                     r#"{{"message":"{}"}}"#,
                     cron.scheduled_ms()
                 )));
+            let status_tx = status_tx.clone();
             async move {
-                assert_eq!(post.await.status, 200);
+                let _ = status_tx.send(post.await.status);
             }
         })
         .start()
@@ -96,6 +99,10 @@ fn a_builder_cron_runs_on_core_0_once_per_time_and_reaches_rooms() {
     assert!(posted
         .iter()
         .any(|&ms| times.iter().any(|&s| s * 1000 == ms)));
+    for _ in 0..3 {
+        let status = status_rx.recv_timeout(DEADLINE).expect("a post's status");
+        assert_eq!(status, 200, "the cron's post to the room");
+    }
     assert!(
         server.shutdown(Duration::from_secs(5)),
         "a cron does not hold up shutdown"

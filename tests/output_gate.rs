@@ -13,7 +13,7 @@ use partyring::{
     party::{Party, Reply, Request},
     room::Room,
     storage::faults::{self, FaultPlan},
-    Config, Server,
+    Server,
 };
 
 /// `POST` adds one to a stored counter and answers the new value at once (`Reply::Now`, no
@@ -36,7 +36,7 @@ impl Party for Counter {
 fn an_answer_derived_from_a_failed_write_is_replaced_by_503() {
     faults::install("write-eio@2".parse::<FaultPlan>().unwrap());
     let dir = temp_dir("gate");
-    let mut config = Config::test(1);
+    let mut config = common::config(1);
     config.persist = true;
     config.data_dir = dir.clone();
     let server = Server::builder()

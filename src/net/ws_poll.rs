@@ -343,7 +343,7 @@ impl AsRawFd for WsPoller {
 }
 
 /// Returns to the executor once, so every other ready task runs first.
-async fn yield_once() {
+pub(crate) async fn yield_once() {
     let mut yielded = false;
     poll_fn(|cx| {
         if yielded {

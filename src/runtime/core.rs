@@ -507,25 +507,44 @@ async fn accept_loop(core: Rc<Core>, listener: std::net::TcpListener) {
     }
 }
 
+/// Inbox messages handled before the inbox loop lets the core's other tasks run.
+const INBOX_BATCH: u32 = 64;
+
 /// Adopts connections handed over by other cores (see `handoff`) and takes shutdown orders.
 /// Sleeps on the inbox's doorbell, read through the ring (see `doorbell.rs` for why).
 async fn inbox_loop(core: Rc<Core>, inbox: Inbox) {
-    let waiter = match inbox
+    // Without a waiter (no fd for it, or its poll failed) the loop polls the queue every
+    // millisecond instead: slower handoffs, but shutdown and handoffs still arrive.
+    let mut waiter = match inbox
         .bell
         .waiter_fd()
         .and_then(|fd| monoio::net::TcpStream::from_std(std::net::TcpStream::from(fd)))
     {
-        Ok(w) => w,
+        Ok(w) => Some(w),
         Err(e) => {
-            tracing::error!(core = core.id, error = %e, "cannot wait on the inbox doorbell; handoffs to this core will time out");
-            return;
+            tracing::error!(core = core.id, error = %e, "cannot wait on the inbox doorbell; polling it every 1 ms");
+            None
         }
     };
+    // Messages taken since the loop last waited: a steady stream must not starve the core's
+    // other tasks.
+    let mut taken = 0u32;
     loop {
         let msg = match inbox.rx.try_recv() {
-            Ok(msg) => msg,
+            Ok(msg) => {
+                taken += 1;
+                if taken.is_multiple_of(INBOX_BATCH) {
+                    crate::net::ws_poll::yield_once().await;
+                }
+                msg
+            }
             Err(flume::TryRecvError::Disconnected) => return,
             Err(flume::TryRecvError::Empty) => {
+                taken = 0;
+                let Some(w) = &waiter else {
+                    monoio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                };
                 inbox.bell.arm();
                 if !inbox.rx.is_empty() {
                     inbox.bell.disarm();
@@ -533,9 +552,9 @@ async fn inbox_loop(core: Rc<Core>, inbox: Inbox) {
                 }
                 // The waiter is an eventfd, polled (io_uring PollAdd or an epoll registration)
                 // and never read through monoio; `clear` reads it.
-                if let Err(e) = waiter.readable(false).await {
-                    tracing::error!(core = core.id, error = %e, "inbox doorbell wait failed");
-                    return;
+                if let Err(e) = w.readable(false).await {
+                    tracing::error!(core = core.id, error = %e, "inbox doorbell wait failed; polling it every 1 ms");
+                    waiter = None;
                 }
                 inbox.bell.clear();
                 continue;

@@ -14,9 +14,12 @@
 //! `DEFER_TASKRUN` is safe here because of how monoio 0.2.4's loop waits (its
 //! `driver/uring/mod.rs::inner_park`): whenever the run queue is empty it calls
 //! `io_uring_enter` with `GETEVENTS` (`submit_and_wait(1)`, or with a timeout when a timer is
-//! pending), and that is where the kernel runs the deferred work. The one park that does *not*
-//! wait is the one that found a cross-thread waker queued (monoio's `sync` feature); a core
-//! that received such a wake at every single park would never reap its sockets. Cross-thread
+//! pending), and that is where the kernel runs the deferred work. Two calls do *not* wait: a
+//! plain `submit` when tasks are still queued after a round of the run queue (a task that
+//! yielded, say), and the park that found a cross-thread waker queued (monoio's `sync`
+//! feature). The first is harmless: only a completion can wake a task that waits for IO, so the
+//! run queue empties and the next park waits. A core that received a cross-thread wake at every
+//! single park, though, would never reap its sockets. Cross-thread
 //! wakes therefore must not come as a stream: the inbox (connections handed over, fetches,
 //! shutdown) rings a [`Doorbell`](super::doorbell::Doorbell), an eventfd read through the ring
 //! like any socket, not a monoio waker. The remaining cross-thread wakes are single replies
