@@ -310,3 +310,25 @@ fn if_the_log_cannot_be_reopened_the_storage_refuses_every_later_write() {
         assert!(s.close().await.is_err());
     });
 }
+
+/// The output gate's barrier also covers writes refused outright (the storage closed or failed
+/// for good): they take no sequence number, and without being counted an answer computed after
+/// one would go out as if it had been stored.
+#[test]
+fn a_barrier_reports_a_write_refused_outright() {
+    let dir = TempDir::new("refused");
+    block_on(async {
+        let s = Storage::open(dir.path(), 0, FsyncPolicy::Always).unwrap();
+        s.start();
+        let mark = s.write_mark();
+        assert!(s.barrier_since(mark).is_none(), "nothing written yet");
+        put(&s, "a").await.unwrap();
+        let durable = s.barrier_since(mark).expect("a write since the mark");
+        assert_eq!(durable.await, Ok(()));
+        s.close().await.unwrap();
+        let mark = s.write_mark();
+        assert_eq!(put(&s, "b").await, Err(StorageError::Closed));
+        let refused = s.barrier_since(mark).expect("the refused write counts");
+        assert_eq!(refused.await, Err(StorageError::Closed));
+    });
+}

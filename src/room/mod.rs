@@ -258,12 +258,12 @@ impl Room {
     }
 
     /// A mark of the core's storage writes so far, for [`Room::writes_since`].
-    pub(crate) fn write_mark(&self) -> u64 {
+    pub(crate) fn write_mark(&self) -> crate::storage::WriteMark {
         self.storage.write_mark()
     }
 
     /// The core's storage writes issued since `mark`, as one future (`None`: there were none).
-    pub(crate) fn writes_since(&self, mark: u64) -> Option<Durable<()>> {
+    pub(crate) fn writes_since(&self, mark: crate::storage::WriteMark) -> Option<Durable<()>> {
         self.storage.barrier_since(mark)
     }
 

@@ -99,6 +99,13 @@ pub(super) struct Inner {
     pub(super) stats: Cell<StorageStats>,
 }
 
+/// What [`Storage::write_mark`] returns: where the writes stood, to compare with later.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteMark {
+    seq: u64,
+    refused: u64,
+}
+
 /// The on-disk half. Shared by the handles (which append to `pending`) and the writer task
 /// (which drains it); single-threaded, so `Cell`/`RefCell` and a waker list suffice.
 pub(super) struct Disk {
@@ -117,6 +124,9 @@ pub(super) struct Disk {
     pub(super) pending: RefCell<Vec<u8>>,
     /// Sequence number of the newest record in `pending` (records count from 1).
     pub(super) last_seq: Cell<u64>,
+    /// Writes refused at once (storage failed for good, or closed): they get no sequence
+    /// number, so the output gate counts them here (see [`Storage::barrier_since`]).
+    pub(super) refused: Cell<u64>,
     /// Every record with a sequence number `<=` this is written to the file.
     pub(super) written_seq: Cell<u64>,
     /// Every record with a sequence number `<=` this is written and fsynced.
@@ -327,6 +337,7 @@ impl Storage {
             lock: RefCell::new(Some(lock)),
             pending: RefCell::new(Vec::new()),
             last_seq: Cell::new(0),
+            refused: Cell::new(0),
             written_seq: Cell::new(0),
             synced_seq: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
@@ -535,20 +546,33 @@ impl Storage {
         Durable::waiting(self.inner.clone(), seq, need_sync, ())
     }
 
-    /// The sequence number of the newest write issued so far (0 without a log): a mark for
+    /// A mark of the writes issued so far (the newest sequence number, and how many writes were
+    /// refused at once because the storage had failed or closed), for
     /// [`Storage::barrier_since`].
-    pub fn write_mark(&self) -> u64 {
-        self.inner.disk.as_ref().map_or(0, |d| d.last_seq.get())
+    pub fn write_mark(&self) -> WriteMark {
+        self.inner
+            .disk
+            .as_ref()
+            .map_or(WriteMark::default(), |d| WriteMark {
+                seq: d.last_seq.get(),
+                refused: d.refused.get(),
+            })
     }
 
     /// A future that resolves once every write issued since `mark` is durable (under the fsync
     /// policy, as their own futures would), or to the error one of them failed with; `None`
     /// if none was issued. This is how an answer computed by code that wrote is held back until
     /// those writes are safe (the output gate, `party.rs`).
-    pub fn barrier_since(&self, mark: u64) -> Option<Durable<()>> {
+    pub fn barrier_since(&self, mark: WriteMark) -> Option<Durable<()>> {
         let disk = self.inner.disk.as_ref()?;
+        if disk.refused.get() != mark.refused {
+            // A write since the mark was refused outright (it never got a sequence number):
+            // whatever was computed after it must not go out as if it had been stored.
+            let e = self.inner.write_error().unwrap_or(StorageError::Closed);
+            return Some(Durable::ready(Err(e)));
+        }
         let last = disk.last_seq.get();
-        if last <= mark {
+        if last <= mark.seq {
             return None;
         }
         let need_sync = disk.opts.fsync == FsyncPolicy::Always;
@@ -621,6 +645,7 @@ impl Storage {
             return Durable::ready(Ok(removed));
         };
         if let Some(e) = inner.write_error() {
+            disk.refused.set(disk.refused.get() + 1);
             return Durable::ready(Err(e));
         }
         let need_sync = disk.opts.fsync == FsyncPolicy::Always;

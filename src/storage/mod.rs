@@ -44,7 +44,7 @@ mod repair;
 mod writer;
 
 pub use index::{Index, ListOptions, RoomData};
-pub use log::{Durable, Storage, StorageStats};
+pub use log::{Durable, Storage, StorageStats, WriteMark};
 pub use repair::{repair, Repaired};
 
 /// Longest key, in UTF-8 bytes (Durable Objects' limit).
