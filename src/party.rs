@@ -486,8 +486,7 @@ impl Party for MainParty {
             _ => return,
         };
         if room.conns.len() > 1 {
-            let frame: Rc<[u8]> = ws::encode_frame(opcode, payload).into();
-            room.broadcast_frame(&frame, Some(sender.slot.get()));
+            room.broadcast_except(opcode, payload, Some(sender.slot.get()));
         }
         if let Message::Text(text) = msg {
             // Durable in the background: a WebSocket message has no answer to hold back.

@@ -76,7 +76,11 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>, hooked: bo
         Exit::Close => {}
         Exit::Linger => conn.linger().await,
         Exit::Handoff { owner, hooked } => conn.handoff(owner, hooked),
-        Exit::Upgrade { head, head_at } => conn.upgrade(head, head_at).await,
+        Exit::Upgrade {
+            head,
+            head_at,
+            deflate,
+        } => conn.upgrade(head, head_at, deflate).await,
     }
 }
 
@@ -89,7 +93,12 @@ enum Exit {
     /// The request at `pos` is for a room on core `owner`; `hooked`: it passed its hook here.
     Handoff { owner: usize, hooked: bool },
     /// A valid WebSocket upgrade for a room on this core; `head` indexes `buf[head_at..]`.
-    Upgrade { head: Head, head_at: usize },
+    /// `deflate`: the permessage-deflate offer accepted, if any.
+    Upgrade {
+        head: Head,
+        head_at: usize,
+        deflate: Option<ws::deflate::Agreed>,
+    },
 }
 
 enum Step {
@@ -530,6 +539,7 @@ impl HttpConn {
             r.as_ref()
                 .map(|r| &self.buf[head_at + r.start..head_at + r.end])
         };
+        let mut deflate = None;
         let reject = if self.core.shutting_down() {
             Some(Response::text(503, "Server shutting down"))
         } else if head.method != Method::Get {
@@ -548,6 +558,23 @@ impl HttpConn {
             Some(Response::text(400, "Missing or invalid Sec-WebSocket-Key"))
         } else if head.framing != Framing::None {
             Some(Response::text(400, "WebSocket upgrade with a body"))
+        } else if self.core.config.compression {
+            let raw = &self.buf[head_at..head_at + head.len];
+            let offers = http::parse::header_fields(raw);
+            let offers = offers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-extensions"))
+                .map(|(_, v)| v.as_bytes());
+            match ws::deflate::negotiate(offers) {
+                Ok(agreed) => {
+                    deflate = agreed;
+                    None
+                }
+                Err(ws::deflate::Malformed(why)) => Some(Response::text(
+                    400,
+                    format!("Malformed Sec-WebSocket-Extensions: {why}"),
+                )),
+            }
         } else {
             None
         };
@@ -561,7 +588,11 @@ impl HttpConn {
                 write_response(&mut self.out, &resp, &self.core.date, false, true);
                 Exit::Linger
             }
-            None => Exit::Upgrade { head, head_at },
+            None => Exit::Upgrade {
+                head,
+                head_at,
+                deflate,
+            },
         }
     }
 
@@ -725,7 +756,7 @@ impl HttpConn {
     }
 
     /// Completes a validated upgrade and turns this task into the WebSocket's reader.
-    async fn upgrade(mut self, head: Head, head_at: usize) {
+    async fn upgrade(mut self, head: Head, head_at: usize, deflate: Option<ws::deflate::Agreed>) {
         let key = head.ws_key.clone().expect("checked by check_upgrade");
         let accept = ws::accept_key(&self.buf[head_at + key.start..head_at + key.end]);
         let target = match self.target(&head, head_at) {
@@ -749,6 +780,11 @@ impl HttpConn {
         let uri = format!("http://{host}{target}");
         self.out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
         self.out.extend_from_slice(accept.as_bytes());
+        if let Some(agreed) = deflate {
+            self.out
+                .extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+            self.out.extend_from_slice(agreed.response().as_bytes());
+        }
         self.out.extend_from_slice(b"\r\n\r\n");
         if self.flush().await.is_err() {
             return;
@@ -772,6 +808,7 @@ impl HttpConn {
                 uri: uri.into(),
                 target: target.as_str().into(),
                 head: head_bytes,
+                deflate,
             },
             held,
         );

@@ -182,9 +182,9 @@ impl Room {
             .map(|(_, c)| c)
     }
 
-    /// Sends `frame` (already encoded) to every connection except the one in slot `except`.
-    /// A connection whose queue is over its bound is closed with 1008; the others are not
-    /// affected.
+    /// Sends `frame` (already encoded, so never compressed) to every connection except the one
+    /// in slot `except`. A connection whose queue is over its bound is closed with 1008; the
+    /// others are not affected.
     pub fn broadcast_frame(&self, frame: &Rc<[u8]>, except: Option<usize>) {
         for (slot, conn) in &self.conns {
             if Some(slot) == except {
@@ -195,16 +195,55 @@ impl Room {
         }
     }
 
-    /// Sends a message to every connection whose id is not in `without` (the frame is encoded
-    /// once and shared).
+    /// Sends a message to every connection whose id is not in `without`.
+    ///
+    /// Each frame is encoded once and shared: members that negotiated permessage-deflate get
+    /// one compressed frame (deflate runs at most once per broadcast), the others one plain
+    /// frame. Messages below `--compression-threshold`, and those deflate does not shrink, go
+    /// plain to everyone.
     pub fn broadcast(&self, opcode: ws::OpCode, payload: &[u8], without: &[&str]) {
-        if self.conns.is_empty() {
-            return;
-        }
-        let frame: Rc<[u8]> = ws::encode_frame(opcode, payload).into();
-        for (_, conn) in &self.conns {
-            if !without.contains(&conn.id()) {
-                conn.send_frame(frame.clone());
+        self.broadcast_to(opcode, payload, true, |_, c| !without.contains(&c.id()));
+    }
+
+    /// [`Room::broadcast`] to every connection except the one in slot `except` (the sender,
+    /// say: `sender.slot.get()`).
+    pub fn broadcast_except(&self, opcode: ws::OpCode, payload: &[u8], except: Option<usize>) {
+        self.broadcast_to(opcode, payload, true, |slot, _| Some(slot) != except);
+    }
+
+    /// [`Room::broadcast`] without compression, to anyone (for bytes that are compressed
+    /// already, where deflate would spend CPU for nothing).
+    pub fn broadcast_uncompressed(&self, opcode: ws::OpCode, payload: &[u8], without: &[&str]) {
+        self.broadcast_to(opcode, payload, false, |_, c| !without.contains(&c.id()));
+    }
+
+    fn broadcast_to(
+        &self,
+        opcode: ws::OpCode,
+        payload: &[u8],
+        compress: bool,
+        to: impl Fn(usize, &Connection) -> bool,
+    ) {
+        // The compressed frame must be readable by every member it goes to and use no more
+        // window than any of them allowed: the smallest agreed window among the recipients
+        // (in practice all 15, the RFC's default; Autobahn asks for less). Members that agreed
+        // to 8 bits are left out: the codec cannot compress for them, they get the plain frame.
+        let window = if compress {
+            self.conns
+                .iter()
+                .filter(|&(slot, c)| {
+                    c.deflate_window() >= ws::deflate::codec::MIN_COMPRESS_BITS && to(slot, c)
+                })
+                .map(|(_, c)| c.deflate_window())
+                .min()
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let mut frames = ws::deflate::OutFrames::new(opcode, payload, window);
+        for (slot, conn) in &self.conns {
+            if to(slot, conn) {
+                conn.send_frame(frames.frame_for(conn.deflate_window()));
             }
         }
     }
