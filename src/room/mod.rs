@@ -603,4 +603,56 @@ mod tests {
         );
         assert_eq!(b.outbox.queued_bytes(), 24, "others unaffected");
     }
+
+    #[test]
+    fn broadcast_compresses_once_and_shares_each_frame() {
+        let mut room = room();
+        let zipped = |id: &str, bits| {
+            Rc::new(
+                WsConn::new(
+                    id.into(),
+                    1,
+                    "http://x/".into(),
+                    Rc::new(Outbox::new(1 << 20)),
+                )
+                .with_deflate(bits),
+            )
+        };
+        let (z1, z2, p1, p2) = (
+            zipped("z1", 15),
+            zipped("z2", 15),
+            conn("p1", 3),
+            conn("p2", 4),
+        );
+        let eight = zipped("eight", 8);
+        for c in [&z1, &z2, &p1, &p2, &eight] {
+            join(&mut room, c);
+        }
+        let msg = "{\"type\":\"chat\",\"text\":\"hello hello hello\"},".repeat(20);
+        let last = |c: &Rc<WsConn>| c.outbox.queued_frames().pop().expect("a frame");
+        room.broadcast_text(&msg, &[]);
+        let (fz1, fz2, fp1, fp2, f8) = (last(&z1), last(&z2), last(&p1), last(&p2), last(&eight));
+        assert!(Rc::ptr_eq(&fz1, &fz2), "one compressed frame for both");
+        assert!(
+            Rc::ptr_eq(&fp1, &fp2) && Rc::ptr_eq(&fp1, &f8),
+            "one plain frame"
+        );
+        assert_eq!((fz1[0], fp1[0]), (0xC1, 0x81));
+        assert!(fz1.len() < fp1.len() / 3);
+        // A member with a smaller window: one frame, made with the smallest window, for all
+        // the compressing members.
+        let z10 = zipped("z10", 10);
+        join(&mut room, &z10);
+        room.broadcast_except(ws::OpCode::Text, msg.as_bytes(), Some(p1.slot.get()));
+        let (fz1, fz10) = (last(&z1), last(&z10));
+        assert!(Rc::ptr_eq(&fz1, &fz10) && fz1[0] == 0xC1);
+        // Uncompressed on request, and below the threshold.
+        room.broadcast_uncompressed(ws::OpCode::Text, msg.as_bytes(), &[]);
+        assert_eq!(last(&z1)[0], 0x81);
+        room.broadcast_text("short", &[]);
+        assert_eq!(
+            &last(&z1)[..],
+            &ws::encode_frame(ws::OpCode::Text, b"short")[..]
+        );
+    }
 }
