@@ -59,8 +59,9 @@ thread_local! {
 struct Codec {
     /// Made on first use (about 40 KiB with its 32 KiB window).
     inflater: Option<Decompress>,
-    /// Compressors for window bits 9..=15, made on first use of each size (a compressor with a
-    /// 32 KiB window holds about 270 KiB; the small windows are rare: only Autobahn asks).
+    /// Compressors for window bits 9..=15, made on first use of each size. One with a 32 KiB
+    /// window holds a few hundred KiB (zlib's formula: 2^(bits+2) bytes plus 128 KiB); the
+    /// small windows are rare (browsers never ask for them).
     compressors: [Option<Compress>; 7],
     /// Scratch output of the compressor (copied into the exact-size frame).
     deflated: Vec<u8>,

@@ -11,8 +11,8 @@
 //! header rules and live in `frame.rs`; reassembling a compressed message and checking its
 //! inflated size and UTF-8 live in `message.rs`, which calls [`inflate`] once per message.
 //!
-//! Why no context takeover: with it, each connection would hold a compressor (~270 KiB with a
-//! 32 KiB window) and an inflater (~40 KiB) for its whole life, which is hundreds of times the
+//! Why no context takeover: with it, each connection would hold a compressor (a few hundred
+//! KiB with a 32 KiB window) and an inflater (~40 KiB) for its whole life, a hundred times the
 //! ~2 KiB an idle connection costs here, and a broadcast would have to compress once per member
 //! instead of once. Without it, chat-sized JSON still shrinks several times over, because the
 //! repetition deflate finds is mostly inside each message.
