@@ -388,6 +388,18 @@ fn negotiation_as_the_101_shows_it() {
         );
         assert!(c.closed_by_server());
     }
+    // Bytes that are not even UTF-8.
+    let mut c = Client::connect(srv.addr);
+    let mut req = ws_upgrade("/parties/echo/neg").into_bytes();
+    req.truncate(req.len() - 2);
+    req.extend_from_slice(b"Sec-WebSocket-Extensions: permessage-deflate; x=\xff\r\n\r\n");
+    let resp = c.request(&req);
+    assert_eq!(resp.status, 400);
+    assert!(
+        resp.text().contains("Malformed Sec-WebSocket-Extensions"),
+        "{}",
+        resp.text()
+    );
     // With compression off, offers are declined and malformed ones ignored, as before.
     let off = start_with(1, |c| c.compression = false);
     for offer in [OFFER, "permessage-deflate;"] {

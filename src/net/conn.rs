@@ -559,12 +559,16 @@ impl HttpConn {
         } else if head.framing != Framing::None {
             Some(Response::text(400, "WebSocket upgrade with a body"))
         } else if self.core.config.compression {
-            let raw = &self.buf[head_at..head_at + head.len];
-            let offers = http::parse::header_fields(raw);
-            let offers = offers
+            // Raw values (not `header_fields`, which skips non-UTF-8 ones): bytes outside the
+            // grammar must be refused, not ignored.
+            let mut fields = [httparse::EMPTY_HEADER; http::parse::MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut fields);
+            let _ = req.parse(&self.buf[head_at..head_at + head.len]);
+            let offers = req
+                .headers
                 .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-extensions"))
-                .map(|(_, v)| v.as_bytes());
+                .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                .map(|h| h.value);
             match ws::deflate::negotiate(offers) {
                 Ok(agreed) => {
                     deflate = agreed;
