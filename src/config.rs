@@ -46,6 +46,18 @@ pub struct Config {
     /// Bytes queued for one WebSocket before it is closed with 1008: a reader that cannot keep up
     /// must not grow the server without bound. Default 4 MiB.
     pub max_outbound_bytes: usize,
+    /// permessage-deflate (RFC 7692): accept a client's offer, compress messages to it (each
+    /// broadcast once) and inflate what it compresses. No compression state is kept per
+    /// connection (both sides agree to no context takeover), so this costs CPU, not idle
+    /// memory. Default on: every browser offers it and JSON shrinks several times over; see the
+    /// README ("Compression") for the reasoning and what to measure. Off: offers are declined
+    /// and the 101 carries no extension.
+    pub compression: bool,
+    /// Messages shorter than this many bytes are sent uncompressed even to connections that
+    /// negotiated compression (RSV1 clear; legal per message). Default 128 bytes
+    /// (`ws::deflate::DEFAULT_THRESHOLD`): below it deflate saves a few bytes for the cost of a
+    /// compressor reset.
+    pub compression_threshold: usize,
     /// How long a server-initiated WebSocket close waits for the peer's close frame. Default 5 s.
     pub close_timeout: Duration,
     /// On SIGINT/SIGTERM, how long in-flight requests and WebSocket closing handshakes get
@@ -282,6 +294,8 @@ impl Config {
             history_limit: 10_000,
             max_message_bytes: 1024 * 1024,
             max_outbound_bytes: 4 * 1024 * 1024,
+            compression: true,
+            compression_threshold: crate::ws::deflate::DEFAULT_THRESHOLD,
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             max_connections_per_core: 0,

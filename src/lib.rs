@@ -19,7 +19,8 @@
 //!   non-blocking syscalls), `assets` (requests outside the rooms: static files, `on_fetch`).
 //! - [`http`]: sans-IO HTTP/1.1: head parsing, body framing, responses, the error table,
 //!   `static_files` (request target to a path under `--serve DIR`, validators).
-//! - [`ws`]: sans-IO RFC 6455: handshake, frames, masking, the streaming decoder, close codes.
+//! - [`ws`]: sans-IO RFC 6455: handshake, frames, masking, the streaming decoder, close codes;
+//!   `deflate` (permessage-deflate, RFC 7692: the negotiation and each core's codec).
 //! - [`router`]: request target → party and room.
 //! - [`room`]: the room handle parties get (connections, broadcast, storage, alarm, state,
 //!   other parties' rooms, the `main` history) and the per-core room table.

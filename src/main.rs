@@ -64,6 +64,13 @@ struct Cli {
     /// Bytes queued for one WebSocket before it is closed with 1008.
     #[arg(long, env = "PARTYRING_MAX_OUTBOUND", default_value_t = 4 * 1024 * 1024)]
     max_outbound: usize,
+    /// permessage-deflate: `on` accepts a client's offer (compressed messages, no compression
+    /// state per connection), `off` declines every offer.
+    #[arg(long, env = "PARTYRING_COMPRESSION", default_value = "on", value_parser = parse_on_off)]
+    compression: bool,
+    /// Messages shorter than this many bytes are sent uncompressed.
+    #[arg(long, env = "PARTYRING_COMPRESSION_THRESHOLD", default_value_t = partyring::ws::deflate::DEFAULT_THRESHOLD)]
+    compression_threshold: usize,
     /// Seconds a request may take to arrive completely (then 408).
     #[arg(long, env = "PARTYRING_HEADER_TIMEOUT", default_value_t = 10.0)]
     header_timeout: f64,
@@ -206,6 +213,14 @@ fn parse_cron(s: &str) -> Result<NamedCron, String> {
     Ok(named)
 }
 
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        other => Err(format!("{other:?}: expected on or off")),
+    }
+}
+
 fn seconds(name: &str, s: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s).map_err(|e| format!("--{name}: {e}"))
 }
@@ -258,6 +273,8 @@ fn main() -> ExitCode {
     config.max_message_bytes = cli.max_message_size;
     config.max_body_bytes = cli.max_body_size;
     config.max_outbound_bytes = cli.max_outbound;
+    config.compression = cli.compression;
+    config.compression_threshold = cli.compression_threshold;
     config.max_connections_per_core = cli.max_connections_per_core;
     config.persist = cli.persist;
     config.data_dir = cli.data_dir;

@@ -82,7 +82,11 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>, hooked: bo
         Exit::Close => {}
         Exit::Linger => conn.linger().await,
         Exit::Handoff { owner, hooked } => conn.handoff(owner, hooked),
-        Exit::Upgrade { head, head_at } => conn.upgrade(head, head_at).await,
+        Exit::Upgrade {
+            head,
+            head_at,
+            deflate,
+        } => conn.upgrade(head, head_at, deflate).await,
     }
 }
 
@@ -95,7 +99,12 @@ enum Exit {
     /// The request at `pos` is for a room on core `owner`; `hooked`: it passed its hook here.
     Handoff { owner: usize, hooked: bool },
     /// A valid WebSocket upgrade for a room on this core; `head` indexes `buf[head_at..]`.
-    Upgrade { head: Head, head_at: usize },
+    /// `deflate`: the permessage-deflate offer accepted, if any.
+    Upgrade {
+        head: Head,
+        head_at: usize,
+        deflate: Option<ws::deflate::Agreed>,
+    },
 }
 
 enum Step {
@@ -587,6 +596,7 @@ impl HttpConn {
             r.as_ref()
                 .map(|r| &self.buf[head_at + r.start..head_at + r.end])
         };
+        let mut deflate = None;
         let reject = if self.core.shutting_down() {
             Some(Response::text(503, "Server shutting down"))
         } else if head.method != Method::Get {
@@ -605,6 +615,27 @@ impl HttpConn {
             Some(Response::text(400, "Missing or invalid Sec-WebSocket-Key"))
         } else if head.framing != Framing::None {
             Some(Response::text(400, "WebSocket upgrade with a body"))
+        } else if self.core.config.compression {
+            // Raw values (not `header_fields`, which skips non-UTF-8 ones): bytes outside the
+            // grammar must be refused, not ignored.
+            let mut fields = [httparse::EMPTY_HEADER; http::parse::MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut fields);
+            let _ = req.parse(&self.buf[head_at..head_at + head.len]);
+            let offers = req
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                .map(|h| h.value);
+            match ws::deflate::negotiate(offers) {
+                Ok(agreed) => {
+                    deflate = agreed;
+                    None
+                }
+                Err(ws::deflate::Malformed(why)) => Some(Response::text(
+                    400,
+                    format!("Malformed Sec-WebSocket-Extensions: {why}"),
+                )),
+            }
         } else {
             None
         };
@@ -618,7 +649,11 @@ impl HttpConn {
                 write_response(&mut self.out, &resp, &self.core.date, false, true);
                 Exit::Linger
             }
-            None => Exit::Upgrade { head, head_at },
+            None => Exit::Upgrade {
+                head,
+                head_at,
+                deflate,
+            },
         }
     }
 
@@ -796,7 +831,7 @@ impl HttpConn {
     }
 
     /// Completes a validated upgrade and turns this task into the WebSocket's reader.
-    async fn upgrade(mut self, head: Head, head_at: usize) {
+    async fn upgrade(mut self, head: Head, head_at: usize, deflate: Option<ws::deflate::Agreed>) {
         let key = head.ws_key.clone().expect("checked by check_upgrade");
         let accept = ws::accept_key(&self.buf[head_at + key.start..head_at + key.end]);
         let target = match self.target(&head, head_at) {
@@ -820,6 +855,11 @@ impl HttpConn {
         let uri = format!("http://{host}{target}");
         self.out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
         self.out.extend_from_slice(accept.as_bytes());
+        if let Some(agreed) = deflate {
+            self.out
+                .extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+            self.out.extend_from_slice(agreed.response().as_bytes());
+        }
         self.out.extend_from_slice(b"\r\n\r\n");
         if self.flush().await.is_err() {
             return;
@@ -843,6 +883,7 @@ impl HttpConn {
                 uri: uri.into(),
                 target: target.as_str().into(),
                 head: head_bytes,
+                deflate,
             },
             held,
         );

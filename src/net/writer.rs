@@ -151,6 +151,13 @@ impl Outbox {
         self.queued.get()
     }
 
+    /// The frames waiting to be sent, in order (for tests that check what was queued, and
+    /// that a broadcast shares one frame among its recipients).
+    #[cfg(test)]
+    pub(crate) fn queued_frames(&self) -> Vec<Rc<[u8]>> {
+        self.frames.borrow().iter().cloned().collect()
+    }
+
     fn fd(&self) -> Option<RawFd> {
         self.io.borrow().as_ref().map(|io| io.fd)
     }

@@ -30,7 +30,7 @@ use crate::{
     },
     party::{ConnectContext, Request},
     runtime::core::{BusyGuard, ConnGuard, Core},
-    ws::{self, close, Decoder, Message, OpCode},
+    ws::{self, close, deflate::OutFrames, Decoder, Message, OpCode},
 };
 
 /// Reads (of the core's 64 KiB buffer) per readiness wake-up at most.
@@ -58,7 +58,14 @@ pub struct WsConn {
     extra: RefCell<Option<Box<Extra>>>,
     /// The close code the server sent, 0 until it closes.
     pub(crate) sent_close: Cell<u16>,
+    /// permessage-deflate: the window bits agreed in the handshake (8-15), or 0 when the
+    /// connection did not negotiate it. All the compression state a connection has: the codec
+    /// itself is the core's (`ws::deflate`).
+    deflate: u8,
 }
+
+// One per open WebSocket, most of them idle: the deflate byte fits in what was padding.
+const _: () = assert!(std::mem::size_of::<WsConn>() <= 64);
 
 #[derive(Default)]
 struct Extra {
@@ -84,7 +91,20 @@ impl WsConn {
             uri_len,
             extra: RefCell::new(None),
             sent_close: Cell::new(0),
+            deflate: 0,
         }
+    }
+
+    /// The same connection, with permessage-deflate agreed at `window_bits` (8-15; 0: off).
+    pub(crate) fn with_deflate(mut self, window_bits: u8) -> Self {
+        self.deflate = window_bits;
+        self
+    }
+
+    /// The permessage-deflate window bits agreed with this connection (8-15), or 0 if it did
+    /// not negotiate compression.
+    pub fn deflate_window(&self) -> u8 {
+        self.deflate
     }
 
     /// The connection id (`_pk`, or a UUID v4).
@@ -167,8 +187,17 @@ impl WsConn {
         }
     }
 
-    /// Sends a message as one frame.
+    /// Sends a message as one frame: compressed if this connection negotiated
+    /// permessage-deflate, the message is a data message at least `--compression-threshold`
+    /// bytes long, and it shrinks; plain otherwise.
     pub fn send(&self, opcode: OpCode, payload: &[u8]) {
+        let frame = OutFrames::new(opcode, payload, self.deflate).frame_for(self.deflate);
+        self.send_frame(frame);
+    }
+
+    /// Sends a message as one frame, never compressed (say, bytes that are compressed already:
+    /// deflate would spend CPU to make them no smaller).
+    pub fn send_uncompressed(&self, opcode: OpCode, payload: &[u8]) {
         self.send_frame(ws::encode_frame(opcode, payload).into());
     }
 
@@ -220,6 +249,8 @@ pub struct Joined {
     /// `connection_tags` and `on_connect`; dropped after them.
     pub target: Box<str>,
     pub head: Vec<u8>,
+    /// permessage-deflate as agreed in the 101 (`None`: not negotiated).
+    pub deflate: Option<ws::deflate::Agreed>,
 }
 
 /// Joins the room (the party's `connection_tags` and `on_connect` run now, before this
@@ -256,18 +287,26 @@ pub fn serve(
         uri,
         target,
         head,
+        deflate,
     } = joined;
-    let conn = Rc::new(WsConn::new(
-        id,
-        core.next_serial(),
-        uri,
-        Outbox::attached(
-            core.config.max_outbound_bytes,
-            core.flusher.clone(),
-            stream.clone(),
-            fd,
-        ),
-    ));
+    if deflate.is_some() {
+        ws::deflate::set_threshold(core.config.compression_threshold);
+    }
+    let window = deflate.map_or(0, |a| a.window_bits());
+    let conn = Rc::new(
+        WsConn::new(
+            id,
+            core.next_serial(),
+            uri,
+            Outbox::attached(
+                core.config.max_outbound_bytes,
+                core.flusher.clone(),
+                stream.clone(),
+                fd,
+            ),
+        )
+        .with_deflate(window),
+    );
     core.with_room(party, &room_id, |room| {
         conn.slot.set(room.conns.insert(conn.clone()));
         let ctx = ConnectContext {
@@ -278,7 +317,7 @@ pub fn serve(
     drop((target, head));
 
     let mut reader = Reader {
-        decoder: Decoder::new(core.config.max_message_bytes),
+        decoder: Decoder::with_deflate(core.config.max_message_bytes, deflate.is_some()),
         core,
         conn,
         party,

@@ -19,7 +19,8 @@ use super::close;
 pub enum WsError {
     /// RFC 6455 5.1: "a client MUST mask all frames that it sends to the server".
     UnmaskedFrame,
-    /// RSV1, RSV2 or RSV3 set: we negotiate no extension that gives them a meaning (5.2).
+    /// RSV2 or RSV3 set, or RSV1 on a connection that did not negotiate permessage-deflate: no
+    /// extension gives them a meaning there (5.2).
     ReservedBitsSet,
     /// Opcode 0x3-0x7 or 0xB-0xF: reserved for future use (5.2).
     UnknownOpcode,
@@ -43,6 +44,12 @@ pub enum WsError {
     InvalidClosePayload,
     /// A Close frame whose reason is not UTF-8 (5.5.1).
     InvalidCloseReason,
+    /// RSV1 on a control frame: control frames are never compressed (RFC 7692 §6.1).
+    CompressedControlFrame,
+    /// RSV1 on a continuation frame: only a message's first frame carries it (RFC 7692 §6.1).
+    CompressedContinuation,
+    /// A compressed message's payload is not a valid deflate stream (RFC 7692 §7.2.2).
+    BadCompressedData,
 }
 
 impl WsError {
@@ -61,8 +68,10 @@ impl WsError {
             | ExpectedContinuation
             | LengthOverflow
             | InvalidCloseCode
-            | InvalidClosePayload => close::PROTOCOL_ERROR,
-            InvalidUtf8 | InvalidCloseReason => close::INVALID_PAYLOAD,
+            | InvalidClosePayload
+            | CompressedControlFrame
+            | CompressedContinuation => close::PROTOCOL_ERROR,
+            InvalidUtf8 | InvalidCloseReason | BadCompressedData => close::INVALID_PAYLOAD,
             MessageTooBig => close::TOO_BIG,
         }
     }
@@ -85,6 +94,9 @@ impl WsError {
             InvalidCloseCode => "invalid close code",
             InvalidClosePayload => "invalid close payload",
             InvalidCloseReason => "invalid UTF-8 in close reason",
+            CompressedControlFrame => "compressed control frame",
+            CompressedContinuation => "RSV1 set on a continuation frame",
+            BadCompressedData => "invalid compressed data",
         }
     }
 }
@@ -104,7 +116,7 @@ const _: () = assert!(std::mem::size_of::<WsError>() == 1);
 mod tests {
     use super::*;
 
-    const ALL: [WsError; 13] = [
+    const ALL: [WsError; 16] = [
         WsError::UnmaskedFrame,
         WsError::ReservedBitsSet,
         WsError::UnknownOpcode,
@@ -118,13 +130,18 @@ mod tests {
         WsError::InvalidCloseCode,
         WsError::InvalidClosePayload,
         WsError::InvalidCloseReason,
+        WsError::CompressedControlFrame,
+        WsError::CompressedContinuation,
+        WsError::BadCompressedData,
     ];
 
     #[test]
     fn close_code_table() {
         for e in ALL {
             let want = match e {
-                WsError::InvalidUtf8 | WsError::InvalidCloseReason => 1007,
+                WsError::InvalidUtf8 | WsError::InvalidCloseReason | WsError::BadCompressedData => {
+                    1007
+                }
                 WsError::MessageTooBig => 1009,
                 _ => 1002,
             };

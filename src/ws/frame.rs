@@ -35,7 +35,10 @@ pub const MAX_HEADER_LEN: usize = 14;
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
 const FIN: u8 = 0b1000_0000;
-const RSV: u8 = 0b0111_0000;
+/// RSV1: "Per-Message Compressed" when permessage-deflate was negotiated (RFC 7692 §6).
+const RSV1: u8 = 0b0100_0000;
+/// RSV2 and RSV3: no extension we speak gives them a meaning.
+const RSV23: u8 = 0b0011_0000;
 const OPCODE: u8 = 0b0000_1111;
 const MASKED: u8 = 0b1000_0000;
 const LEN7: u8 = 0b0111_1111;
@@ -83,6 +86,9 @@ impl OpCode {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
     pub fin: bool,
+    /// RSV1: the message this frame starts is compressed. Only ever true when the parser was
+    /// told permessage-deflate is on, and then only on a Text or Binary frame.
+    pub rsv1: bool,
     pub opcode: OpCode,
     pub mask: [u8; 4],
     /// As announced; not yet checked against any message size limit (that is `message.rs`).
@@ -90,20 +96,35 @@ pub struct FrameHeader {
 }
 
 impl FrameHeader {
-    /// Parses a client frame header from the start of `buf`.
+    /// Parses a client frame header from the start of `buf`, for a connection without
+    /// extensions (any RSV bit is an error). See [`FrameHeader::parse_ext`].
+    pub fn parse(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, WsError> {
+        FrameHeader::parse_ext(buf, false)
+    }
+
+    /// Parses a client frame header from the start of `buf`. `deflate`: the connection
+    /// negotiated permessage-deflate, so RSV1 may be set on the first frame of a data message
+    /// (RFC 7692 §6.1); it is an error on a control frame and on a continuation.
     ///
     /// Returns `Ok(Some((header, header_len)))` when the whole header is present, `Ok(None)` when
     /// more bytes are needed (nothing is consumed; call again with more), and `Err` as soon as
     /// the bytes present break a rule, even if the header is not complete yet. Rules are checked
     /// in the order the header lays them out.
-    pub fn parse(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, WsError> {
+    pub fn parse_ext(buf: &[u8], deflate: bool) -> Result<Option<(FrameHeader, usize)>, WsError> {
         let Some(&b0) = buf.first() else {
             return Ok(None);
         };
-        if b0 & RSV != 0 {
+        let rsv1 = b0 & RSV1 != 0;
+        if b0 & RSV23 != 0 || (rsv1 && !deflate) {
             return Err(WsError::ReservedBitsSet);
         }
         let opcode = OpCode::from_u8(b0 & OPCODE).ok_or(WsError::UnknownOpcode)?;
+        if rsv1 && opcode.is_control() {
+            return Err(WsError::CompressedControlFrame);
+        }
+        if rsv1 && opcode == OpCode::Continuation {
+            return Err(WsError::CompressedContinuation);
+        }
         let fin = b0 & FIN != 0;
         if opcode.is_control() && !fin {
             return Err(WsError::ControlFrameFragmented);
@@ -149,6 +170,7 @@ impl FrameHeader {
         let mask = [key[0], key[1], key[2], key[3]];
         let header = FrameHeader {
             fin,
+            rsv1,
             opcode,
             mask,
             payload_len,
@@ -171,6 +193,13 @@ pub const fn header_len(payload_len: usize) -> usize {
 /// Appends an unmasked (server) frame header to `out`, using the shortest length form.
 pub fn write_header(out: &mut Vec<u8>, fin: bool, opcode: OpCode, payload_len: usize) {
     write_header_inner(out, fin, opcode, payload_len, 0);
+}
+
+/// Appends the header of a complete compressed (RSV1) server frame to `out`.
+pub fn write_header_rsv1(out: &mut Vec<u8>, opcode: OpCode, payload_len: usize) {
+    let at = out.len();
+    write_header_inner(out, true, opcode, payload_len, 0);
+    out[at] |= RSV1;
 }
 
 fn write_header_inner(out: &mut Vec<u8>, fin: bool, opcode: OpCode, len: usize, mask_bit: u8) {
@@ -316,6 +345,7 @@ mod tests {
                     h,
                     FrameHeader {
                         fin,
+                        rsv1: false,
                         opcode: op,
                         mask: M,
                         payload_len: len as u64
@@ -356,6 +386,33 @@ mod tests {
         for &(bytes, err) in cases {
             assert_eq!(FrameHeader::parse(bytes), Err(err), "{bytes:x?}");
         }
+        // With permessage-deflate, RSV1 is allowed on the first frame of a data message only.
+        let deflate: &[(&[u8], Result<bool, WsError>)] = &[
+            (&[0xC1, 0x80, 0, 0, 0, 0], Ok(true)),
+            (&[0x42, 0x80, 0, 0, 0, 0], Ok(true)),
+            (&[0x81, 0x80, 0, 0, 0, 0], Ok(false)),
+            (&[0x40], Err(WsError::CompressedContinuation)),
+            (&[0xC0], Err(WsError::CompressedContinuation)),
+            (&[0xC9], Err(WsError::CompressedControlFrame)),
+            (&[0xC8], Err(WsError::CompressedControlFrame)),
+            (&[0xCA], Err(WsError::CompressedControlFrame)),
+            (&[0xE1], Err(WsError::ReservedBitsSet)),
+            (&[0xD1], Err(WsError::ReservedBitsSet)),
+        ];
+        for &(bytes, want) in deflate {
+            let got = FrameHeader::parse_ext(bytes, true).map(|h| h.map(|(h, _)| h.rsv1));
+            match want {
+                Ok(rsv1) => assert_eq!(got, Ok(Some(rsv1)), "{bytes:x?}"),
+                Err(e) => assert_eq!(got, Err(e), "{bytes:x?}"),
+            }
+            // Without the extension every RSV bit is an error.
+            if bytes[0] & 0x70 != 0 {
+                assert_eq!(FrameHeader::parse(bytes), Err(WsError::ReservedBitsSet));
+            }
+        }
+        let mut out = Vec::new();
+        write_header_rsv1(&mut out, OpCode::Text, 300);
+        assert_eq!(out, [0xC1, 126, 1, 44]);
         // 125 is the largest control payload.
         assert!(FrameHeader::parse(&[0x89, 0x80 | 125, 0, 0, 0, 0])
             .unwrap()

@@ -18,10 +18,17 @@
 //!   to `msg` (data) or `ctrl` (control), and a text message's new bytes are UTF-8 checked right
 //!   away, so an invalid byte fails the connection before the rest of the frame arrives.
 //!
+//! Compressed messages (permessage-deflate, RSV1 on the first frame): the payload goes through
+//! the same two paths, then is inflated once, whole, by the core's inflater
+//! (`deflate::inflate`), which stops the moment the output passes `max_message_size`. Text is
+//! UTF-8 checked after inflating. On the wire a compressed message may be a little over
+//! `max_message_size` (deflate's worst case for incompressible data, [`compressed_wire_limit`]).
+//!
 //! The first error poisons the decoder: `feed` keeps returning it, and the caller closes with
 //! `err.close_code()`.
 
 use super::close::parse_close_payload;
+use super::deflate;
 use super::error::WsError;
 use super::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use super::mask::unmask;
@@ -94,6 +101,17 @@ pub struct Decoder {
     closed: bool,
     /// The first protocol error; `feed` returns it again if called after it.
     failed: Option<WsError>,
+    /// The connection negotiated permessage-deflate: RSV1 may mark a compressed message.
+    deflate: bool,
+    /// The data message in progress on the slow path is compressed (its first frame had RSV1).
+    compressed: bool,
+}
+
+/// The most wire bytes a compressed message may take when its inflated size may be `max`:
+/// deflate's stored blocks add 5 bytes per 64 KiB to incompressible data, plus a little at the
+/// ends; this allows more than that and not much else.
+pub const fn compressed_wire_limit(max: usize) -> usize {
+    max.saturating_add(max / 1024 + 64)
 }
 
 // One decoder lives per open WebSocket, most of them idle, and the budget for an idle connection
@@ -106,6 +124,12 @@ impl Decoder {
     /// A decoder that rejects messages over `max_message_size` bytes (after reassembly) with
     /// [`WsError::MessageTooBig`] (1009).
     pub fn new(max_message_size: usize) -> Self {
+        Decoder::with_deflate(max_message_size, false)
+    }
+
+    /// A decoder for a connection that negotiated permessage-deflate (`deflate`) or not. The
+    /// limit is on the inflated size of a compressed message.
+    pub fn with_deflate(max_message_size: usize, deflate: bool) -> Self {
         Decoder {
             max_message_size,
             msg: Vec::new(),
@@ -117,6 +141,8 @@ impl Decoder {
             hdr_len: 0,
             closed: false,
             failed: None,
+            deflate,
+            compressed: false,
         }
     }
 
@@ -188,12 +214,18 @@ impl Decoder {
                 let payload = &mut data[pos..pos + len];
                 pos += len;
                 unmask(payload, h.mask, 0);
-                self.deliver(h.opcode, payload, on_msg)?;
+                if h.rsv1 {
+                    let max = self.max_message_size;
+                    deflate::inflate(payload, max, |m| self.deliver(h.opcode, m, on_msg))??;
+                } else {
+                    self.deliver(h.opcode, payload, on_msg)?;
+                }
                 continue;
             }
 
             if !h.opcode.is_control() && h.opcode != OpCode::Continuation {
                 self.message = Some(h.opcode);
+                self.compressed = h.rsv1;
             }
             let frame = PartialFrame {
                 opcode: h.opcode,
@@ -218,7 +250,7 @@ impl Decoder {
     fn read_header(&mut self, input: &[u8]) -> Result<Option<(FrameHeader, usize)>, WsError> {
         let held = usize::from(self.hdr_len);
         if held == 0 {
-            if let Some(found) = FrameHeader::parse(input)? {
+            if let Some(found) = FrameHeader::parse_ext(input, self.deflate)? {
                 return Ok(Some(found));
             }
             // `parse` wanted more than is here, and it never wants more than 14 bytes.
@@ -230,7 +262,7 @@ impl Decoder {
         // Top up to 14 bytes; if the header turns out shorter, only its part counts as used.
         let take = (MAX_HEADER_LEN - held).min(input.len());
         self.hdr[held..held + take].copy_from_slice(&input[..take]);
-        match FrameHeader::parse(&self.hdr[..held + take])? {
+        match FrameHeader::parse_ext(&self.hdr[..held + take], self.deflate)? {
             Some((h, n)) => {
                 self.hdr_len = 0;
                 Ok(Some((h, n - held)))
@@ -252,9 +284,20 @@ impl Decoder {
             (OpCode::Text | OpCode::Binary, Some(_)) => return Err(WsError::ExpectedContinuation),
             _ => {}
         }
-        // `msg` holds every earlier fragment of this message (empty for a new message).
+        // `msg` holds every earlier fragment of this message (empty for a new message). A
+        // compressed message's real limit, on its inflated size, is checked as it is inflated.
         let total = (self.msg.len() as u64).saturating_add(h.payload_len);
-        if total > self.max_message_size as u64 {
+        let compressed = if h.opcode == OpCode::Continuation {
+            self.compressed
+        } else {
+            h.rsv1
+        };
+        let limit = if compressed {
+            compressed_wire_limit(self.max_message_size)
+        } else {
+            self.max_message_size
+        };
+        if total > limit as u64 {
             return Err(WsError::MessageTooBig);
         }
         Ok(())
@@ -284,7 +327,7 @@ impl Decoder {
         }
 
         self.msg.extend_from_slice(piece);
-        if self.message == Some(OpCode::Text) {
+        if self.message == Some(OpCode::Text) && !self.compressed {
             self.check_utf8_so_far()?;
         }
         if frame.remaining > 0 {
@@ -302,12 +345,16 @@ impl Decoder {
         let Some(kind) = self.message.take() else {
             unreachable!("data frame without a message in progress");
         };
-        if kind == OpCode::Text && self.utf8_checked != self.msg.len() {
-            // Ends inside a multi-byte sequence.
-            return Err(WsError::InvalidUtf8);
-        }
         let msg = std::mem::take(&mut self.msg);
-        let res = self.deliver(kind, &msg, on_msg);
+        let res = if std::mem::take(&mut self.compressed) {
+            let max = self.max_message_size;
+            deflate::inflate(&msg, max, |m| self.deliver(kind, m, on_msg)).and_then(|r| r)
+        } else if kind == OpCode::Text && self.utf8_checked != msg.len() {
+            // Ends inside a multi-byte sequence.
+            Err(WsError::InvalidUtf8)
+        } else {
+            self.deliver(kind, &msg, on_msg)
+        };
         self.recycle(msg);
         res
     }

@@ -6,8 +6,9 @@
 //!
 //! # The subset we implement
 //!
-//! - Version 13 only; no extensions (permessage-deflate is not negotiated, so any RSV bit is a
-//!   protocol error) and no subprotocols.
+//! - Version 13 only; one extension, permessage-deflate (RFC 7692, `deflate`), when the
+//!   server has it on and the client offers it; no subprotocols. Without the extension any RSV
+//!   bit is a protocol error; with it, RSV1 marks a compressed message (first frame only).
 //! - Client frames must be masked; server frames are never masked.
 //! - Text is validated as UTF-8 incrementally: a connection fails as soon as the first invalid
 //!   byte arrives, even mid-frame or across fragments (Autobahn's "fail fast" cases).
@@ -39,11 +40,13 @@
 //!   (`message_tests.rs` holds its unit tests: they outgrew the file.)
 //! - `close`: close code constants, which codes are valid on the wire, the Close payload.
 //! - `error`: `WsError` and its close-code table.
+//! - `deflate`: permessage-deflate: the negotiation and the core's codec.
 //!
 //! There is no `unsafe` in this module: word-at-a-time masking is done with safe
 //! `u64::from_ne_bytes` chunks, and reassembled text is re-validated rather than trusted.
 
 pub mod close;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;

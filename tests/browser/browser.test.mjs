@@ -159,3 +159,93 @@ test("two pages chat through the WebSocket and PartySocket.fetch", { timeout: 30
   }
   assert.deepEqual(problems, []);
 });
+
+// A member that does not compress: a raw TCP WebSocket client that offers no extension.
+async function rawMember(path) {
+  const { connect } = await import("node:net");
+  const sock = connect(Number(ADDR.split(":")[1]), ADDR.split(":")[0]);
+  let buf = Buffer.alloc(0);
+  let wake = () => {};
+  sock.on("data", (d) => {
+    buf = Buffer.concat([buf, d]);
+    wake();
+  });
+  const more = () => new Promise((r, j) => {
+    const t = setTimeout(() => j(new Error("raw member: read timeout")), WAIT.timeout);
+    wake = () => (clearTimeout(t), r());
+  });
+  sock.write(
+    `GET ${path} HTTP/1.1\r\nHost: ${ADDR}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+  );
+  while (!buf.includes("\r\n\r\n")) await more();
+  const end = buf.indexOf("\r\n\r\n") + 4;
+  const head = buf.subarray(0, end).toString();
+  buf = buf.subarray(end);
+  return {
+    head,
+    // The next frame: [first byte, payload].
+    async frame() {
+      for (;;) {
+        if (buf.length >= 2) {
+          const len7 = buf[1] & 0x7f;
+          const hdr = len7 === 126 ? 4 : len7 === 127 ? 10 : 2;
+          const len = len7 === 126 ? buf.readUInt16BE(2) : len7 === 127 ? Number(buf.readBigUInt64BE(2)) : len7;
+          if (buf.length >= hdr + len) {
+            const out = [buf[0], buf.subarray(hdr, hdr + len)];
+            buf = buf.subarray(hdr + len);
+            return out;
+          }
+        }
+        await more();
+      }
+    },
+    sendText(text) {
+      const payload = Buffer.from(text);
+      const mask = Buffer.from([1, 2, 3, 4]);
+      const len = payload.length;
+      const hdr = len < 126 ? Buffer.from([0x81, 0x80 | len]) : Buffer.from([0x81, 0x80 | 126, len >> 8, len & 0xff]);
+      sock.write(Buffer.concat([hdr, mask, payload.map((b, i) => b ^ mask[i % 4])]));
+    },
+    close: () => sock.destroy(),
+  };
+}
+
+test("Chromium negotiates permessage-deflate; a member that does not compress reads plain frames", { timeout: 30000 }, async () => {
+  const room = `deflate-${Date.now().toString(36)}`;
+  const path = `/parties/main/${room}`;
+  const raw = await rawMember(`${path}?_pk=raw`);
+  assert.match(raw.head, /^HTTP\/1\.1 101 /);
+  assert.doesNotMatch(raw.head.toLowerCase(), /sec-websocket-extensions/, "no offer, no extension");
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    await page.goto(`${BASE}/?room=${room}-page`);
+    const chat = JSON.stringify(
+      Array.from({ length: 60 }, (_, i) => ({ id: `msg-${i}`, user: `user${i % 4}`, text: "see you at the usual place" })),
+    ).slice(0, 4000);
+    // Chromium's own WebSocket: it offers permessage-deflate and compresses what it sends.
+    const extensions = await page.evaluate(
+      async ({ url, chat }) => {
+        const ws = new WebSocket(url);
+        await new Promise((res, rej) => ((ws.onopen = res), (ws.onerror = () => rej(new Error("ws error")))));
+        window.got = [];
+        ws.onmessage = (e) => window.got.push(e.data);
+        ws.send(chat);
+        return ws.extensions;
+      },
+      { url: `ws://${ADDR}${path}?_pk=browser`, chat },
+    );
+    assert.match(extensions, /^permessage-deflate; server_no_context_takeover; client_no_context_takeover/);
+    // The browser's (compressed) message reaches the raw member as one plain text frame.
+    const [b0, payload] = await raw.frame();
+    assert.equal(b0, 0x81, "FIN + text, RSV1 clear");
+    assert.equal(payload.toString(), chat);
+    // The raw member's plain message reaches the browser (compressed for it) intact.
+    raw.sendText(chat);
+    await page.waitForFunction((c) => window.got.includes(c), chat, WAIT);
+  } finally {
+    raw.close();
+    await context.close();
+  }
+});

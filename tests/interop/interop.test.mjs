@@ -366,3 +366,62 @@ test("7. client-initiated close is answered (close handshake)", { timeout: TEST_
     assert.equal(result.code, 4000, "server echoes the close code");
   }
 });
+
+/** A plain `ws` client on `path`, open; its messages (as text) are collected in `.got`. */
+async function rawWs(t, path, options) {
+  const ws = new WS(`ws://${HOST}${path}`, options);
+  ws.got = [];
+  ws.on("message", (data, isBinary) => ws.got.push(isBinary ? data : data.toString()));
+  ws.on("error", () => {});
+  t.after(() => ws.terminate());
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("open timeout")), WAIT_MS);
+    ws.on("open", () => (clearTimeout(timer), resolve()));
+  });
+  return ws;
+}
+
+/** Bytes this client has read from its socket so far (frames on the wire). */
+const wireBytes = (ws) => ws._socket.bytesRead;
+
+test("8. permessage-deflate: ws (compression on by default) in a room with a member that does not compress", { timeout: TEST_TIMEOUT, skip: IS_PARTYKIT && "partyring's compression" }, async (t) => {
+  const r = room("deflate");
+  // `ws` offers permessage-deflate unless told not to; partysocket uses `ws` here too.
+  const zipped = await rawWs(t, `/parties/main/${r}?_pk=zipped`);
+  const plain = await rawWs(t, `/parties/main/${r}?_pk=plain`, { perMessageDeflate: false });
+  const ps = connect(t, { room: r, id: "ps" });
+  await opened(ps);
+  assert.match(zipped.extensions, /^permessage-deflate/, "negotiated");
+  assert.equal(plain.extensions, "", "not offered, not negotiated");
+  assert.match(ps.ps._ws.extensions, /^permessage-deflate/, "partysocket on ws negotiates too");
+
+  // 4,000 bytes of chat JSON; ws compresses what it sends from 1 KiB up (its threshold).
+  const chat = JSON.stringify(
+    Array.from({ length: 60 }, (_, i) => ({ id: `msg-${i}`, user: `user${i % 4}`, text: "see you at the usual place" })),
+  ).slice(0, 4000);
+  const [z0, p0] = [wireBytes(zipped), wireBytes(plain)];
+  plain.send(chat); // sent uncompressed; reaches `zipped` compressed, `ps` too
+  await Promise.all([
+    waitUntil(() => zipped.got.includes(chat), "plain's message at zipped"),
+    gotText(ps, chat),
+  ]);
+  const zRead = wireBytes(zipped) - z0;
+  assert.ok(zRead < chat.length / 2, `compressed on the wire: ${zRead} bytes for ${chat.length}`);
+
+  zipped.send(chat); // sent compressed; reaches `plain` uncompressed
+  await waitUntil(() => plain.got.includes(chat), "zipped's message at plain");
+  const pRead = wireBytes(plain) - p0;
+  assert.ok(pRead >= chat.length, `plain on the wire: ${pRead} bytes for ${chat.length}`);
+
+  // A short message: uncompressed for everyone, still delivered.
+  ps.ps.send("short");
+  await Promise.all([
+    waitUntil(() => zipped.got.includes("short"), "short at zipped"),
+    waitUntil(() => plain.got.includes("short"), "short at plain"),
+  ]);
+  // Binary, compressed by ws from the compressing member, intact at the others.
+  const bin = Buffer.alloc(3000, 7);
+  zipped.send(bin);
+  await waitUntil(() => plain.got.some((m) => Buffer.isBuffer(m) && m.equals(bin)), "binary at plain");
+  await waitUntil(() => binaries(ps).some((b) => Buffer.from(b).equals(bin)), "binary at ps");
+});

@@ -30,8 +30,20 @@ impl From<Message<'_>> for Owned {
 ///
 /// Also checks per-call rules: nothing is delivered after a Close; after an error, `feed` keeps
 /// returning the same error and delivers nothing; a data message is within `max`.
+#[allow(dead_code)]
 pub fn decode(max: usize, stream: &[u8], cuts: &[usize]) -> (Vec<Owned>, Option<WsError>) {
-    let mut dec = Decoder::new(max);
+    decode_with(max, false, stream, cuts)
+}
+
+/// [`decode`] for a connection that negotiated permessage-deflate (`deflate`): RSV1 frames are
+/// inflated, and `max` limits the inflated size.
+pub fn decode_with(
+    max: usize,
+    deflate: bool,
+    stream: &[u8],
+    cuts: &[usize],
+) -> (Vec<Owned>, Option<WsError>) {
+    let mut dec = Decoder::with_deflate(max, deflate);
     let mut buf = stream.to_vec();
     let mut msgs: Vec<Owned> = Vec::new();
     let mut start = 0;

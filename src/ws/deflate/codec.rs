@@ -1,0 +1,486 @@
+//! The per-core deflate codec: compressing outgoing messages into RSV1 frames and inflating
+//! incoming ones (RFC 7692 §7.2), with no state per connection.
+//!
+//! Owns: one inflater and one compressor per window size, kept in a thread-local (each core is
+//! one thread, so this is per core with no lock), the compression threshold, and
+//! [`OutFrames`], which encodes each frame of a message at most once. Does not own: deciding
+//! whether a connection negotiated the extension (`offer.rs` and the upgrade) or the RSV1 rules
+//! of the frame header (`frame.rs`).
+//!
+//! Because every connection agreed to `*_no_context_takeover`, each message is a stream of its
+//! own: the codec resets before each message and nothing carries over, so one inflater and one
+//! compressor serve every connection of the core, and an idle connection holds no codec memory.
+//!
+//! - Compress: raw deflate with a sync flush, minus the trailing `00 00 FF FF` (§7.2.1). A
+//!   message that would not come out smaller is sent plain (RSV1 clear), as is one below the
+//!   threshold: both are legal per message (§6).
+//! - Inflate: the payload, then `00 00 FF FF` (§7.2.2), into a core-wide buffer grown in steps
+//!   and never past `max_message_size + 1` bytes: the first byte over the limit stops the
+//!   inflater, so a small "bomb" costs at most the limit in memory and time, never its full
+//!   inflated size.
+
+use std::{cell::Cell, cell::RefCell, rc::Rc};
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use super::super::{
+    error::WsError,
+    frame::{header_len, write_header_rsv1, OpCode},
+};
+
+/// Messages shorter than this go out uncompressed. Default of `--compression-threshold`; see
+/// the README ("Compression") for how it was chosen and what to measure.
+pub const DEFAULT_THRESHOLD: usize = 128;
+
+/// Compression level: 1, the fastest. On chat-like JSON (the tests' `chat_json`) zlib-rs at
+/// level 1 makes 256 / 1,000 / 4,000 bytes into 167 / 382 / 868, level 6 into 146 / 299 / 608,
+/// at about twice the CPU (a rough single-run timing, README "Compression"). One deflate per
+/// broadcast is the cost the CPU target is about, so the fast level it is until measured.
+const LEVEL: u32 = 1;
+
+/// The 4 bytes a sync flush ends with, removed by the sender and put back by the receiver.
+const TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
+
+/// Output buffers whose capacity grew past this are freed after use, so one large message does
+/// not pin memory on the core afterwards.
+const RETAINED: usize = 64 * 1024;
+
+/// The smallest window the compressor can use (zlib refuses 2^8 for raw deflate).
+pub const MIN_COMPRESS_BITS: u8 = 9;
+
+thread_local! {
+    /// This core's codec.
+    static CODEC: RefCell<Codec> = RefCell::new(Codec::default());
+    /// This core's `--compression-threshold` (see [`set_threshold`]).
+    static THRESHOLD: Cell<usize> = const { Cell::new(DEFAULT_THRESHOLD) };
+}
+
+#[derive(Default)]
+struct Codec {
+    /// Made on first use (about 40 KiB with its 32 KiB window).
+    inflater: Option<Decompress>,
+    /// Compressors for window bits 9..=15, made on first use of each size. One with a 32 KiB
+    /// window holds a few hundred KiB (zlib's formula: 2^(bits+2) bytes plus 128 KiB); the
+    /// small windows are rare (browsers never ask for them).
+    compressors: [Option<Compress>; 7],
+    /// Scratch output of the compressor (copied into the exact-size frame).
+    deflated: Vec<u8>,
+    /// Output of the inflater, lent to `inflate`'s caller for the message's delivery.
+    inflated: Vec<u8>,
+}
+
+/// Sets this core's threshold: messages shorter than `bytes` are not compressed. Called for
+/// each connection that negotiates the extension (the value is the same for every core).
+pub fn set_threshold(bytes: usize) {
+    THRESHOLD.with(|t| t.set(bytes));
+}
+
+fn threshold() -> usize {
+    THRESHOLD.with(Cell::get)
+}
+
+/// Inflates one message's payload (all its fragments, concatenated) and hands the result to
+/// `deliver`.
+///
+/// # Errors
+/// [`WsError::MessageTooBig`] as soon as the output passes `max` bytes (nothing more is
+/// inflated), [`WsError::BadCompressedData`] if the payload is not a deflate stream.
+pub fn inflate<R>(
+    payload: &[u8],
+    max: usize,
+    deliver: impl FnOnce(&[u8]) -> R,
+) -> Result<R, WsError> {
+    // The output buffer and the inflater are taken out of the thread-local for the call, so
+    // `deliver` (a party's handler) may use the codec itself, e.g. to broadcast.
+    let (mut inflater, mut out) = CODEC.with(|c| {
+        let mut c = c.borrow_mut();
+        let inflater = c.inflater.take().unwrap_or_else(|| Decompress::new(false));
+        (inflater, std::mem::take(&mut c.inflated))
+    });
+    out.clear();
+    let res = inflate_into(&mut inflater, payload, max, &mut out);
+    let r = res.map(|()| deliver(&out));
+    CODEC.with(|c| {
+        let mut c = c.borrow_mut();
+        c.inflater = Some(inflater);
+        if out.capacity() <= RETAINED {
+            c.inflated = out;
+        }
+    });
+    r
+}
+
+fn inflate_into(
+    d: &mut Decompress,
+    payload: &[u8],
+    max: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), WsError> {
+    d.reset(false);
+    for input in [payload, &TAIL[..]] {
+        let mut pos = 0;
+        loop {
+            if out.len() == out.capacity() {
+                if out.len() > max {
+                    return Err(WsError::MessageTooBig);
+                }
+                // Grow geometrically, but never past one byte over the limit.
+                let room = out.len().max(4096).min(max + 1 - out.len());
+                out.reserve_exact(room);
+            }
+            let (in0, out0) = (d.total_in(), d.total_out());
+            let status = d
+                .decompress_vec(&input[pos..], out, FlushDecompress::Sync)
+                .map_err(|_| WsError::BadCompressedData)?;
+            pos += (d.total_in() - in0) as usize;
+            let progress = d.total_in() != in0 || d.total_out() != out0;
+            if out.len() > max {
+                return Err(WsError::MessageTooBig);
+            }
+            if status == Status::StreamEnd {
+                // A final block (BFINAL): anything after it is not part of the message.
+                return Ok(());
+            }
+            let room_left = out.len() < out.capacity();
+            if pos == input.len() && room_left {
+                break;
+            }
+            if !progress && room_left {
+                return Err(WsError::BadCompressedData);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compresses `payload` as one message with a window of 2^`window_bits` bytes and returns the
+/// complete frame (FIN and RSV1 set, exact size), or `None` if it would not be smaller than the
+/// plain frame.
+///
+/// `window_bits` must be 9..=15 (see [`MIN_COMPRESS_BITS`]).
+pub fn compressed_frame(opcode: OpCode, payload: &[u8], window_bits: u8) -> Option<Rc<[u8]>> {
+    debug_assert!((MIN_COMPRESS_BITS..=15).contains(&window_bits));
+    let bits = window_bits.clamp(MIN_COMPRESS_BITS, 15);
+    CODEC.with(|c| {
+        let mut c = c.borrow_mut();
+        let Codec {
+            compressors,
+            deflated,
+            ..
+        } = &mut *c;
+        let comp = compressors[usize::from(bits - MIN_COMPRESS_BITS)].get_or_insert_with(|| {
+            Compress::new_with_window_bits(Compression::new(LEVEL), false, bits)
+        });
+        let ok = deflate_into(comp, payload, deflated);
+        let frame = ok.and_then(|()| {
+            let body = deflated.strip_suffix(&TAIL[..])?;
+            if body.len() >= payload.len() {
+                return None;
+            }
+            let mut f = Vec::with_capacity(header_len(body.len()) + body.len());
+            write_header_rsv1(&mut f, opcode, body.len());
+            f.extend_from_slice(body);
+            Some(Rc::from(f))
+        });
+        if deflated.capacity() > RETAINED {
+            *deflated = Vec::new();
+        }
+        frame
+    })
+}
+
+/// Raw deflate of `payload` with a sync flush into `out` (cleared first).
+fn deflate_into(c: &mut Compress, payload: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    c.reset();
+    out.clear();
+    out.reserve(payload.len() / 2 + 64);
+    loop {
+        let before = c.total_in();
+        c.compress_vec(&payload[c.total_in() as usize..], out, FlushCompress::Sync)
+            .ok()?;
+        let done = c.total_in() as usize == payload.len();
+        // A sync flush is complete once all input is in and the output did not fill up.
+        if done && out.len() < out.capacity() {
+            return Some(());
+        }
+        if !done && c.total_in() == before && out.len() < out.capacity() {
+            return None; // no progress with room to spare: cannot happen with zlib
+        }
+        out.reserve(out.capacity().max(64));
+    }
+}
+
+/// One outgoing data message and its two frames, plain and compressed, each encoded at most
+/// once however many recipients take it (a broadcast runs deflate at most once).
+pub struct OutFrames<'a> {
+    opcode: OpCode,
+    payload: &'a [u8],
+    /// The window the compressed frame is made with: the smallest any recipient allows (see
+    /// [`OutFrames::new`]); 0 when nothing is to be compressed.
+    window: u8,
+    plain: Option<Rc<[u8]>>,
+    /// `Some(None)`: tried, and not worth it (the output was not smaller).
+    compressed: Option<Option<Rc<[u8]>>>,
+}
+
+impl<'a> OutFrames<'a> {
+    /// A message to send. `window` is the smallest window bits among the recipients that
+    /// negotiated the extension (0 if none did): the one compressed frame is then readable by,
+    /// and within the promise to, every one of them. Control frames, and messages below the
+    /// threshold, are never compressed.
+    pub fn new(opcode: OpCode, payload: &'a [u8], window: u8) -> Self {
+        let compress = !opcode.is_control()
+            && opcode != OpCode::Continuation
+            && window >= MIN_COMPRESS_BITS
+            && payload.len() >= threshold();
+        OutFrames {
+            opcode,
+            payload,
+            window: if compress { window.min(15) } else { 0 },
+            plain: None,
+            compressed: None,
+        }
+    }
+
+    /// A message that is never compressed, whoever receives it.
+    pub fn plain(opcode: OpCode, payload: &'a [u8]) -> Self {
+        OutFrames::new(opcode, payload, 0)
+    }
+
+    /// The frame for a recipient whose agreed window bits are `peer_window` (0: it did not
+    /// negotiate the extension).
+    pub fn frame_for(&mut self, peer_window: u8) -> Rc<[u8]> {
+        // A peer whose window is smaller than the one we compress with gets the plain frame.
+        if self.window != 0 && peer_window >= self.window {
+            let (opcode, payload, window) = (self.opcode, self.payload, self.window);
+            let compressed = self
+                .compressed
+                .get_or_insert_with(|| compressed_frame(opcode, payload, window));
+            if let Some(f) = compressed {
+                return f.clone();
+            }
+        }
+        self.plain
+            .get_or_insert_with(|| super::super::encode_frame(self.opcode, self.payload).into())
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::ws::frame::{FrameHeader, MAX_HEADER_LEN};
+
+    /// `n` bytes of chat-like JSON: an array of message objects (cut at `n`).
+    fn chat_json(n: usize) -> String {
+        let names = ["alice", "bob", "carol", "dave", "erin"];
+        let texts = [
+            "hey, are we still on for tonight?",
+            "sure, 8pm works for me",
+            "can someone share the doc link again",
+            "lol that meeting was long",
+            "pushed the fix, please review",
+            "ok",
+        ];
+        let mut s = String::from("[");
+        let mut i = 0;
+        while s.len() < n {
+            s += &format!(
+                r#"{{"id":"msg-{:06}","user":"{}","ts":{},"text":"{}"}},"#,
+                1000 + i * 37,
+                names[i % 5],
+                1_764_633_600_000u64 + (i as u64) * 1733,
+                texts[(i * 7) % 6]
+            );
+            i += 1;
+        }
+        s.truncate(n);
+        s
+    }
+
+    /// The payload of a server frame made by `compressed_frame`, with its RSV1 bit checked.
+    fn body(frame: &[u8]) -> &[u8] {
+        assert_eq!(frame[0] & 0xF0, 0xC0, "FIN and RSV1, not RSV2/3");
+        let len7 = frame[1] & 0x7F;
+        let at = match len7 {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        &frame[at..]
+    }
+
+    fn round_trip(m: &[u8], bits: u8) {
+        let Some(f) = compressed_frame(OpCode::Binary, m, bits) else {
+            return; // incompressible: sent plain, nothing to inflate
+        };
+        let got = inflate(body(&f), m.len(), |out| out.to_vec()).unwrap();
+        assert_eq!(got, m, "window bits {bits}");
+    }
+
+    proptest! {
+        // Few cases: zlib-rs is slow in a debug build, and each case is up to 40 KB.
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        #[test]
+        fn inflate_deflate_is_identity(
+            m in prop::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), any::<u8>()], 0..40_000),
+            bits in MIN_COMPRESS_BITS..=15u8,
+        ) {
+            round_trip(&m, bits);
+        }
+    }
+
+    #[test]
+    fn every_window_round_trips_repetitive_messages() {
+        for bits in MIN_COMPRESS_BITS..=15 {
+            for n in [200, 1000, 5000, 100_000] {
+                let m = chat_json(n);
+                let f = compressed_frame(OpCode::Text, m.as_bytes(), bits).expect("compressible");
+                // At least a quarter smaller, even at 200 bytes and with a 512-byte window.
+                assert!(
+                    f.len() * 4 < m.len() * 3,
+                    "{n} bytes at {bits} bits: {}",
+                    f.len()
+                );
+                round_trip(m.as_bytes(), bits);
+            }
+        }
+    }
+
+    /// The 2^bits window is honoured: no back-reference reaches further than 2^bits bytes. A
+    /// message made of one random 600-byte block repeated compresses well with a 1 KiB window
+    /// (each copy refers 600 bytes back), and not at all with a 512-byte one.
+    #[test]
+    fn small_windows_reach_no_further_than_allowed() {
+        let mut x = 0x1234_5678u32;
+        let block: Vec<u8> = (0..600)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let m = block.repeat(8);
+        let at10 = compressed_frame(OpCode::Binary, &m, 10).expect("repeats within 1 KiB");
+        assert!(at10.len() < 1500, "{}", at10.len());
+        assert!(
+            compressed_frame(OpCode::Binary, &m, 9).is_none(),
+            "nothing within 512 B"
+        );
+        round_trip(&m, 10);
+    }
+
+    #[test]
+    fn known_vector_from_rfc_7692() {
+        // §7.2.3.1: "Hello" compressed without context takeover.
+        let payload = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        assert_eq!(inflate(&payload, 5, |o| o.to_vec()), Ok(b"Hello".to_vec()));
+        // §7.2.3.3: a stored (uncompressed) block.
+        let stored = [
+            0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+        ];
+        assert_eq!(inflate(&stored, 5, |o| o.to_vec()), Ok(b"Hello".to_vec()));
+        // §7.2.3.6: an empty message may be a single 0x00.
+        assert_eq!(inflate(&[0x00], 0, |o| o.len()), Ok(0));
+        // One byte over the limit.
+        assert_eq!(
+            inflate(&payload, 4, |o| o.to_vec()),
+            Err(WsError::MessageTooBig)
+        );
+    }
+
+    #[test]
+    fn bombs_stop_at_the_limit() {
+        // 10 MiB of zeros compresses to about 100 KiB (level 1 emits fixed-code matches).
+        let zeros = vec![0u8; 10 << 20];
+        let f = compressed_frame(OpCode::Binary, &zeros, 15).unwrap();
+        assert!(f.len() < 200_000, "{}", f.len());
+        assert_eq!(
+            inflate(body(&f), 64 * 1024, |o| o.len()),
+            Err(WsError::MessageTooBig)
+        );
+        assert_eq!(inflate(body(&f), 10 << 20, |o| o.len()), Ok(10 << 20));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        // 0xFF starts a block of the reserved type 3.
+        assert_eq!(
+            inflate(&[0xFF, 0xFF, 0xFF], 1000, |o| o.len()),
+            Err(WsError::BadCompressedData)
+        );
+        let mut x = 7u32;
+        for len in 0..300 {
+            let junk: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (x >> 16) as u8
+                })
+                .collect();
+            let _ = inflate(&junk, 1 << 16, |o| o.len());
+        }
+        // The core's inflater is fine afterwards.
+        assert_eq!(
+            inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 5, |o| o
+                .to_vec()),
+            Ok(b"Hello".to_vec())
+        );
+    }
+
+    #[test]
+    fn out_frames_encode_each_frame_once() {
+        let m = chat_json(1000);
+        let mut frames = OutFrames::new(OpCode::Text, m.as_bytes(), 15);
+        let c1 = frames.frame_for(15);
+        let c2 = frames.frame_for(15);
+        assert!(Rc::ptr_eq(&c1, &c2), "one compressed frame shared");
+        let p1 = frames.frame_for(0);
+        let p2 = frames.frame_for(0);
+        assert!(Rc::ptr_eq(&p1, &p2), "one plain frame shared");
+        assert_eq!(p1[0], 0x81, "plain: RSV1 clear");
+        assert_eq!(c1[0], 0xC1, "compressed: RSV1 set");
+        // Compressed with a 2^12 window: a peer that allows less gets the plain frame.
+        let mut frames = OutFrames::new(OpCode::Text, m.as_bytes(), 12);
+        assert_eq!(frames.frame_for(15)[0], 0xC1);
+        assert_eq!(frames.frame_for(12)[0], 0xC1);
+        assert_eq!(frames.frame_for(11)[0], 0x81);
+        assert_eq!(frames.frame_for(8)[0], 0x81, "window 8: never compressed");
+        // Below the threshold, control frames, and window 8: plain for everyone.
+        let short = chat_json(DEFAULT_THRESHOLD - 1);
+        assert_eq!(
+            OutFrames::new(OpCode::Text, short.as_bytes(), 15).frame_for(15)[0],
+            0x81
+        );
+        assert_eq!(
+            OutFrames::new(OpCode::Ping, m.as_bytes(), 15).frame_for(15)[0],
+            0x89
+        );
+        assert_eq!(
+            OutFrames::new(OpCode::Text, m.as_bytes(), 8).frame_for(15)[0],
+            0x81
+        );
+        assert_eq!(
+            OutFrames::plain(OpCode::Text, m.as_bytes()).frame_for(15)[0],
+            0x81
+        );
+    }
+
+    #[test]
+    fn compressed_frames_parse_as_client_frames_would() {
+        // The header we write is a valid RFC 6455 header (checked with our own parser after
+        // adding a mask, as a client would send it).
+        let m = chat_json(70_000);
+        let f = compressed_frame(OpCode::Text, m.as_bytes(), 15).unwrap();
+        let body = body(&f);
+        let mut masked = crate::ws::encode_client_frame(true, OpCode::Text, body, [1, 2, 3, 4]);
+        masked[0] |= 0x40;
+        let (h, n) = FrameHeader::parse_ext(&masked[..MAX_HEADER_LEN], true)
+            .unwrap()
+            .unwrap();
+        assert!(h.rsv1 && h.fin);
+        assert_eq!(h.payload_len as usize + n, masked.len());
+    }
+}
