@@ -47,7 +47,8 @@
 //! - `main`: PartyKit's "Responding to HTTP requests" `MessageServer`: POST `{"message"}`
 //!   appends to the room's history (durably: `OK` comes after the fsync) and broadcasts it, GET
 //!   answers the history as JSON;
-//! - `echo`: sends every WebSocket message back to its sender (conformance and benchmarks).
+//! - `echo`: sends every WebSocket message back to its sender (conformance and benchmarks);
+//! - `yjs`: a Yjs document per room for y-partykit clients ([`crate::yjs`]).
 
 use std::{
     future::Future,
@@ -265,11 +266,15 @@ pub struct PartySet {
 }
 
 impl PartySet {
-    /// The binary's parties: `main` and `echo`.
+    /// The binary's parties: `main`, `echo`, and `yjs` (Yjs documents with snapshot
+    /// persistence, `crate::yjs`).
     pub fn builtin() -> Self {
         PartySet::default()
             .with("main", || MainParty)
             .with("echo", || EchoParty)
+            .with("yjs", || {
+                crate::yjs::YjsParty::new(crate::yjs::Persistence::snapshot())
+            })
     }
 
     /// Adds (or replaces) the party `name`.
