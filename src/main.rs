@@ -99,6 +99,11 @@ struct Cli {
     /// mode the kernel refuses stops the start.
     #[arg(long, env = "PARTYRING_RING_MODE", default_value = "auto")]
     ring_mode: partyring::config::RingMode,
+    /// How the built-in `yjs` party keeps its documents in room storage: `snapshot` (the merged
+    /// state when the last client leaves and every 10 s while edits continue), `history`
+    /// (every update, compacted past 10 MB), or `none`.
+    #[arg(long, env = "PARTYRING_YJS_PERSIST", default_value = "snapshot", value_parser = parse_yjs_persist)]
+    yjs_persist: partyring::yjs::Persistence,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive such as
     /// `partyring=debug`). `RUST_LOG` is used when this is not given.
     #[arg(long, env = "PARTYRING_LOG")]
@@ -123,6 +128,16 @@ fn parse_cors(s: &str) -> Result<Cors, String> {
                 None => Ok(Cors::Origins(origins)),
             }
         }
+    }
+}
+
+fn parse_yjs_persist(s: &str) -> Result<partyring::yjs::Persistence, String> {
+    use partyring::yjs::Persistence;
+    match s.trim() {
+        "none" | "false" => Ok(Persistence::None),
+        "snapshot" => Ok(Persistence::snapshot()),
+        "history" | "true" => Ok(Persistence::history()),
+        other => Err(format!("{other:?} is not one of snapshot, history, none")),
     }
 }
 
@@ -201,7 +216,12 @@ fn main() -> ExitCode {
     raise_fd_limit();
     let signals = block_shutdown_signals();
     let (threads, shutdown_timeout) = (config.threads, config.shutdown_timeout);
-    match Server::start(config) {
+    let yjs_persist = cli.yjs_persist;
+    let server = Server::builder()
+        .config(config)
+        .party("yjs", move || partyring::yjs::YjsParty::new(yjs_persist))
+        .start();
+    match server {
         Ok(server) => {
             let ring = server.ring_mode.describe();
             // The log line names the ring mode; stdout keeps the one line scripts parse.

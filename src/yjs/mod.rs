@@ -158,6 +158,12 @@ pub const MAX_BATCH_BYTES: usize = 10_000_000;
 /// The empty update (no structs, no deletions) in the v1 encoding.
 const EMPTY_UPDATE: [u8; 2] = [0, 0];
 
+// Why raw relays: yrs keeps an embedded JSON object (`Any::Map`) in a hash map, so its own
+// encoding of a `{k, i}` value lists the keys in hash order. Relaying and appending the bytes
+// the author sent keeps a live client's view key-for-key identical to the author's; what
+// yrs encodes itself (sync step 2 to a joining client, a snapshot, a compaction) carries the
+// same values with object keys possibly reordered (docs/yjs.md).
+
 /// A room's document, its awareness and its members (the room's state while it is loaded).
 pub struct SharedDoc {
     doc: Doc,
@@ -239,10 +245,10 @@ impl SharedDoc {
                 let state = seed
                     .transact()
                     .encode_state_as_update_v1(&StateVector::default());
-                if let Ok(Some(diff)) = d.apply(&state) {
+                if let Ok(true) = d.apply(&state) {
                     // A seed is content like any other: stored at once (it has no client to
                     // send it again).
-                    d.persist_change(&diff);
+                    d.persist_change(&state);
                     if let Some(log) = &mut d.log {
                         if matches!(d.persist, Persistence::Snapshot { .. }) {
                             drop(log.compact(&d.doc));
@@ -271,15 +277,14 @@ impl SharedDoc {
         self.awareness.state(client)
     }
 
-    /// Applies an update in one transaction; `Some(what it added)`, `None` if it added nothing.
-    fn apply(&mut self, update: &[u8]) -> Result<Option<Vec<u8>>, &'static str> {
+    /// Applies an update in one transaction; whether it added anything (insertions or
+    /// deletions the document did not have).
+    fn apply(&mut self, update: &[u8]) -> Result<bool, &'static str> {
         let update = Update::decode_v1(update).map_err(|_| "yjs: malformed update")?;
         let mut txn = self.doc.transact_mut();
         txn.apply_update(update)
             .map_err(|_| "yjs: update does not apply")?;
-        let diff = txn.encode_update_v1();
-        drop(txn);
-        Ok((diff != EMPTY_UPDATE).then_some(diff))
+        Ok(!txn.insert_set().is_empty() || !txn.delete_set().is_empty())
     }
 
     /// Storage and the callback's clock, after `diff` was applied.
@@ -571,11 +576,14 @@ fn handle(room: &mut Room, sender: &Connection, bytes: &[u8]) {
             }
             match d.apply(update) {
                 Err(reason) => return refuse(room, sender, close::INVALID_PAYLOAD, reason),
-                Ok(None) => return,
-                Ok(Some(diff)) => {
-                    d.persist_change(&diff);
+                Ok(false) => return,
+                // The others get the update as its author encoded it (yrs would re-encode
+                // embedded JSON objects with their keys in hash order, and encoding again
+                // costs CPU per edit).
+                Ok(true) => {
+                    d.persist_change(update);
                     d.arm_timer();
-                    protocol::update(&diff)
+                    protocol::update(update)
                 }
             }
         }
@@ -671,14 +679,14 @@ pub fn apply_update(room: &mut Room, opts: &Options, update: &[u8]) -> Result<bo
     };
     let result = d.apply(update);
     let (mut frame, mut call) = (None, None);
-    if let Ok(Some(diff)) = &result {
-        d.persist_change(diff);
+    if let Ok(true) = result {
+        d.persist_change(update);
         if d.members.is_empty() {
             d.snapshot();
             call = d.take_callback();
         } else {
             d.arm_timer();
-            let f: Rc<[u8]> = ws::encode_frame(OpCode::Binary, &protocol::update(diff)).into();
+            let f: Rc<[u8]> = ws::encode_frame(OpCode::Binary, &protocol::update(update)).into();
             frame = Some(f);
         }
     }
@@ -694,7 +702,7 @@ pub fn apply_update(room: &mut Room, opts: &Options, update: &[u8]) -> Result<bo
     {
         room.clear_state();
     }
-    result.map(|diff| diff.is_some())
+    result
 }
 
 /// The document's whole state as one update (loading it with `opts` if needed; unloaded again
