@@ -5,8 +5,8 @@
 //                                    dir, serving the built-in `yjs` party;
 //   YJS_TARGET=partykit              `partykit dev` (tests/yjs/partykit/) on PARTYKIT_PORT
 //                                    (default 19998): a y-partykit server whose `persist` mode
-//                                    comes from the environment, storage kept across restarts
-//                                    with `--persist`.
+//                                    comes from `--var YJS_PERSIST=...`, storage kept across
+//                                    restarts with `--persist <dir>`.
 //
 // `start(mode)` resolves to { host, stop(signal) } once the server is listening; `stop`
 // resolves once the process has exited. Every wait is bounded.
@@ -64,7 +64,7 @@ function stopper(child) {
         clearTimeout(timer);
         done();
       });
-      // partykit dev runs under npx: signal the whole process group.
+      // partykit dev runs workerd as a child: signal the whole process group.
       try {
         process.kill(-child.pid, signal);
       } catch {
@@ -89,11 +89,18 @@ export async function start(mode, dir, { threads = 2 } = {}) {
   }
   const port = process.env.PARTYKIT_PORT || "19998";
   const child = spawn(
-    "npx",
-    ["partykit", "dev", "--port", port, "--persist", dir, "--disable-request-cf-fetch"],
+    join(HERE, "partykit/node_modules/.bin/partykit"),
+    [
+      "dev",
+      "--port", port,
+      "--persist", dir,
+      "--disable-request-cf-fetch",
+      "--no-hotkeys",
+      "--var", `YJS_PERSIST=${mode}`,
+    ],
     {
       cwd: join(HERE, "partykit"),
-      env: { ...process.env, YJS_PERSIST: mode, NO_UPDATE_NOTIFIER: "1" },
+      env: { ...process.env, NO_UPDATE_NOTIFIER: "1" },
       stdio: ["ignore", "pipe", "pipe"],
       detached: true,
     },

@@ -181,17 +181,20 @@ describe("one server (snapshot persistence)", () => {
       () => b.provider.awareness.getStates().get(aId)?.user?.name === "ada",
       "b sees a's awareness",
     );
-    // Query awareness (message type 3) on a raw socket: answered with every state.
-    const raw = await rawSocket(srv.host, name);
-    await waitUntil(() => raw.messages.length >= 1, "the server's first message");
-    const before = raw.messages.length;
-    raw.ws.send(new Uint8Array([3]));
-    const answer = await waitUntil(
-      () => raw.messages.slice(before).map(awarenessOf).find((s) => s?.get(aId)),
-      "the answer to query-awareness",
-    );
-    assert.equal(answer.get(aId).user.name, "ada");
-    raw.ws.close();
+    // Query awareness (message type 3) on a raw socket: answered with every state. (A
+    // y-partykit server ignores the query: README.md in this directory.)
+    if (!IS_PARTYKIT) {
+      const raw = await rawSocket(srv.host, name);
+      await waitUntil(() => raw.messages.length >= 1, "the server's first message");
+      const before = raw.messages.length;
+      raw.ws.send(new Uint8Array([3]));
+      const answer = await waitUntil(
+        () => raw.messages.slice(before).map(awarenessOf).find((s) => s?.get(aId)),
+        "the answer to query-awareness",
+      );
+      assert.equal(answer.get(aId).user.name, "ada");
+      raw.ws.close();
+    }
     // a's socket dies without a goodbye (no awareness "null" from the client itself): the
     // server removes a's state and tells b.
     a.provider.shouldConnect = false;
@@ -274,8 +277,17 @@ describe("one server (snapshot persistence)", () => {
     encoding.writeVarUint8Array(enc, new Uint8Array([0xff, 0xff, 0xff, 0xff]));
     raw.ws.send(encoding.toUint8Array(enc));
     if (IS_PARTYKIT) {
-      // y-partykit logs the error and keeps the connection (README.md in this directory).
-      await sleep(300);
+      // y-partykit logs the error and keeps the connection (README.md in this directory): a
+      // sync step 1 sent after it is still answered.
+      const step1 = encoding.createEncoder();
+      encoding.writeVarUint(step1, 0);
+      syncProtocol.writeSyncStep1(step1, new Y.Doc());
+      const before = raw.messages.length;
+      raw.ws.send(encoding.toUint8Array(step1));
+      await waitUntil(
+        () => raw.messages.slice(before).some((m) => m[0] === 0 && m[1] === 1),
+        "sync step 2 after the malformed update",
+      );
       assert.equal(raw.closed, null);
       raw.ws.close();
     } else {
