@@ -293,3 +293,59 @@ fn load_hook_seeds_only_an_empty_document_and_the_callback_runs_on_leave() {
         assert!(m.get(&d.doc().transact(), "seed").is_some());
     });
 }
+
+#[test]
+fn mutated_updates_never_panic_and_never_change_the_document_when_refused() {
+    // Deterministic byte flips, truncations and insertions over real updates: each is either
+    // applied (it still decodes) or refused with 1007, and nothing panics.
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let base = {
+        let doc = Doc::new();
+        let t = doc.get_or_insert_text("t");
+        let m = doc.get_or_insert_map("m");
+        let mut txn = doc.transact_mut();
+        t.push(&mut txn, "hello world");
+        t.remove_range(&mut txn, 2, 3);
+        m.insert(&mut txn, "k", "v");
+        txn.encode_update_v1()
+    };
+    let mut refused = 0;
+    for i in 0..3000u64 {
+        let mut bytes = base.clone();
+        let pos = (rand() as usize) % bytes.len();
+        match i % 3 {
+            0 => bytes[pos] = rand() as u8,
+            1 => bytes.truncate(pos),
+            _ => bytes.insert(pos, rand() as u8),
+        }
+        let mut room = Room::new(0, "yjs".into(), "r", 10, Storage::memory());
+        let c = conn("c", 1);
+        join(&mut room, &c, &Options::default());
+        let before = shared_doc(&room)
+            .unwrap()
+            .doc()
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        send(&mut room, &c, &protocol::update(&bytes));
+        if c.sent_close.get() != 0 {
+            refused += 1;
+            assert_eq!(c.sent_close.get(), close::INVALID_PAYLOAD);
+            let after = shared_doc(&room)
+                .unwrap()
+                .doc()
+                .transact()
+                .encode_state_as_update_v1(&StateVector::default());
+            assert_eq!(after, before, "refused update {i} changed the document");
+        }
+    }
+    assert!(
+        refused > 100,
+        "the mutations do break updates ({refused} refused)"
+    );
+}
