@@ -1,3 +1,6 @@
+//! The yjs party against fake connections (outboxes with no socket): what reaches whom, what
+//! is refused, what is stored. Over real sockets: tests/yjs.rs and tests/yjs/.
+
 use std::cell::RefCell;
 
 use yrs::{GetString, Map, Text};
