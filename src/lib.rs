@@ -27,6 +27,8 @@
 //! - [`party`]: the Party API (the `Party` trait, hooks, `Reply`, `Connection`), the built-in
 //!   parties (`main`: PartyKit's MessageServer; `echo`), and the panic guard around every
 //!   party handler.
+//! - [`yjs`]: Yjs documents in rooms for y-partykit clients (the y-websocket protocol on yrs,
+//!   awareness, snapshot/history persistence in room storage), the built-in `yjs` party.
 //! - [`storage`]: per-core durable key-value storage (append-only log, group commit, replay,
 //!   compaction), opened by each core at start under `data_dir` (or in memory with
 //!   `persist: false`); rooms reach it through [`room::RoomStorage`].
@@ -64,6 +66,7 @@ pub mod router;
 pub mod runtime;
 pub mod storage;
 pub mod ws;
+pub mod yjs;
 
 pub use config::Config;
 pub use runtime::Server;

@@ -133,6 +133,11 @@ struct Cli {
     /// core 0. The built-in `main` party posts `{"cron":NAME,...}` into its room NAME.
     #[arg(long, env = "PARTYRING_CRON", value_delimiter = ';', value_parser = parse_cron)]
     cron: Vec<NamedCron>,
+    /// How the built-in `yjs` party keeps its documents in room storage: `snapshot` (the merged
+    /// state when the last client leaves and every 10 s while edits continue), `history`
+    /// (every update, compacted past 10 MB), or `none`.
+    #[arg(long, env = "PARTYRING_YJS_PERSIST", default_value = "snapshot", value_parser = parse_yjs_persist)]
+    yjs_persist: partyring::yjs::Persistence,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive such as
     /// `partyring=debug`). `RUST_LOG` is used when this is not given.
     #[arg(long, env = "PARTYRING_LOG")]
@@ -218,6 +223,16 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
         "on" | "true" | "1" => Ok(true),
         "off" | "false" | "0" => Ok(false),
         other => Err(format!("{other:?}: expected on or off")),
+    }
+}
+
+fn parse_yjs_persist(s: &str) -> Result<partyring::yjs::Persistence, String> {
+    use partyring::yjs::Persistence;
+    match s.trim() {
+        "none" | "false" => Ok(Persistence::None),
+        "snapshot" => Ok(Persistence::snapshot()),
+        "history" | "true" => Ok(Persistence::history()),
+        other => Err(format!("{other:?} is not one of snapshot, history, none")),
     }
 }
 
@@ -310,7 +325,12 @@ fn main() -> ExitCode {
     raise_fd_limit();
     let signals = block_shutdown_signals();
     let (threads, shutdown_timeout) = (config.threads, config.shutdown_timeout);
-    match Server::start(config) {
+    let yjs_persist = cli.yjs_persist;
+    let server = Server::builder()
+        .config(config)
+        .party("yjs", move || partyring::yjs::YjsParty::new(yjs_persist))
+        .start();
+    match server {
         Ok(server) => {
             let ring = server.ring_mode.describe();
             // The log line names the ring mode; stdout keeps the one line scripts parse.

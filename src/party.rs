@@ -48,7 +48,8 @@
 //!   appends to the room's history and, once that is durable (`OK` comes after the fsync),
 //!   broadcasts it; GET answers the history as JSON; a message that cannot be stored is
 //!   answered 507 (disk full) or 503 and shown nowhere;
-//! - `echo`: sends every WebSocket message back to its sender (conformance and benchmarks).
+//! - `echo`: sends every WebSocket message back to its sender (conformance and benchmarks);
+//! - `yjs`: a Yjs document per room for y-partykit clients ([`crate::yjs`]).
 
 use std::{
     future::Future,
@@ -283,11 +284,15 @@ pub struct PartySet {
 }
 
 impl PartySet {
-    /// The binary's parties: `main` and `echo`.
+    /// The binary's parties: `main`, `echo`, and `yjs` (Yjs documents with snapshot
+    /// persistence, `crate::yjs`).
     pub fn builtin() -> Self {
         PartySet::default()
             .with("main", || MainParty)
             .with("echo", || EchoParty)
+            .with("yjs", || {
+                crate::yjs::YjsParty::new(crate::yjs::Persistence::snapshot())
+            })
     }
 
     /// Adds (or replaces) the party `name`.
