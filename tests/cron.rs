@@ -163,27 +163,11 @@ fn the_binary_takes_cron_flags_and_broadcasts_to_the_room() {
     wait_for_history(addr, "tick", 2);
 
     // Several through the environment, `;`-separated.
-    let child = Command::new(env!("CARGO_BIN_EXE_partyring"))
-        .args(["--port", "0", "--persist", "false", "--threads", "1"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_partyring"));
+    cmd.args(["--port", "0", "--persist", "false", "--threads", "1"])
         .env("PARTYRING_CRON", "one=* * * * * *;two=*/2 * * * * *")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = common::ChildServer(child);
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.0.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+        .stderr(std::process::Stdio::null());
+    let (_child, addr) = common::spawn_command(cmd);
     wait_for_history(addr, "one", 1);
     wait_for_history(addr, "two", 1);
 }

@@ -25,31 +25,16 @@ use partyring::{
 
 /// Starts the binary with `args` on one core, stderr (the log) appended to `log`.
 fn spawn(args: &[&str], log: &Path) -> (ChildServer, SocketAddr) {
-    use std::io::BufRead;
     let stderr = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_partyring"))
-        .args(["--port", "0", "--threads", "1"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_partyring"));
+    cmd.args(["--port", "0", "--threads", "1"])
         .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(stderr))
-        .spawn()
-        .expect("binary starts");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|_| panic!("no address printed: {:?}", fs::read_to_string(log)));
-    (ChildServer(child), addr)
+        .stderr(Stdio::from(stderr));
+    common::spawn_command(cmd)
 }
 
 fn stop(server: &mut ChildServer) {

@@ -446,27 +446,11 @@ fn binary_flags_and_environment() {
     let (head, _) = curl(&["-I", &format!("http://{addr}/app.js")]);
     assert!(head.contains("Content-Length: 19"), "{head}");
     // PARTYRING_SERVE does the same as --serve.
-    let child = Command::new(env!("CARGO_BIN_EXE_partyring"))
-        .args(["--port", "0", "--persist", "false", "--threads", "1"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_partyring"));
+    cmd.args(["--port", "0", "--persist", "false", "--threads", "1"])
         .env("PARTYRING_SERVE", &dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = common::ChildServer(child);
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.0.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+        .stderr(std::process::Stdio::null());
+    let (_child, addr) = common::spawn_command(cmd);
     assert_eq!(fetch(addr, "/app.js").text(), "export const x = 1;");
     // A --serve that is not a directory stops the start with exit code 2.
     let out = Command::new(env!("CARGO_BIN_EXE_partyring"))

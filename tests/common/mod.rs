@@ -338,7 +338,6 @@ impl Drop for ChildServer {
 /// Starts the `partyring` binary with `args` (plus `--port 0`); returns the child and the
 /// address it printed on stdout.
 pub fn spawn_binary(args: &[&str]) -> (ChildServer, SocketAddr) {
-    use std::io::BufRead;
     // Storage in memory unless the test asks for a data directory: tests run in parallel and
     // must not share (or lock) one.
     let storage: &[&str] = if args.iter().any(|a| a.starts_with("--data-dir")) {
@@ -346,16 +345,25 @@ pub fn spawn_binary(args: &[&str]) -> (ChildServer, SocketAddr) {
     } else {
         &["--persist", "false"]
     };
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_partyring"))
-        .args(["--port", "0"])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_partyring"));
+    cmd.args(["--port", "0"])
         .args(storage)
         .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("binary starts");
+        .stderr(std::process::Stdio::null());
+    spawn_command(cmd)
+}
+
+/// Spawns `cmd` (a partyring server the test set up: flags, environment, stderr) with stdout
+/// piped; returns the child and the address of its "listening on http://ADDR" line.
+pub fn spawn_command(mut cmd: std::process::Command) -> (ChildServer, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = ChildServer(
+        cmd.stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("binary starts"),
+    );
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
+    std::io::BufReader::new(child.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let addr = line
@@ -364,8 +372,8 @@ pub fn spawn_binary(args: &[&str]) -> (ChildServer, SocketAddr) {
         .next()
         .unwrap()
         .parse()
-        .expect("address printed");
-    (ChildServer(child), addr)
+        .unwrap_or_else(|_| panic!("no address printed: {line:?}"));
+    (child, addr)
 }
 
 /// A fresh, empty directory under the system temp dir, unique to this process, `tag` and the

@@ -130,12 +130,7 @@ pub fn run(server: &mut Server, listener: TcpListener) -> io::Result<()> {
     let mut bufs = BufRing::new(&ring)?;
     let mut writes: slab::Slab<WriteOp> = slab::Slab::new();
     let lfd = listener.as_raw_fd();
-    push(
-        &mut ring,
-        opcode::AcceptMulti::new(types::Fd(lfd))
-            .build()
-            .user_data(ACCEPT),
-    )?;
+    arm_accept(&mut ring, lfd)?;
     println!(
         "floor listening on http://127.0.0.1:{} (io: uring)",
         listener.local_addr()?.port()
@@ -164,12 +159,7 @@ pub fn run(server: &mut Server, listener: TcpListener) -> io::Result<()> {
                         arm_recv(&mut ring, server, idx)?;
                     }
                     if !cqueue::more(flags) {
-                        push(
-                            &mut ring,
-                            opcode::AcceptMulti::new(types::Fd(lfd))
-                                .build()
-                                .user_data(ACCEPT),
-                        )?;
+                        arm_accept(&mut ring, lfd)?;
                     }
                 }
                 RECV => {
@@ -226,6 +216,15 @@ fn push(ring: &mut IoUring, sqe: squeue::Entry) -> io::Result<()> {
         }
         ring.submit()?;
     }
+}
+
+fn arm_accept(ring: &mut IoUring, lfd: std::os::fd::RawFd) -> io::Result<()> {
+    push(
+        ring,
+        opcode::AcceptMulti::new(types::Fd(lfd))
+            .build()
+            .user_data(ACCEPT),
+    )
 }
 
 fn arm_recv(ring: &mut IoUring, server: &Server, idx: usize) -> io::Result<()> {
