@@ -29,7 +29,7 @@ use partyring::{
     http::{Method, Response},
     party::{method_not_allowed, Before, ConnectContext, Connection, Party, Reply, Request},
     room::{FetchRequest, Room},
-    runtime::shard,
+    shard,
     ws::Message,
     Config, Server,
 };

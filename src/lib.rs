@@ -64,6 +64,7 @@ pub mod party;
 pub mod room;
 pub mod router;
 pub mod runtime;
+pub mod shard;
 pub mod storage;
 pub mod ws;
 pub mod yjs;

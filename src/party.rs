@@ -68,10 +68,7 @@ use crate::{
     ws::{self, Message, OpCode},
 };
 
-pub use crate::net::ws_conn::WsConn;
-
-/// A room member as parties see it: `id`, `uri`, `state`, tags, `send`, `close`.
-pub type Connection = Rc<WsConn>;
+pub use crate::room::connection::{Connection, WsConn};
 
 /// Tags one connection may carry at most (PartyKit: 9, plus the id).
 pub const MAX_TAGS: usize = 9;

@@ -12,7 +12,7 @@ use std::{
 use common::*;
 use partyring::{
     http::Response,
-    net::ws_conn::WsConn,
+    party::WsConn,
     party::{Party, Reply, Request},
     room::Room,
     ws::{Message, OpCode},

@@ -1,12 +1,10 @@
-//! Sockets: listeners, the HTTP connection loop, WebSocket connections and their writers.
+//! IO primitives: listeners, raw non-blocking socket calls, and each WebSocket's bounded
+//! outbound queue with the core's flusher.
 //!
-//! The only module that does IO. Readiness comes from the core's io_uring (monoio); bytes move
-//! with non-blocking syscalls (`sock`).
+//! These know sockets, not rooms, parties or cores: the runtime (`runtime`) builds the
+//! connection tasks on top of them, and the application layer (`room`) pushes frames into an
+//! [`writer::Outbox`] without knowing how it is sent.
 
-pub mod assets;
-pub mod conn;
 pub mod listener;
 pub mod sock;
 pub mod writer;
-pub mod ws_conn;
-pub mod ws_poll;

@@ -94,7 +94,7 @@ pub struct Outbox {
     scheduled: Cell<bool>,
     /// The socket was full: a drain task owns sending until the queue is empty.
     blocked: Cell<bool>,
-    /// The connection's slot in the core's [`WsPoller`](super::ws_poll::WsPoller) while it is
+    /// The connection's slot in the core's WebSocket poller while it is
     /// parked there ([`NOT_PARKED`] otherwise): a close from our side must take it out, as
     /// nothing else would notice until the peer sends something.
     parked: Cell<u32>,
@@ -257,10 +257,9 @@ impl Outbox {
     fn unpark(&self) {
         let slot = self.parked.get();
         if slot != NOT_PARKED {
-            if let Some(core) = crate::runtime::core::current() {
-                if let Some(poller) = &core.ws_poller {
-                    poller.unpark_closing(slot as usize);
-                }
+            let flusher = self.io.borrow().as_ref().map(|io| io.flusher.clone());
+            if let Some(flusher) = flusher {
+                flusher.unpark(slot as usize);
             }
         }
     }
@@ -272,12 +271,15 @@ impl Outbox {
         self.frames.borrow_mut().clear();
         self.queued.set(0);
         let io = self.io.borrow_mut().take();
-        drop(io);
         if let Some(w) = self.drainer.take() {
             w.wake();
         }
         self.wake_watcher();
-        self.unpark();
+        let slot = self.parked.get();
+        if let (Some(io), true) = (&io, slot != NOT_PARKED) {
+            io.flusher.unpark(slot as usize);
+        }
+        drop(io);
     }
 
     fn wake_watcher(&self) {
@@ -453,6 +455,9 @@ async fn drain(outbox: Rc<Outbox>) {
     outbox.after_drained(fd);
 }
 
+/// What [`Flusher::on_unpark`] calls, with the parked connection's slot.
+pub type Unparker = Box<dyn Fn(usize)>;
+
 /// A core's list of outboxes with something to send, and the task that sends them.
 pub struct Flusher {
     dirty: RefCell<Vec<Rc<Outbox>>>,
@@ -461,6 +466,9 @@ pub struct Flusher {
     /// The core's counters, reached by every attached outbox through its `Io` (so an outbox
     /// carries no pointer of its own for them).
     metrics: Rc<Metrics>,
+    /// Called with a parked connection's slot when our side closes it or its outbox is shut
+    /// (the owner of the poller hands that connection back to a task). Only on close paths.
+    unparker: RefCell<Option<Unparker>>,
 }
 
 impl Flusher {
@@ -469,7 +477,20 @@ impl Flusher {
             dirty: RefCell::new(Vec::new()),
             waker: Cell::new(None),
             metrics,
+            unparker: RefCell::new(None),
         })
+    }
+
+    /// Sets what happens when a parked connection's outbox starts closing or is shut (see
+    /// [`Outbox::set_parked`]).
+    pub fn on_unpark(&self, unparker: Unparker) {
+        *self.unparker.borrow_mut() = Some(unparker);
+    }
+
+    fn unpark(&self, slot: usize) {
+        if let Some(unparker) = &*self.unparker.borrow() {
+            unparker(slot);
+        }
     }
 
     fn schedule(&self, outbox: Rc<Outbox>) {

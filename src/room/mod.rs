@@ -1,6 +1,6 @@
 //! Rooms: the per-core state of one `party/room`.
 //!
-//! A room lives on its owner core only (`runtime::shard`), so it is plain data behind the core's
+//! A room lives on its owner core only (`shard`), so it is plain data behind the core's
 //! `RefCell`: no locks, no atomics. It is the handle a party gets (`&mut Room`): the room's
 //! WebSocket connections (a slab, so a connection's slot is stable while others come and go),
 //! broadcast, its durable storage ([`RoomStorage`], this core's log), its alarm, the party's
@@ -80,11 +80,14 @@ use slab::Slab;
 
 use crate::{
     http::Response,
-    party::{Connection, Request},
+    party::Request,
     storage::{Durable, ListOptions, Storage, StorageError},
     ws,
 };
 
+pub mod connection;
+
+pub use connection::{Connection, WsConn};
 pub use storage::RoomStorage;
 pub use table::RoomTable;
 

@@ -26,7 +26,7 @@ use crate::{
     config::{Config, RingMode},
     http::DateCache,
     metrics::Metrics,
-    net::{conn, writer::Flusher, ws_poll::WsPoller},
+    net::writer::Flusher,
     party::{Parties, PartySet},
     room::{Room, RoomTable},
     storage::Storage,
@@ -35,6 +35,8 @@ use crate::{
 use super::{
     alarms::Alarms,
     handoff::{Inbound, Inbox, Inboxes},
+    http_conn as conn,
+    ws_poll::WsPoller,
 };
 
 thread_local! {
@@ -414,6 +416,13 @@ pub fn run(
         ));
         let _ = ready.send(Ok(ring_mode));
         CURRENT.with(|c| *c.borrow_mut() = Some(core.clone()));
+        // A parked connection that our side starts closing goes back to a task of its own.
+        let weak = Rc::downgrade(&core);
+        core.flusher.on_unpark(Box::new(move |slot| {
+            if let Some(poller) = weak.upgrade().as_ref().and_then(|c| c.ws_poller.as_ref()) {
+                poller.unpark_closing(slot);
+            }
+        }));
         monoio::spawn(super::alarms::run(core.clone()));
         monoio::spawn(super::cron::run(core.clone()));
         monoio::spawn(core.flusher.clone().run());
@@ -534,7 +543,7 @@ async fn inbox_loop(core: Rc<Core>, inbox: Inbox) {
             Ok(msg) => {
                 taken += 1;
                 if taken.is_multiple_of(INBOX_BATCH) {
-                    crate::net::ws_poll::yield_once().await;
+                    crate::runtime::ws_poll::yield_once().await;
                 }
                 msg
             }
@@ -572,7 +581,7 @@ async fn inbox_loop(core: Rc<Core>, inbox: Inbox) {
             }
             Inbound::Metrics(reply) => {
                 // The asker may have given up (timed out): then the answer is just dropped.
-                let _ = reply.try_send(crate::metrics::snapshot(&core));
+                let _ = reply.try_send(super::metrics::snapshot(&core));
                 continue;
             }
         };

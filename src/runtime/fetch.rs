@@ -24,13 +24,14 @@ use std::{
 
 use super::{
     core::{current, spawn_guarded, Core},
-    shard,
+    http_conn::flush_all,
 };
 use crate::{
     http::{BodyDecoder, Response},
-    net::{conn::flush_all, sock},
+    net::sock,
     party::Reply,
     room::{fetch_request, fetch_target, FetchRequest},
+    shard,
 };
 
 /// A fetch in transit to the room's owner core.

@@ -7,13 +7,17 @@
 //! WebSockets with 1001 and finish in-flight requests, and waits for them up to a deadline.
 
 pub mod alarms;
+pub mod assets;
 pub mod core;
 pub mod cron;
 pub mod doorbell;
 pub mod fetch;
 pub mod handoff;
+pub mod http_conn;
+pub mod metrics;
 pub mod ring;
-pub mod shard;
+pub mod ws_conn;
+pub mod ws_poll;
 
 use std::{
     io,

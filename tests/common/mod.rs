@@ -10,9 +10,9 @@ use std::{
 };
 
 use partyring::{
-    runtime::{shard, CoreStats},
     ws::{self, OpCode},
     Config, Server,
+    {runtime::CoreStats, shard},
 };
 
 /// How long any single read in a test may wait.

@@ -107,7 +107,7 @@ impl WsPoller {
         let Ok(slot) = u32::try_from(key) else {
             return Some(reader);
         };
-        if slot == super::writer::NOT_PARKED {
+        if slot == crate::net::writer::NOT_PARKED {
             return Some(reader);
         }
         let mut ev = libc::epoll_event {
@@ -143,7 +143,10 @@ impl WsPoller {
     }
 
     fn unregister(&self, reader: &Reader) {
-        reader.conn().outbox.set_parked(super::writer::NOT_PARKED);
+        reader
+            .conn()
+            .outbox
+            .set_parked(crate::net::writer::NOT_PARKED);
         // SAFETY: EPOLL_CTL_DEL ignores the event pointer (null is allowed since Linux 2.6.9);
         // both fds are open. A failure (the fd was never added) changes nothing.
         unsafe {

@@ -35,18 +35,17 @@ use crate::{
         BodyDecoder, Head, HttpError, Limits, Method, Response,
     },
     metrics::Metrics,
-    net::{
-        assets::{self, Answer},
-        sock, ws_conn,
-    },
+    net::sock,
     party::{Before, Reply, Request},
     router::{self, Route},
-    runtime::{
-        core::{spawn_guarded, BusyGuard, ConnGuard, Core, CoreStats},
-        handoff::Handoff,
-        shard,
-    },
-    ws,
+    shard, ws,
+};
+
+use super::{
+    assets::{self, Answer},
+    core::{spawn_guarded, BusyGuard, ConnGuard, Core, CoreStats},
+    handoff::Handoff,
+    ws_conn,
 };
 
 /// Bytes reserved before each read.

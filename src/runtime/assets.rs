@@ -76,7 +76,7 @@ pub struct FileAnswer {
 
 /// Answers a request whose target is not a room route (see the module note for the order).
 pub fn answer(core: &Core, method: Method, target: &str, head: &[u8], body: &[u8]) -> Answer {
-    if let Some(reply) = crate::metrics::response(core, method, target) {
+    if let Some(reply) = super::metrics::response(core, method, target) {
         return reply.into();
     }
     let site = core.config.serve.as_ref();
@@ -258,7 +258,7 @@ pub async fn send_file(
             ));
         }
         let take = n.min(usize::try_from(len - pos).unwrap_or(usize::MAX));
-        super::conn::flush_all(stream, fd, &buf[..take], timeout, &core.metrics).await?;
+        super::http_conn::flush_all(stream, fd, &buf[..take], timeout, &core.metrics).await?;
         pos += take as u64;
     }
     Ok(())
