@@ -214,7 +214,7 @@ fn parse_cors(s: &str) -> Result<Cors, String> {
 
 fn parse_cron(s: &str) -> Result<NamedCron, String> {
     let named: NamedCron = s.parse()?;
-    partyring::runtime::cron::parse(&named.expr)?;
+    partyring::party::cron::parse(&named.expr)?;
     Ok(named)
 }
 

@@ -16,11 +16,19 @@ use std::{
 
 use common::{get, room_on_core, spawn_binary, Client};
 use partyring::{
-    party::Party,
+    party::{CronEvent, Party},
     room::FetchRequest,
-    runtime::{core::current, cron::CronEvent},
     Server,
 };
+
+/// The core this thread runs (core threads are named `partyring-core-N`), if it is one.
+fn core_of_this_thread() -> Option<usize> {
+    std::thread::current()
+        .name()?
+        .strip_prefix("partyring-core-")?
+        .parse()
+        .ok()
+}
 
 /// How long a test waits for a cron's effect before failing.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -60,7 +68,7 @@ fn a_builder_cron_runs_on_core_0_once_per_time_and_reaches_rooms() {
     let server = Server::builder()
         .config(common::config(cores))
         .cron("* * * * * *", move |cron: CronEvent| {
-            let core = current().map(|c| c.id);
+            let core = core_of_this_thread();
             tx.send((core, cron.name.to_string(), cron.scheduled))
                 .unwrap();
             let post = cron
@@ -114,9 +122,7 @@ struct Watcher(mpsc::Sender<(Option<usize>, String)>);
 
 impl Party for Watcher {
     fn on_cron(&self, cron: &CronEvent) {
-        let _ = self
-            .0
-            .send((current().map(|c| c.id), cron.name.to_string()));
+        let _ = self.0.send((core_of_this_thread(), cron.name.to_string()));
     }
 }
 

@@ -262,7 +262,7 @@ fn a_websocket_message_that_cannot_be_stored_closes_its_sender_with_1013() {
     assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1013);
     assert_eq!(
         std::str::from_utf8(&payload[2..]).unwrap(),
-        partyring::room::STORAGE_FAILED_REASON
+        partyring::party::main::STORAGE_FAILED_REASON
     );
     let mut c = Client::connect(addr);
     assert_eq!(post(&mut c, room, "after").text(), "OK");

@@ -107,7 +107,10 @@ pub fn answer(core: &Core, method: Method, target: &str, head: &[u8], body: &[u8
         }
     }
     let req = Request::from_head(method, target, head, body);
-    if let Some(reply) = core.parties.fetch(&req) {
+    if let Some(reply) = core
+        .parties
+        .fetch(&req, &crate::room::Context::new(core.host.clone()))
+    {
         return reply.into();
     }
     if let Some(site) = site.filter(|s| spa_ok && s.spa) {

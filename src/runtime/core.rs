@@ -28,7 +28,7 @@ use crate::{
     metrics::Metrics,
     net::writer::Flusher,
     party::{Parties, PartySet},
-    room::{Room, RoomTable},
+    room::{Host, Room, RoomTable},
     storage::Storage,
 };
 
@@ -148,6 +148,8 @@ pub struct Core {
     /// Open WebSockets waiting for their peers (`None` if the epoll instance could not be
     /// made: then every connection keeps a task, as it did before the poller).
     pub ws_poller: Option<WsPoller>,
+    /// What this core's rooms reach outside themselves (alarms, coming back, other rooms).
+    pub host: Host,
 }
 
 /// Connections one core refuses politely at the same time; more are closed at once.
@@ -181,14 +183,18 @@ impl Drop for BusyGuard {
 impl Core {
     pub fn new(
         id: usize,
-        config: Arc<Config>,
-        parties: &PartySet,
-        inboxes: Inboxes,
+        shared: Shared,
         stats: Arc<CoreStats>,
-        process_live: Arc<AtomicUsize>,
         storage: Storage,
+        host: Host,
     ) -> Self {
-        let parties = parties.instantiate();
+        let Shared {
+            config,
+            parties,
+            inboxes,
+            process_live,
+        } = shared;
+        let parties = parties.instantiate(&config);
         let conn_cap = match config.max_connections_per_core {
             0 => usize::MAX,
             n => n,
@@ -196,7 +202,7 @@ impl Core {
         let names = (0..parties.len())
             .map(|i| parties.name(i).clone())
             .collect();
-        let rooms = RoomTable::new(names, config.history_limit, storage.clone());
+        let rooms = RoomTable::new(names, storage.clone(), host.clone());
         let metrics = Rc::new(Metrics::default());
         Core {
             id,
@@ -220,6 +226,7 @@ impl Core {
             refusing: Cell::new(0),
             storage,
             alarms: Alarms::default(),
+            host,
             ws_poller: match WsPoller::new() {
                 Ok(p) => Some(p),
                 Err(e) => {
@@ -370,12 +377,7 @@ pub fn run(
     stats: Arc<CoreStats>,
     ready: std::sync::mpsc::Sender<std::io::Result<RingMode>>,
 ) {
-    let Shared {
-        config,
-        parties,
-        inboxes,
-        process_live,
-    } = shared;
+    let config = shared.config.clone();
     let storage = match open_storage(id, &config) {
         Ok(s) => s,
         Err(e) => {
@@ -405,15 +407,15 @@ pub fn run(
     };
     rt.block_on(async move {
         storage.start();
-        let core = Rc::new(Core::new(
-            id,
-            config,
-            &parties,
-            inboxes,
-            stats,
-            process_live,
-            storage,
-        ));
+        let core = Rc::new_cyclic(|me| {
+            Core::new(
+                id,
+                shared,
+                stats,
+                storage,
+                super::host::CoreHost::shared(me.clone()),
+            )
+        });
         let _ = ready.send(Ok(ring_mode));
         CURRENT.with(|c| *c.borrow_mut() = Some(core.clone()));
         // A parked connection that our side starts closing goes back to a task of its own.

@@ -30,7 +30,8 @@ use crate::{
     http::{BodyDecoder, Response},
     net::sock,
     party::Reply,
-    room::{fetch_request, fetch_target, FetchRequest},
+    party::Request,
+    room::FetchRequest,
     shard,
 };
 
@@ -337,6 +338,16 @@ pub(crate) fn parse_entry_response(
         }
         None => Ok(None),
     }
+}
+
+/// Builds the request a fetched room sees.
+fn fetch_target(party: &str, room: &str, path: &str) -> String {
+    format!("/parties/{party}/{room}{path}")
+}
+
+/// A [`FetchRequest`] as an `on_request` argument.
+fn fetch_request<'a>(req: &'a FetchRequest, target: &'a str) -> Request<'a> {
+    Request::new(req.method, target, &req.headers, &req.body)
 }
 
 #[cfg(test)]
