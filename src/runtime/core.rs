@@ -4,9 +4,16 @@
 //! touched only by their owner thread, so the hot path takes no locks and no atomics. The only
 //! ways in from outside are the accept socket and the handoff inbox.
 //!
-//! Each core runs two kinds of long-lived task: the accept loop (on its SO_REUSEPORT listener)
-//! and the inbox loop (connections handed over by other cores); every connection is one more
-//! task (two once it is a WebSocket: reader and writer).
+//! Each core runs its accept loop (on its SO_REUSEPORT listener) and its inbox loop
+//! (connections, fetches and metrics requests from other cores) beside each other, plus four
+//! long-lived tasks: the flusher (sends every WebSocket queue with something in it, once per
+//! pass), the WebSocket poller and its liveness sweeps, the alarm timer and (core 0) the cron
+//! task. Every HTTP connection is one task; an open WebSocket has no task of its own while it
+//! waits in the poller, and gets one only for a closing handshake or a slow reader's drain.
+//!
+//! `Core` is the only type that names all of a core's state; the layers below it reach what
+//! they need through narrow handles: rooms through [`RoomHost`](crate::room::RoomHost)
+//! (`runtime::host`), WebSocket queues through the flusher's unpark callback.
 
 use std::{
     cell::{Cell, RefCell},
@@ -146,7 +153,7 @@ pub struct Core {
     /// Room alarms waiting to fire on this core.
     pub alarms: Alarms,
     /// Open WebSockets waiting for their peers (`None` if the epoll instance could not be
-    /// made: then every connection keeps a task, as it did before the poller).
+    /// made: then every connection keeps a task of its own).
     pub ws_poller: Option<WsPoller>,
     /// What this core's rooms reach outside themselves (alarms, coming back, other rooms).
     pub host: Host,
