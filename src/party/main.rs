@@ -23,6 +23,12 @@
 //!
 //! A room of this party stays in memory while it has history or held messages (its party
 //! state is set exactly then), so a stream of GETs for random room names costs nothing.
+//!
+//! After a storage failure the history is read again from storage ([`Room::storage_epoch`]
+//! changed): under `--fsync every=<ms>` or `never` a message is shown once written, before it
+//! is fsynced, and a failed fsync then discards it; GET must not keep answering it. (Members
+//! that already received it over their WebSocket keep it: the weaker guarantee the README
+//! states for those policies.)
 
 use std::{collections::VecDeque, rc::Rc};
 
@@ -156,6 +162,8 @@ struct History {
     /// path, and re-serialising 10,000 messages per request would dominate it.
     json: Option<Rc<[u8]>>,
     limit: usize,
+    /// [`Room::storage_epoch`] when `messages` was last read from storage.
+    epoch: u64,
 }
 
 /// A message in the output gate.
@@ -183,6 +191,18 @@ fn history_key(seq: u64) -> String {
 /// Replays the history from storage. Keeps the newest `limit` messages; older ones left by a
 /// crash between a put and its delete are deleted now. The room keeps it only if there is any.
 fn load_history(room: &mut Room, limit: usize) {
+    let mut history = read_history(room, limit);
+    if history.messages.is_empty() {
+        room.clear_state();
+    } else {
+        history.limit = limit;
+        room.set_state(history);
+    }
+}
+
+/// The history as storage has it now (see [`load_history`]).
+fn read_history(room: &mut Room, limit: usize) -> History {
+    let epoch = room.storage_epoch();
     let store = room.storage();
     let opts = ListOptions {
         prefix: Some(HISTORY_PREFIX),
@@ -198,6 +218,7 @@ fn load_history(room: &mut Room, limit: usize) {
     }
     let mut history = History {
         limit,
+        epoch,
         ..History::default()
     };
     for (key, value) in &entries[extra..] {
@@ -209,11 +230,28 @@ fn load_history(room: &mut Room, limit: usize) {
             .push_back((seq, String::from_utf8_lossy(value).into_owned()));
         history.next_seq = history.next_seq.max(seq + 1);
     }
-    if history.messages.is_empty() {
-        room.clear_state();
-    } else {
-        room.set_state(history);
+    history
+}
+
+/// Reads the history again if the storage discarded writes since it was read (module note).
+/// Held messages stay held (their writes' outcomes settle them), and numbers are never reused.
+fn refresh(room: &mut Room) {
+    let epoch = room.storage_epoch();
+    let Some(limit) = room
+        .state_ref::<History>()
+        .filter(|h| h.epoch != epoch)
+        .map(|h| h.limit)
+    else {
+        return;
+    };
+    let fresh = read_history(room, limit);
+    if let Some(h) = room.state_mut::<History>() {
+        h.messages = fresh.messages;
+        h.next_seq = h.next_seq.max(fresh.next_seq);
+        h.epoch = fresh.epoch;
+        h.json = None;
     }
+    tidy(room);
 }
 
 /// The durable messages of `room`, oldest first.
@@ -225,6 +263,7 @@ pub fn history(room: &Room) -> Vec<&str> {
 
 /// The history as a JSON array of strings.
 fn history_json(room: &mut Room) -> Rc<[u8]> {
+    refresh(room);
     let Some(h) = room.state_mut::<History>() else {
         return Rc::from(&b"[]"[..]);
     };
@@ -255,9 +294,12 @@ pub fn publish(
         relay(room, ws::OpCode::Text, message.as_bytes(), sender);
         return Durable::ready(Ok(()));
     }
+    refresh(room);
     if room.state_ref::<History>().is_none() {
+        let epoch = room.storage_epoch();
         room.set_state(History {
             limit,
+            epoch,
             ..History::default()
         });
     }

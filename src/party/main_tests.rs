@@ -97,3 +97,43 @@ async fn history_on_a_log() {
     drop((t, fresh, storage));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_failed_fsync_under_every_takes_the_lost_messages_out_of_the_history() {
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime")
+        .block_on(lost_messages_leave_the_history());
+}
+
+async fn lost_messages_leave_the_history() {
+    use crate::storage::{faults::FaultPlan, FsyncPolicy, StorageOptions};
+    let dir = std::env::temp_dir().join(format!("partyring-main-lost-{}", std::process::id()));
+    let plan: &'static FaultPlan = Box::leak(Box::new("fsync-eio@1".parse().unwrap()));
+    let opts = StorageOptions::new()
+        .fsync(FsyncPolicy::Every(std::time::Duration::from_secs(3600)))
+        .faults(plan);
+    let storage = Storage::open_with(&dir, 0, opts).unwrap();
+    storage.start();
+    let mut room = Room::new(0, "main".into(), "a", storage.clone(), Detached::host());
+    load_history(&mut room, 10);
+    // Under `every` a message is shown once written, before its fsync.
+    publish_durably(&mut room, "shown, then lost").await;
+    assert_eq!(&*history_json(&mut room), br#"["shown, then lost"]"#);
+    // The fsync fails: the storage discards what was only written.
+    assert!(storage.flush().await.is_err());
+    assert_eq!(&*history_json(&mut room), b"[]", "GET no longer shows it");
+    // Writing goes on, numbered after the lost one.
+    let durable = publish(&mut room, 10, "kept".into(), None);
+    durable.await.unwrap();
+    release_gate(&mut room);
+    storage.flush().await.unwrap();
+    assert_eq!(&*history_json(&mut room), br#"["kept"]"#);
+    assert!(storage
+        .get("main", "a", "history/00000000000000000001")
+        .is_some());
+    storage.close().await.unwrap();
+    drop((room, storage));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -274,6 +274,13 @@ impl Room {
         )
     }
 
+    /// Changes whenever the core's storage discarded writes after a failure (a full disk, a
+    /// failed write or fsync: the writes not yet on disk are dropped). A party that keeps a copy
+    /// of what it stored (the `main` party's history) reads it again when this changes.
+    pub fn storage_epoch(&self) -> u64 {
+        self.storage.stats().failures
+    }
+
     /// A mark of the core's storage writes so far, for [`Room::writes_since`].
     pub(crate) fn write_mark(&self) -> crate::storage::WriteMark {
         self.storage.write_mark()
