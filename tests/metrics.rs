@@ -6,11 +6,12 @@ mod common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
-use common::{get, post_message, raw_frame, room_on_core, start, start_with, Client, TestServer};
+use common::{
+    get, post_message, raw_frame, room_on_core, start, start_with, Client, TempDir, TestServer,
+};
 use partyring::ws::OpCode;
 
 const CORES: usize = 2;
@@ -132,36 +133,12 @@ fn scrape(server: &TestServer) -> Scrape {
     s
 }
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "partyring-metrics-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn counters_move_with_traffic_on_every_core() {
     let dir = TempDir::new("traffic");
     let server = start_with(CORES, |c| {
         c.persist = true;
-        c.data_dir = dir.0.clone();
+        c.data_dir = dir.path().to_path_buf();
     });
     let before = scrape(&server);
     let rooms: Vec<String> = (0..CORES)
