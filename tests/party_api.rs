@@ -15,7 +15,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use common::{room_on_core, temp_dir, ws_upgrade, Client};
+use common::{close_frame, http, room_on_core, temp_dir, ws_upgrade, Client};
 use partyring::{
     config::Cors,
     http::{Method, Response},
@@ -260,17 +260,6 @@ fn start_lab(lab: &Lab, tweak: impl FnOnce(&mut Config)) -> Server {
         .expect("server starts")
 }
 
-fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> common::HttpResponse {
-    let mut c = Client::connect(addr);
-    c.request(
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-}
-
 fn text_frame(c: &mut Client) -> String {
     loop {
         let (_, op, payload) = c.ws_frame();
@@ -379,9 +368,9 @@ fn connection_handles_and_lifecycle() {
     assert_eq!(op, 0x8);
     assert_eq!(&payload[..2], &4001u16.to_be_bytes());
     assert_eq!(&payload[2..], b"kicked");
-    b.send(&ws_close_frame(4001, ""));
+    b.send(&close_frame(4001, b""));
     // The client closes with its own code and reason.
-    c.send(&ws_close_frame(4000, "bye"));
+    c.send(&close_frame(4000, b"bye"));
     assert_eq!(c.ws_close_code(), Some(4000));
     // A protocol violation: on_error, then on_close with the code the server sent.
     a.send(&common::raw_frame(0x81, false, b"unmasked"));
@@ -420,12 +409,6 @@ fn connection_handles_and_lifecycle() {
     let close = log.iter().position(|l| l == "close:a:1002:").unwrap();
     assert!(err < close, "on_error comes before on_close: {log:?}");
     server.shutdown(Duration::from_secs(2));
-}
-
-fn ws_close_frame(code: u16, reason: &str) -> Vec<u8> {
-    let mut payload = code.to_be_bytes().to_vec();
-    payload.extend_from_slice(reason.as_bytes());
-    partyring::ws::encode_client_frame(true, OpCode::Close, &payload, common::MASK)
 }
 
 fn persistent(dir: &Path) -> impl FnOnce(&mut Config) + '_ {
