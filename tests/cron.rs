@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant, UNIX_EPOCH},
 };
 
-use common::{get, room_on_core, spawn_binary, Client};
+use common::{history, room_on_core, spawn_binary, Client};
 use partyring::{
     party::Party,
     room::FetchRequest,
@@ -24,12 +24,6 @@ use partyring::{
 
 /// How long a test waits for a cron's effect before failing.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn history(addr: SocketAddr, room: &str) -> Vec<String> {
-    let r = Client::connect(addr).request(get(&format!("/parties/main/{room}")).as_bytes());
-    assert_eq!(r.status, 200);
-    serde_json::from_slice(&r.body).unwrap()
-}
 
 /// Polls `room`'s history until it has `n` entries (or fails at the deadline).
 fn wait_for_history(addr: SocketAddr, room: &str, n: usize) -> Vec<String> {

@@ -10,7 +10,8 @@ use std::{
 };
 
 use common::{
-    get, post_message, raw_frame, room_on_core, start, start_with, Client, TempDir, TestServer,
+    eventually, get, post_message, raw_frame, room_on_core, start, start_with, Client, TempDir,
+    TestServer,
 };
 use partyring::ws::OpCode;
 
@@ -228,18 +229,9 @@ fn counters_move_with_traffic_on_every_core() {
     // Once the members leave, the WebSocket gauge falls back.
     drop(members);
     drop(rude);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let open = scrape(&server).get("partyring_websockets_open", "", None);
-        if open == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{open} WebSockets still counted open"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("no WebSocket counted open", || {
+        scrape(&server).get("partyring_websockets_open", "", None) == 0
+    });
 }
 
 #[test]
@@ -287,21 +279,10 @@ fn idle_websockets_are_parked_and_closing_unparks_them() {
         })
         .collect();
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    eventually("every member parked on its core", || {
         let s = scrape(&server);
-        let parked: Vec<u64> = (0..CORES)
-            .map(|k| s.get("partyring_websockets_parked", "", Some(k)))
-            .collect();
-        if parked.iter().all(|&p| p == PER_CORE as u64) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "parked per core: {parked:?}, want {PER_CORE} each"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        (0..CORES).all(|k| s.get("partyring_websockets_parked", "", Some(k)) == PER_CORE as u64)
+    });
 
     for (k, room) in rooms.iter().enumerate() {
         let text = format!("from member 0 on core {k}");
