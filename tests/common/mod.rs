@@ -55,8 +55,13 @@ impl TestServer {
 
 /// Polls `pred` every 10 ms until it holds; panics naming `what` after 10 s. For waiting on an
 /// event the test cannot be told about directly, instead of sleeping a guessed time.
-pub fn eventually(what: &str, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+pub fn eventually(what: &str, pred: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(10), pred);
+}
+
+/// [`eventually`], giving up after `limit` instead: for an event due at a known later time.
+pub fn eventually_within(what: &str, limit: Duration, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !pred() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
