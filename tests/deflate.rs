@@ -259,11 +259,7 @@ mod puff {
 /// Upgrades with these extra header lines; returns the client and the response.
 fn upgrade(addr: SocketAddr, path: &str, headers: &str) -> (Client, HttpResponse) {
     let mut c = Client::connect(addr);
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
-    );
-    let resp = c.request(req.as_bytes());
+    let resp = c.request(ws_upgrade_with(path, headers).as_bytes());
     (c, resp)
 }
 

@@ -49,6 +49,12 @@ fn keys(s: &Storage, party: &str, room: &str) -> Vec<String> {
     all.into_iter().map(|(k, _)| k).collect()
 }
 
+/// The keys of a room that a fresh open of `dir` finds.
+fn keys_after_reopen(dir: &TempDir, party: &str, room: &str) -> Vec<String> {
+    let s = Storage::open(dir.path(), 0, FsyncPolicy::Always).unwrap();
+    keys(&s, party, room)
+}
+
 #[test]
 fn everything_written_is_back_after_reopen() {
     let dir = TempDir::new("reopen");
@@ -517,10 +523,7 @@ fn every_policy_resolves_writes_without_an_fsync() {
         s.close().await.unwrap();
         assert_eq!(s.stats().fsyncs, 1, "close: nothing left to sync");
     });
-    block_on(async {
-        let s = Storage::open(dir.path(), 0, FsyncPolicy::Always).unwrap();
-        assert_eq!(keys(&s, "p", "r").len(), 10);
-    });
+    assert_eq!(keys_after_reopen(&dir, "p", "r").len(), 10);
 }
 
 #[test]
@@ -567,10 +570,7 @@ fn every_policy_fsyncs_each_batch_once_on_the_timer() {
         s.close().await.unwrap();
         assert_eq!(s.stats().fsyncs, 2, "close: nothing left to sync");
     });
-    block_on(async {
-        let s = Storage::open(dir.path(), 0, FsyncPolicy::Always).unwrap();
-        assert_eq!(keys(&s, "p", "r").len(), 11);
-    });
+    assert_eq!(keys_after_reopen(&dir, "p", "r").len(), 11);
 }
 
 #[test]

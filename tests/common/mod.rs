@@ -305,9 +305,14 @@ impl Client {
 
 /// A valid upgrade request for `path` (RFC 6455's example key).
 pub fn ws_upgrade(path: &str) -> String {
+    ws_upgrade_with(path, "")
+}
+
+/// [`ws_upgrade`] with `headers` (whole lines, each ending in CRLF) added.
+pub fn ws_upgrade_with(path: &str, headers: &str) -> String {
     format!(
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
     )
 }
 
