@@ -11,10 +11,10 @@ use std::{
     net::SocketAddr,
     process::Command,
     sync::mpsc,
-    time::{Duration, Instant, UNIX_EPOCH},
+    time::{Duration, UNIX_EPOCH},
 };
 
-use common::{history, room_on_core, spawn_binary, Client};
+use common::{eventually_within, history, room_on_core, spawn_binary, Client};
 use partyring::{
     party::Party,
     room::FetchRequest,
@@ -27,19 +27,12 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Polls `room`'s history until it has `n` entries (or fails at the deadline).
 fn wait_for_history(addr: SocketAddr, room: &str, n: usize) -> Vec<String> {
-    let start = Instant::now();
-    loop {
-        let h = history(addr, room);
-        if h.len() >= n {
-            return h;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "room {room} has {} of {n} entries after {DEADLINE:?}",
-            h.len()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut h = Vec::new();
+    eventually_within(&format!("{n} entries in room {room}"), DEADLINE, || {
+        h = history(addr, room);
+        h.len() >= n
+    });
+    h
 }
 
 #[test]

@@ -261,12 +261,7 @@ fn start_lab(lab: &Lab, tweak: impl FnOnce(&mut Config)) -> Server {
 }
 
 fn text_frame(c: &mut Client) -> String {
-    loop {
-        let (_, op, payload) = c.ws_frame();
-        if op == 0x1 {
-            return String::from_utf8(payload).unwrap();
-        }
-    }
+    String::from_utf8(c.ws_next(0x1)).unwrap()
 }
 
 #[test]

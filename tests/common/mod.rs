@@ -264,6 +264,13 @@ impl Client {
 
     /// Reads one server frame, or None at EOF.
     pub fn try_ws_frame(&mut self) -> Option<(bool, u8, Vec<u8>)> {
+        let (b0, payload) = self.try_ws_raw_frame()?;
+        Some((b0 & 0x80 != 0, b0 & 0x0f, payload))
+    }
+
+    /// Reads one server frame as its first byte (FIN, RSV bits, opcode) and payload, or None at
+    /// EOF. Panics on a read timeout.
+    pub fn try_ws_raw_frame(&mut self) -> Option<(u8, Vec<u8>)> {
         loop {
             if self.buf.len() >= 2 {
                 assert_eq!(self.buf[1] & 0x80, 0, "server frames are never masked");
@@ -279,16 +286,30 @@ impl Client {
                     _ => (usize::MAX, 0),
                 };
                 if hdr > 0 && self.buf.len() >= hdr + len {
-                    let fin = self.buf[0] & 0x80 != 0;
-                    let op = self.buf[0] & 0x0f;
+                    let b0 = self.buf[0];
                     let payload = self.buf[hdr..hdr + len].to_vec();
                     self.buf.drain(..hdr + len);
-                    return Some((fin, op, payload));
+                    return Some((b0, payload));
                 }
             }
             if self.fill() == 0 {
                 return None;
             }
+        }
+    }
+
+    /// Reads frames until one with `opcode` and returns its payload; the frames before it are
+    /// skipped, but a close frame before it fails the test.
+    pub fn ws_next(&mut self, opcode: u8) -> Vec<u8> {
+        loop {
+            let (_, op, payload) = self.ws_frame();
+            if op == opcode {
+                return payload;
+            }
+            assert_ne!(
+                op, 0x8,
+                "closed before a frame of opcode {opcode}: {payload:?}"
+            );
         }
     }
 
