@@ -11,10 +11,10 @@ use std::{
     net::SocketAddr,
     process::Command,
     sync::mpsc,
-    time::{Duration, Instant, UNIX_EPOCH},
+    time::{Duration, UNIX_EPOCH},
 };
 
-use common::{get, room_on_core, spawn_binary, Client};
+use common::{eventually_within, history, room_on_core, spawn_binary, Client};
 use partyring::{
     party::{CronEvent, Party},
     room::FetchRequest,
@@ -33,27 +33,14 @@ fn core_of_this_thread() -> Option<usize> {
 /// How long a test waits for a cron's effect before failing.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn history(addr: SocketAddr, room: &str) -> Vec<String> {
-    let r = Client::connect(addr).request(get(&format!("/parties/main/{room}")).as_bytes());
-    assert_eq!(r.status, 200);
-    serde_json::from_slice(&r.body).unwrap()
-}
-
 /// Polls `room`'s history until it has `n` entries (or fails at the deadline).
 fn wait_for_history(addr: SocketAddr, room: &str, n: usize) -> Vec<String> {
-    let start = Instant::now();
-    loop {
-        let h = history(addr, room);
-        if h.len() >= n {
-            return h;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "room {room} has {} of {n} entries after {DEADLINE:?}",
-            h.len()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut h = Vec::new();
+    eventually_within(&format!("{n} entries in room {room}"), DEADLINE, || {
+        h = history(addr, room);
+        h.len() >= n
+    });
+    h
 }
 
 #[test]
