@@ -175,15 +175,19 @@ def _raw_path_attr(f, m):
 _START = re.compile(r"(?<![\w:.$])(\$?crate|super|self|[A-Za-z_]\w*)\s*::\s*")
 
 
+_SEG = re.compile(r"\s*(\*|\{|[A-Za-z_]\w*)")
+_SEP = re.compile(r"\s*::\s*")
+
+
 def path_trees(code, pos):
     """The paths of the path (or `use` tree) whose segments start at code[pos], as lists of
-    segments; a group `{a, b::c}` yields one path per item, `*` is kept as a segment."""
-    segs = []
-    i = pos
+    segments, and the offset where it ends; a group `{a, b::c}` yields one path per item, `*`
+    is kept as a segment."""
+    segs, i = [], pos
     while True:
-        m = re.compile(r"\s*(\*|\{|[A-Za-z_]\w*)").match(code, i)
+        m = _SEG.match(code, i)
         if not m:
-            return [segs] if segs else []
+            return ([segs] if segs else []), i
         tok = m.group(1)
         if tok == "{":
             close = matching_brace(code, m.start(1))
@@ -195,25 +199,24 @@ def path_trees(code, pos):
                 elif c == "}":
                     depth -= 1
                 if (c == "," and depth == 1) or j == close:
-                    for sub in path_trees(code[:j], item):
-                        out.append(segs + sub)
+                    out += [segs + sub for sub in path_trees(code[:j], item)[0]]
                     item = j + 1
-            return out or [segs]
+            return (out or [segs]), close + 1
         segs.append(tok)
         if tok == "*":
-            return [segs]
-        n = re.compile(r"\s*::\s*").match(code, m.end())
+            return [segs], m.end()
+        n = _SEP.match(code, m.end())
         if not n or code.startswith("<", n.end()):
-            return [segs]
+            return [segs], m.end()
         i = n.end()
 
 
 def references(f, children):
     """(module of the code, absolute path, is_reexport) for every path in file `f` that
     starts at a module: `crate::`, `super::`, `self::` or a child module's name."""
-    out = []
+    out, consumed = [], 0
     for m in _START.finditer(f.code):
-        if any(s <= m.start() < e for (s, e) in f.decls):
+        if m.start() < consumed or any(s <= m.start() < e for (s, e) in f.decls):
             continue
         here = f.modpath + f.inline_at(m.start())
         head = m.group(1)
@@ -229,8 +232,8 @@ def references(f, children):
                     base.pop()
                 k = re.compile(r"super\s*::\s*").match(f.code, rest_start)
                 rest_start = k.end()
-            for p in path_trees(f.code, rest_start):
-                out.append((here, base + p, reexport))
+            paths, consumed = path_trees(f.code, rest_start)
+            out += [(here, base + p, reexport) for p in paths]
             continue
         elif head == "self":
             base = here[:]
@@ -238,8 +241,8 @@ def references(f, children):
             base = here + [head]
         else:
             continue
-        for p in path_trees(f.code, m.end()):
-            out.append((here, base + p, reexport))
+        paths, consumed = path_trees(f.code, m.end())
+        out += [(here, base + p, reexport) for p in paths]
     return out
 
 
