@@ -14,8 +14,8 @@ use std::{
 };
 
 use super::{
-    log::stop_reason,
     record::{self, FILE_MAGIC},
+    replay::stop_reason,
 };
 
 /// What [`repair`] did to one log.
