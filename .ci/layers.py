@@ -104,14 +104,14 @@ def matching_brace(code, start):
 
 
 class File:
-    def __init__(self, path, modpath, children_dir, is_root):
+    def __init__(self, path, modpath, children_dir):
         self.path = path
         self.modpath = modpath  # logical path of the file's module, e.g. ["storage", "log"]
-        self.children_dir = children_dir
-        self.is_root = is_root  # the crate root, or a mod.rs-like file
-        self.raw = open(path, encoding="utf-8").read()
+        self.children_dir = children_dir  # where its `mod x;` files are
+        with open(path, encoding="utf-8") as fh:
+            self.raw = fh.read()
         self.code = strip(self.raw)
-        # Inline modules: (start, end, name, nesting) spans in `code`.
+        # Inline modules: (start, end, name) spans of their bodies in `code`.
         self.inline = []
         self.decls = []  # (start, end) of `mod x;` / `mod x {` heads: not references
         for m in _MOD.finditer(self.code):
@@ -126,12 +126,13 @@ class File:
 
 
 def load_crate(root_rel):
-    """Every file of a crate, and the children of every module (by logical path)."""
+    """Every file of a crate (root: relative to the repository, or absolute), and the children
+    of every module, by logical path."""
     root = os.path.join(REPO, root_rel)
     files, children = [], {}
 
-    def visit(path, modpath, children_dir, is_root):
-        f = File(path, modpath, children_dir, is_root)
+    def visit(path, modpath, children_dir):
+        f = File(path, modpath, children_dir)
         files.append(f)
         for m in _MOD.finditer(f.code):
             name = m.group(2)
@@ -145,16 +146,16 @@ def load_crate(root_rel):
                 base = os.path.dirname(path) if not inline else os.path.join(children_dir, *inline)
                 child = os.path.normpath(os.path.join(base, attr))
                 # A file loaded through #[path] owns its directory, like a mod.rs.
-                visit(child, parent + [name], os.path.dirname(child), True)
+                visit(child, parent + [name], os.path.dirname(child))
                 continue
             base = os.path.join(children_dir, *inline)
             flat, nested = os.path.join(base, name + ".rs"), os.path.join(base, name, "mod.rs")
             if os.path.exists(flat):
-                visit(flat, parent + [name], os.path.join(base, name), False)
+                visit(flat, parent + [name], os.path.join(base, name))
             elif os.path.exists(nested):
-                visit(nested, parent + [name], os.path.join(base, name), True)
+                visit(nested, parent + [name], os.path.join(base, name))
 
-    visit(root, [], os.path.dirname(root), True)
+    visit(root, [], os.path.dirname(root))
     return files, children
 
 
@@ -163,11 +164,12 @@ def _raw_path_attr(f, m):
     literals emptied)."""
     if "path" not in m.group(1):
         return None
-    name = m.group(2)
-    for rm in re.finditer(r'#\[\s*path\s*=\s*"([^"]*)"\s*\]\s*(?:#\[[^\]]*\]\s*)*'
-                          r"(?:pub(?:\s*\([^)]*\))?\s+)?mod\s+" + name + r"\s*;", f.raw):
-        return rm.group(1)
-    return None
+    found = re.search(
+        r'#\[\s*path\s*=\s*"([^"]*)"\s*\]\s*(?:#\[[^\]]*\]\s*)*'
+        r"(?:pub(?:\s*\([^)]*\))?\s+)?mod\s+" + m.group(2) + r"\s*;",
+        f.raw,
+    )
+    return found.group(1) if found else None
 
 
 # ---- paths ----
@@ -285,6 +287,7 @@ ROOT_NODE = "mod.rs"
 
 
 def crate_cycles(crate, root_rel):
+    """[(crate, parent module path, component, edges)] for every cycle in the crate."""
     files, children = load_crate(root_rel)
     refs = [(f, references(f, children)) for f in files]
     # Names each module re-exports from one of its children (`pub use c::{A, B}`): A -> c.
