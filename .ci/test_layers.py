@@ -6,9 +6,11 @@ Usage: python3 .ci/test_layers.py
 """
 import importlib.util
 import os
+import sys
 import tempfile
 import unittest
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the CI scripts
 _spec = importlib.util.spec_from_file_location(
     "layers", os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.py")
 )
