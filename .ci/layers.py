@@ -175,19 +175,19 @@ def _raw_path_attr(f, m):
 # ---- paths ----
 
 _START = re.compile(r"(?<![\w:.$])(\$?crate|super|self|[A-Za-z_]\w*)\s*::\s*")
-
-
+_SUPER = re.compile(r"super\s*::\s*")
 _SEG = re.compile(r"\s*(\*|\{|[A-Za-z_]\w*)")
 _SEP = re.compile(r"\s*::\s*")
 
 
-def path_trees(code, pos):
-    """The paths of the path (or `use` tree) whose segments start at code[pos], as lists of
-    segments, and the offset where it ends; a group `{a, b::c}` yields one path per item, `*`
-    is kept as a segment."""
+def path_trees(code, pos, end=None):
+    """The paths of the path (or `use` tree) whose segments start at code[pos] (and end before
+    `end`), as lists of segments, and the offset where it ends; a group `{a, b::c}` yields one
+    path per item, `*` is kept as a segment."""
+    end = len(code) if end is None else end
     segs, i = [], pos
     while True:
-        m = _SEG.match(code, i)
+        m = _SEG.match(code, i, end)
         if not m:
             return ([segs] if segs else []), i
         tok = m.group(1)
@@ -201,14 +201,14 @@ def path_trees(code, pos):
                 elif c == "}":
                     depth -= 1
                 if (c == "," and depth == 1) or j == close:
-                    out += [segs + sub for sub in path_trees(code[:j], item)[0]]
+                    out += [segs + sub for sub in path_trees(code, item, j)[0]]
                     item = j + 1
             return (out or [segs]), close + 1
         segs.append(tok)
         if tok == "*":
             return [segs], m.end()
-        n = _SEP.match(code, m.end())
-        if not n or code.startswith("<", n.end()):
+        n = _SEP.match(code, m.end(), end)
+        if not n or code.startswith("<", n.end(), end):
             return [segs], m.end()
         i = n.end()
 
@@ -229,10 +229,9 @@ def references(f, children):
         elif head == "super":
             base = here[:]
             rest_start = m.start()
-            while f.code.startswith("super", rest_start):
+            while k := _SUPER.match(f.code, rest_start):
                 if base:
                     base.pop()
-                k = re.compile(r"super\s*::\s*").match(f.code, rest_start)
                 rest_start = k.end()
             paths, consumed = path_trees(f.code, rest_start)
             out += [(here, base + p, reexport) for p in paths]
