@@ -322,6 +322,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if let Err(e) = config.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     raise_fd_limit();
     let signals = block_shutdown_signals();
     let (threads, shutdown_timeout) = (config.threads, config.shutdown_timeout);

@@ -172,6 +172,9 @@ fn bad_storage_settings_are_refused_with_exit_code_2() {
         &["--header-timeout", "-1"],
         &["--no-such-flag"],
         &["--fetch-entry", "not-an-address"],
+        // Config::validate: the outbound bound below the largest message.
+        &["--max-outbound", "100"],
+        &["--max-message-size", "8388608"],
     ] {
         let (code, err) = run_binary(bad);
         assert_eq!(code, Some(2), "{bad:?}: {err}");
