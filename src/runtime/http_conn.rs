@@ -591,69 +591,43 @@ impl HttpConn {
 
     /// Validates a WebSocket upgrade (RFC 6455 4.2.1) for a room on this core.
     fn check_upgrade(&mut self, head: Head, head_at: usize) -> Exit {
-        let field = |r: &Option<std::ops::Range<usize>>| {
-            r.as_ref()
-                .map(|r| &self.buf[head_at + r.start..head_at + r.end])
+        let raw = &self.buf[head_at..head_at + head.len];
+        let field = |r: &Option<std::ops::Range<usize>>| r.clone().map(|r| &raw[r]);
+        let offer = ws::upgrade::Offer {
+            is_get: head.method == Method::Get,
+            connection_upgrade: head.connection_upgrade,
+            version: field(&head.ws_version),
+            key: field(&head.ws_key),
+            has_body: head.framing != Framing::None,
+            head: raw,
         };
-        let mut deflate = None;
         let reject = if self.core.shutting_down() {
-            Some(Response::text(503, "Server shutting down"))
-        } else if head.method != Method::Get {
-            Some(Response::text(400, "WebSocket upgrade must be a GET"))
-        } else if !head.connection_upgrade {
-            Some(Response::text(
-                400,
-                "WebSocket upgrade without Connection: upgrade",
-            ))
-        } else if field(&head.ws_version) != Some(b"13") {
-            Some(
-                Response::text(426, "Unsupported WebSocket version: use 13")
-                    .header("Sec-WebSocket-Version", "13"),
-            )
-        } else if !field(&head.ws_key).is_some_and(ws::valid_key) {
-            Some(Response::text(400, "Missing or invalid Sec-WebSocket-Key"))
-        } else if head.framing != Framing::None {
-            Some(Response::text(400, "WebSocket upgrade with a body"))
-        } else if self.core.config.compression {
-            // Raw values (not `header_fields`, which skips non-UTF-8 ones): bytes outside the
-            // grammar must be refused, not ignored.
-            let mut fields = [httparse::EMPTY_HEADER; http::parse::MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut fields);
-            let _ = req.parse(&self.buf[head_at..head_at + head.len]);
-            let offers = req
-                .headers
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
-                .map(|h| h.value);
-            match ws::deflate::negotiate(offers) {
-                Ok(agreed) => {
-                    deflate = agreed;
-                    None
-                }
-                Err(ws::deflate::Malformed(why)) => Some(Response::text(
-                    400,
-                    format!("Malformed Sec-WebSocket-Extensions: {why}"),
-                )),
-            }
+            Response::text(503, "Server shutting down")
         } else {
-            None
-        };
-        match reject {
-            Some(resp) => {
-                tracing::info!(core = self.core.id, status = resp.status, reason = %String::from_utf8_lossy(&resp.body), "bad websocket upgrade");
-                // 503 (shutting down) is the server's state, not the client's fault.
-                if resp.status != 503 {
-                    self.core.metrics.http_error(resp.status);
+            match ws::upgrade::check(&offer, self.core.config.compression) {
+                Ok(deflate) => {
+                    return Exit::Upgrade {
+                        head,
+                        head_at,
+                        deflate,
+                    }
                 }
-                write_response(&mut self.out, &resp, &self.core.date, false, true);
-                Exit::Linger
+                Err(refusal) => {
+                    let mut resp = Response::text(refusal.status(), refusal.reason());
+                    if let Some((name, value)) = refusal.header() {
+                        resp = resp.header(name, value);
+                    }
+                    resp
+                }
             }
-            None => Exit::Upgrade {
-                head,
-                head_at,
-                deflate,
-            },
+        };
+        tracing::info!(core = self.core.id, status = reject.status, reason = %String::from_utf8_lossy(&reject.body), "bad websocket upgrade");
+        // 503 (shutting down) is the server's state, not the client's fault.
+        if reject.status != 503 {
+            self.core.metrics.http_error(reject.status);
         }
+        write_response(&mut self.out, &reject, &self.core.date, false, true);
+        Exit::Linger
     }
 
     /// Answers the request whose head is at `head_at` and whose body is in `self.body`.
@@ -831,8 +805,6 @@ impl HttpConn {
 
     /// Completes a validated upgrade and turns this task into the WebSocket's reader.
     async fn upgrade(mut self, head: Head, head_at: usize, deflate: Option<ws::deflate::Agreed>) {
-        let key = head.ws_key.clone().expect("checked by check_upgrade");
-        let accept = ws::accept_key(&self.buf[head_at + key.start..head_at + key.end]);
         let target = match self.target(&head, head_at) {
             Ok(t) => t.to_owned(),
             Err(_) => return,
@@ -852,14 +824,8 @@ impl HttpConn {
         let head_bytes = self.buf[head_at..head_at + head.len].to_vec();
         let host = header_value(&head_bytes, "host").unwrap_or("localhost");
         let uri = format!("http://{host}{target}");
-        self.out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
-        self.out.extend_from_slice(accept.as_bytes());
-        if let Some(agreed) = deflate {
-            self.out
-                .extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
-            self.out.extend_from_slice(agreed.response().as_bytes());
-        }
-        self.out.extend_from_slice(b"\r\n\r\n");
+        let key = head.ws_key.clone().expect("checked by check_upgrade");
+        ws::upgrade::write_101(&mut self.out, &head_bytes[key], deflate);
         if self.flush().await.is_err() {
             return;
         }
@@ -930,9 +896,7 @@ pub async fn refuse(core: Rc<Core>, stream: TcpStream) {
     let key = head.as_ref().and_then(|h| h.ws_key.clone());
     match (head, key) {
         (Some(h), Some(key)) if h.upgrade_websocket && ws::valid_key(&buf[key.clone()]) => {
-            out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
-            out.extend_from_slice(ws::accept_key(&buf[key]).as_bytes());
-            out.extend_from_slice(b"\r\n\r\n");
+            ws::upgrade::write_101(&mut out, &buf[key], None);
             out.extend_from_slice(&ws::encode_close(
                 ws::close::TRY_AGAIN_LATER,
                 "Server at capacity",
