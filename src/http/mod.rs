@@ -18,6 +18,7 @@
 //! loop lives in `net::conn`.
 
 pub mod body;
+pub mod client;
 pub mod error;
 pub mod parse;
 pub mod response;
