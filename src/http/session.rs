@@ -14,8 +14,8 @@
 //! them it asks a [`Service`] the driver passes in (a generic parameter: no dynamic dispatch
 //! per request): which party and core a target names, what a hook decides, what a request is
 //! answered with. A deferred answer or a file body is kept by the driver; the session only
-//! learns that one is owed ([`Answer::Later`], [`Answer::File`]) and waits for [`Session::
-//! complete`] or [`Session::file_sent`].
+//! learns that one is owed ([`Answer::Later`], [`Answer::File`]) and waits for
+//! [`Session::complete`] or [`Session::file_sent`].
 //!
 //! The driver's loop (`runtime/http_conn.rs`): call [`Session::advance`]; send
 //! [`Session::output`] (then [`Session::sent`]); then do what the [`Action`] says. For
