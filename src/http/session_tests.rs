@@ -322,6 +322,7 @@ fn framing_limits_and_smuggling_table() {
         ("CRLF flood before the request line (18 KiB)", format!("{}{}", "\r\n".repeat(9 * 1024), get("/party/h")).into(), rejected(431)),
         ("HTTP/1.1 without Host", "GET /party/h HTTP/1.1\r\n\r\n".into(), rejected(400)),
         ("garbage method bytes", b"G\x01\x02T /party/h HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(), rejected(400)),
+        ("garbage judged before the head ends", b"G\x01\x02T /party/h HTTP/1.1\r\nHost: a\r\n".to_vec(), rejected(400)),
         ("HTTP/2 connection preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".into(), rejected(400)),
         ("BLAH", "BLAH\r\n\r\n".into(), rejected(400)),
         ("Expect with an unknown expectation", "POST /party/h HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\n{}".into(), rejected(417)),
