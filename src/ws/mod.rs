@@ -52,6 +52,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod upgrade;
 
 pub use error::WsError;
 pub use frame::{
