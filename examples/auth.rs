@@ -21,11 +21,9 @@
 use std::sync::Arc;
 
 use partyring::{
-    http::{Method, Response},
     party::{method_not_allowed, Before, ConnectContext, Connection, Party, Reply, Request},
     room::Room,
-    ws::Message,
-    Config, Server,
+    Config, Message, Method, Response, Server,
 };
 use serde::{Deserialize, Serialize};
 

@@ -16,12 +16,9 @@
 //! example, start it again, and the history is still there.
 
 use partyring::{
-    http::{Method, Response},
     party::{method_not_allowed, ConnectContext, Connection, Party, Reply, Request},
     room::Room,
-    storage::{ListOptions, MAX_VALUE_BYTES},
-    ws::Message,
-    Config, Server,
+    Config, ListOptions, Message, Method, Response, Server, MAX_VALUE_BYTES,
 };
 use serde::{Deserialize, Serialize};
 

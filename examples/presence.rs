@@ -26,12 +26,9 @@
 use std::collections::BTreeMap;
 
 use partyring::{
-    http::{Method, Response},
     party::{method_not_allowed, Before, ConnectContext, Connection, Party, Reply, Request},
     room::{FetchRequest, Room},
-    shard,
-    ws::Message,
-    Config, Server,
+    shard, Config, Message, Method, Response, Server,
 };
 use serde::{Deserialize, Serialize};
 

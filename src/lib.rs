@@ -70,13 +70,14 @@ macro_rules! internal {
 pub mod config;
 pub mod party;
 pub mod room;
+pub mod shard;
 pub mod yjs;
 
-internal!(demo, http, metrics, net, router, runtime, shard, storage, ws);
+internal!(demo, http, metrics, net, router, runtime, storage, ws);
 
 pub use config::Config;
 pub use http::{Method, Response};
 pub use metrics::set_heap_probe;
 pub use runtime::{Builder, CoreStats, Server};
-pub use storage::{faults, repair, Durable, ListOptions, Repaired, StorageError};
+pub use storage::{faults, repair, Durable, ListOptions, Repaired, StorageError, MAX_VALUE_BYTES};
 pub use ws::{deflate::DEFAULT_THRESHOLD as DEFAULT_COMPRESSION_THRESHOLD, Message, OpCode};

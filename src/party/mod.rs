@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use partyring::party::{Connection, ConnectContext, Party, Reply, Request};
-//! use partyring::{http::Response, room::Room, ws::Message};
+//! use partyring::{room::Room, Message, Response};
 //!
 //! /// Counts messages per room and tells everyone.
 //! struct Counter;

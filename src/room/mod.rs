@@ -18,9 +18,9 @@
 //! use std::time::{Duration, SystemTime};
 //!
 //! use partyring::{
-//!     http::Response,
 //!     party::{storage_unavailable, Party, Reply, Request},
 //!     room::{FetchRequest, Room},
+//!     Response,
 //! };
 //!
 //! /// Counts visits durably, pings a `stats` room about each, and wakes up an hour later.

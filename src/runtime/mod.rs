@@ -56,7 +56,7 @@ pub struct Server {
 /// Configures a server: its `Config` and the parties it serves.
 ///
 /// ```no_run
-/// use partyring::{party::{Party, Reply, Request}, http::Response, room::Room, Config, Server};
+/// use partyring::{party::{Party, Reply, Request}, room::Room, Config, Response, Server};
 ///
 /// struct Hello;
 /// impl Party for Hello {
@@ -107,7 +107,7 @@ impl Builder {
     /// any room (`ctx.party_room("x", "r").fetch(..)`, in a `Reply::later`).
     ///
     /// ```no_run
-    /// use partyring::{http::Response, Server};
+    /// use partyring::{Response, Server};
     ///
     /// Server::builder()
     ///     .on_fetch(|req, _lobby| {
@@ -192,20 +192,7 @@ impl Builder {
                 .filter(|d| d.is_dir())
                 .ok_or_else(|| bad(format!("--serve {}: not a directory", serve.dir.display())))?;
         }
-        if config.threads == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "threads must be at least 1",
-            ));
-        }
-        // The outbound bound must hold at least one largest message with its frame header, or
-        // echoing / broadcasting such a message would close the recipient every time.
-        if config.max_outbound_bytes < config.max_message_bytes + 14 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "max outbound bytes must exceed the max message size (plus 14 bytes of header)",
-            ));
-        }
+        config.validate()?;
         if config.persist {
             check_data_dir(&config)?;
         }
