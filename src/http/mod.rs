@@ -32,7 +32,9 @@ pub mod response;
 pub mod session;
 pub mod static_files;
 
-pub use body::{BodyDecoder, BodyProgress};
+pub use body::BodyDecoder;
+#[cfg(feature = "internals")]
+pub use body::BodyProgress;
 pub use error::HttpError;
 pub use parse::{parse_head, Head, Limits, Method};
 pub use response::{DateCache, Response};

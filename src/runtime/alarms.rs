@@ -54,15 +54,6 @@ impl Alarms {
             w.wake();
         }
     }
-
-    /// Alarms queued (stale entries included).
-    pub fn len(&self) -> usize {
-        self.heap.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn now_ms() -> u64 {

@@ -51,9 +51,12 @@ mod replay;
 mod state;
 mod writer;
 
-pub use index::{Index, ListOptions, RoomData};
+pub use index::ListOptions;
+#[cfg(feature = "internals")]
+pub use index::{Index, RoomData};
 pub use log::{Durable, Storage, WriteMark};
 pub use repair::{repair, Repaired};
+#[cfg(feature = "internals")]
 pub use state::StorageStats;
 
 /// Longest key, in UTF-8 bytes (Durable Objects' limit).

@@ -82,7 +82,8 @@ pub enum Stop {
     BadBody,
 }
 
-/// Bytes `encode` will append for this record (for the live-bytes estimate and buffer sizing).
+/// Bytes `encode` will append for this record.
+#[cfg(test)]
 pub fn encoded_len(party: &str, room: &str, op: &Op) -> usize {
     HEADER_LEN
         + MIN_BODY_LEN

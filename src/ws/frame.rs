@@ -25,6 +25,7 @@
 //! the bytes among every recipient, so it must not over-allocate.
 
 use super::error::WsError;
+#[cfg(any(test, feature = "internals"))]
 use super::mask::unmask;
 
 /// The longest header a client can send: 2 + 8 (64-bit length) + 4 (masking key).
@@ -98,6 +99,7 @@ pub struct FrameHeader {
 impl FrameHeader {
     /// Parses a client frame header from the start of `buf`, for a connection without
     /// extensions (any RSV bit is an error). See [`FrameHeader::parse_ext`].
+    #[cfg(any(test, feature = "internals"))]
     pub fn parse(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, WsError> {
         FrameHeader::parse_ext(buf, false)
     }
@@ -255,6 +257,7 @@ fn truncate_at_char_boundary(s: &str, max: usize) -> &str {
 
 /// A masked frame as a client sends it: header with the MASK bit, the key, then the payload
 /// XORed with the key. For tests and the load generator; the server itself never masks.
+#[cfg(any(test, feature = "internals"))]
 pub fn encode_client_frame(fin: bool, opcode: OpCode, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut out = Vec::with_capacity(header_len(payload.len()) + 4 + payload.len());
     write_header_inner(&mut out, fin, opcode, payload.len(), MASKED);

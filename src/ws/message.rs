@@ -123,6 +123,7 @@ const _: () = assert!(std::mem::size_of::<Decoder>() <= 128);
 impl Decoder {
     /// A decoder that rejects messages over `max_message_size` bytes (after reassembly) with
     /// [`WsError::MessageTooBig`] (1009).
+    #[cfg(any(test, feature = "internals"))]
     pub fn new(max_message_size: usize) -> Self {
         Decoder::with_deflate(max_message_size, false)
     }
@@ -147,16 +148,19 @@ impl Decoder {
     }
 
     /// The limit given to [`Decoder::new`].
+    #[cfg(any(test, feature = "internals"))]
     pub fn max_message_size(&self) -> usize {
         self.max_message_size
     }
 
     /// No partial frame or message is held: the connection is between messages.
+    #[cfg(any(test, feature = "internals"))]
     pub fn is_idle(&self) -> bool {
         self.hdr_len == 0 && self.frame.is_none() && self.message.is_none()
     }
 
     /// A Close has been delivered; further input is ignored.
+    #[cfg(any(test, feature = "internals"))]
     pub fn is_closed(&self) -> bool {
         self.closed
     }

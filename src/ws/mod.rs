@@ -54,10 +54,17 @@ pub mod mask;
 pub mod message;
 pub mod upgrade;
 
-pub use error::WsError;
-pub use frame::{
-    encode_client_frame, encode_close, encode_frame, header_len, write_header, OpCode,
-};
-pub use handshake::{accept_key, valid_key};
-pub use mask::unmask;
+pub use frame::{encode_close, encode_frame, OpCode};
+pub use handshake::valid_key;
 pub use message::{Decoder, Message};
+// For the fuzz targets, benches and tests (the `internals` feature).
+#[cfg(feature = "internals")]
+pub use error::WsError;
+#[cfg(any(test, feature = "internals"))]
+pub use frame::encode_client_frame;
+#[cfg(feature = "internals")]
+pub use frame::{header_len, write_header};
+#[cfg(feature = "internals")]
+pub use handshake::accept_key;
+#[cfg(feature = "internals")]
+pub use mask::unmask;

@@ -243,6 +243,7 @@ impl<'a> OutFrames<'a> {
     }
 
     /// A message that is never compressed, whoever receives it.
+    #[cfg(any(test, feature = "internals"))]
     pub fn plain(opcode: OpCode, payload: &'a [u8]) -> Self {
         OutFrames::new(opcode, payload, 0)
     }
