@@ -113,7 +113,7 @@ pub struct Config {
     pub ring_mode: RingMode,
 
     /// Static assets (`--serve DIR`, PartyKit's flag of the same name): files under a directory
-    /// for every path that is not a room, `/metrics` or `/parties/...` (see `net/assets.rs`).
+    /// for every path that is not a room, `/metrics` or `/parties/...` (see `runtime/assets.rs`).
     /// Default `None`: no files; `/` is the demo page.
     pub serve: Option<Serve>,
     /// Named crons (`--cron NAME=EXPR`, PartyKit's `crons` in partykit.json): at each scheduled

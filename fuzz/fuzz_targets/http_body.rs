@@ -7,7 +7,7 @@
 //! Checks: every call consumes at most its input, and all of it unless the body is done; the
 //! body never passes the cap; feeding the stream in pieces gives the same body, the same total
 //! consumed and the same `done` as feeding it whole, or the same error (stopping after `done`,
-//! as `net::conn` does; after an error only the error is compared).
+//! as `http::session` does; after an error only the error is compared).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

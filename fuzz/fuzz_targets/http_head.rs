@@ -3,7 +3,7 @@
 //! Checks:
 //! - `head_end(buf, 0)` is exactly "buf contains `\n\n` or `\n\r\n`";
 //! - resuming `head_end` from any point a previous scan reached without finding the end gives
-//!   the same answer as a full scan (the caller's `scanned` contract in `net::conn`);
+//!   the same answer as a full scan (the caller's `scanned` contract in `http::session`);
 //! - a complete head: `len <= buf.len()`, its ranges lie in `buf[..len]`, the limits hold, it
 //!   parses the same from `buf[..len]` alone, no shorter prefix parses as complete, and
 //!   `head_end` sees its blank line (else the server would wait for a head it already has);
@@ -126,7 +126,7 @@ fuzz_target!(|buf: &[u8]| {
     let tight = check(buf, &TIGHT);
     let default = check(buf, &DEFAULT);
     if full {
-        // `net::conn` only calls parse_head once head_end says the blank line is there; a head
+        // `http::session` only calls parse_head once head_end says the blank line is there; a head
         // that parses without it would never be answered.
     } else {
         assert!(

@@ -1,6 +1,6 @@
 //! Static assets (`--serve DIR`), the pure half: which file a request target names, and the
 //! headers and conditional-request rules of the answer. No file system access here; the IO half
-//! (open, check, stream) is `net::assets`.
+//! (open, check, stream) is `runtime::assets`.
 //!
 //! # Mapping a target to a path under the root
 //!
@@ -26,7 +26,7 @@
 //! A double-encoded `%252e%252e` decodes once to the literal name `%2e%2e`: a file of that name
 //! (harmless), never a parent directory.
 //!
-//! Symlinks cannot be judged here: `net::assets` resolves the joined path and serves it only if
+//! Symlinks cannot be judged here: `runtime::assets` resolves the joined path and serves it only if
 //! it is still under the (resolved) root.
 //!
 //! # Conditional requests (RFC 9110 13)

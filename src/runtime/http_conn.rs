@@ -455,7 +455,7 @@ pub async fn refuse(core: Rc<Core>, stream: TcpStream) {
     core.refusing.set(core.refusing.get() - 1);
 }
 
-/// Routes a complete request to its party on this core, or (not a room) to `net::assets`.
+/// Routes a complete request to its party on this core, or (not a room) to `runtime::assets`.
 fn route_request(
     core: &Core,
     method: Method,

@@ -4,7 +4,7 @@
 //! Owns: the header parser (syntax only: a header that breaks the grammar is [`Malformed`], and
 //! the upgrade is refused with 400), the evaluation of each `permessage-deflate` offer in the
 //! order the client listed them, and the response value. Does not own: reading the header out
-//! of the request (the HTTP upgrade code in `net/conn.rs` does that) or the codec (`codec.rs`).
+//! of the request (`ws/upgrade.rs` does that) or the codec (`codec.rs`).
 //!
 //! ```text
 //! Sec-WebSocket-Extensions = extension-list
