@@ -91,10 +91,6 @@ impl WsPoller {
         self.slots.try_borrow().map_or(0, |s| s.len())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Parks an open connection until its socket is readable. Gives the reader back if the
     /// socket cannot be registered (then it keeps a task of its own).
     pub(crate) fn park(&self, reader: Reader) -> Option<Reader> {
