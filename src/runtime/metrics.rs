@@ -33,7 +33,7 @@ pub fn snapshot(core: &Core) -> Snapshot {
         connections_accepted: CoreStats::get(&stats.accepted),
         connections_refused: CoreStats::get(&stats.refused_at_capacity),
         websockets_open: m.websockets_open.get(),
-        websockets_parked: core.ws_poller.as_ref().map_or(0, |p| p.len() as u64),
+        websockets_parked: core.ws_poller.as_ref().map_or(0, |p| p.parked() as u64),
         // The table is only borrowed inside room handlers, which never take a snapshot.
         rooms: core.rooms.try_borrow().map_or(0, |r| r.len() as u64),
         ws_messages_received: m.ws_messages_received.get(),

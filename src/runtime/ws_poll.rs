@@ -87,7 +87,7 @@ impl WsPoller {
 
     /// Connections parked now (0 while the table is being changed, which a metrics snapshot
     /// never overlaps).
-    pub fn len(&self) -> usize {
+    pub fn parked(&self) -> usize {
         self.slots.try_borrow().map_or(0, |s| s.len())
     }
 
