@@ -278,7 +278,7 @@ impl Room {
     /// failed write or fsync: the writes not yet on disk are dropped). A party that keeps a copy
     /// of what it stored (the `main` party's history) reads it again when this changes.
     pub fn storage_epoch(&self) -> u64 {
-        self.storage.stats().failures
+        self.storage.failures()
     }
 
     /// A mark of the core's storage writes so far, for [`Room::writes_since`].

@@ -406,6 +406,12 @@ impl Storage {
         }
     }
 
+    /// Failed writes and fsyncs so far ([`StorageStats::failures`]), without the rest of the
+    /// stats: it changes exactly when writes were discarded, and is read on hot paths.
+    pub fn failures(&self) -> u64 {
+        self.inner.stats.get().failures
+    }
+
     pub fn stats(&self) -> StorageStats {
         let index = self.inner.index.borrow();
         let degraded = self
