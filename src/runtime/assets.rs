@@ -30,7 +30,7 @@ use std::{
     borrow::Cow,
     fs::File,
     io,
-    os::fd::RawFd,
+    os::{fd::RawFd, unix::fs::OpenOptionsExt},
     path::{Component, Path, PathBuf},
     time::{Duration, UNIX_EPOCH},
 };
@@ -161,7 +161,14 @@ fn lookup(site: &Serve, mapped: &Mapped, path: &str, head: &[u8], status: u16) -
     if !meta.is_file() {
         return None;
     }
-    let file = File::open(&real).ok()?;
+    // Between the checks above and this open the file could be swapped (by someone with write
+    // access to the root): O_NOFOLLOW refuses a symlink put in its place, O_NONBLOCK keeps a
+    // FIFO put there from blocking the core, and the opened file is checked again below.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&real)
+        .ok()?;
     // The opened file's own metadata: the size sent is the size of what is open.
     let meta = file.metadata().ok().filter(|m| m.is_file())?;
     let len = meta.len();
