@@ -15,8 +15,9 @@
 //! as before the poller existed: it is short and rare.
 //!
 //! With `ws_ping_interval`, one sweep per interval walks the table (as uSockets sweeps its
-//! sockets' timeouts): a connection that was silent since the last sweep is pinged, and one
-//! still silent at the sweep after that is dropped. So a silent peer is pinged after one to two
+//! sockets' timeouts) and ticks each connection's session (`ws::session`, whose liveness rule
+//! a connection in a task follows too): one that was silent since the last sweep is pinged,
+//! and one still silent at the sweep after that is dropped. So a silent peer is pinged after one to two
 //! intervals and dropped one interval later; no connection needs a timer of its own.
 //!
 //! Why: a task per idle connection, parked on its own io_uring poll, cost ~560 bytes (the task
@@ -37,9 +38,9 @@ use std::{
 
 use slab::Slab;
 
-use super::ws_conn::{Next, Reader, Sweep};
+use super::ws_conn::{Next, Reader};
 use crate::runtime::core::{spawn_guarded, Core};
-use crate::ws::OpCode;
+use crate::ws::session::Liveness;
 
 /// Ready connections read per wake-up at most, before the flusher gets its turn.
 pub const EVENTS_PER_WAKE: usize = 256;
@@ -193,24 +194,23 @@ impl WsPoller {
         .await
     }
 
-    /// One ping sweep over every parked connection (see the module docs). Pings are sent and
+    /// One liveness tick of every parked connection (see the module docs). Pings are sent and
     /// dead connections dropped after the walk: sending can close a connection (its queue over
-    /// the bound), which takes it out of the table. Every ping shares one encoded frame.
+    /// the bound), which takes it out of the table.
     fn sweep(&self) {
-        let frame: Rc<[u8]> = crate::ws::encode_frame(OpCode::Ping, b"").into();
         let mut ping = Vec::new();
         let mut dead = Vec::new();
         for (key, slot) in self.slots.borrow_mut().iter_mut() {
             if let Slot::Parked(reader) = slot {
-                match reader.sweep() {
-                    Sweep::Alive => {}
-                    Sweep::Ping => ping.push(reader.conn_rc()),
-                    Sweep::Dead => dead.push(key),
+                match reader.tick() {
+                    Liveness::Alive => {}
+                    Liveness::Ping => ping.push(key),
+                    Liveness::Dead => dead.push(key),
                 }
             }
         }
-        for conn in ping {
-            conn.send_frame(frame.clone());
+        for key in ping {
+            self.ping(key);
         }
         for key in dead {
             if let Some(reader) = self.take(key) {
@@ -256,8 +256,22 @@ impl WsPoller {
         }
     }
 
+    /// Pings a parked connection (the sweep's second half).
+    fn ping(&self, key: usize) {
+        self.with_busy(key, |reader| {
+            reader.ping();
+            reader.next()
+        });
+    }
+
     /// One ready connection: read, decode, act; then park it again or let it go.
     fn ready(&self, key: usize) {
+        self.with_busy(key, Reader::on_ready);
+    }
+
+    /// Runs `f` on a parked reader taken out of its slot (which is marked busy meanwhile, as `f`
+    /// may close the connection); then parks it again or lets it go, as `f` says.
+    fn with_busy(&self, key: usize, f: impl FnOnce(&mut Reader) -> Next) {
         let mut reader = {
             let mut slots = self.slots.borrow_mut();
             match slots.get_mut(key) {
@@ -270,7 +284,7 @@ impl WsPoller {
         };
         // Party code is guarded on its own (`party::Parties`); this contains a bug of ours to
         // the one connection, as `spawn_guarded` does for tasks.
-        let next = match panic::catch_unwind(AssertUnwindSafe(|| reader.on_ready())) {
+        let next = match panic::catch_unwind(AssertUnwindSafe(|| f(&mut reader))) {
             Ok(next) => next,
             Err(_) => {
                 tracing::error!("a websocket reader panicked: connection dropped");
