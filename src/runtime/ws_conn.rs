@@ -28,12 +28,13 @@ use monoio::net::TcpStream;
 use crate::{
     http::Method,
     net::{
+        poller::{Next, Parked, Poller, Tick},
         sock,
         writer::{OutState, Outbox},
     },
     party::{ConnectContext, Request},
     room::connection::WsConn,
-    runtime::core::{BusyGuard, ConnGuard, Core},
+    runtime::core::{spawn_guarded, BusyGuard, ConnGuard, Core},
     ws::{
         self, close,
         session::{Action, Leave, Liveness, Outbound, Session, Step},
@@ -61,7 +62,7 @@ pub struct Joined {
 /// Joins the room (the party's `connection_tags` and `on_connect` run now, before this
 /// returns) and decodes `leftover` (bytes the client sent right after its handshake:
 /// partysocket flushes its queued messages immediately). Then the connection waits for its
-/// peer in the core's poller ([`WsPoller`](super::ws_poll::WsPoller)), which costs no task;
+/// peer in the core's poller ([`WsPoller`]), which costs no task;
 /// only when that is not possible (it is already closing, or the poller is missing) is the
 /// connection's task returned, which reads until the connection closes and then leaves the
 /// room.
@@ -157,16 +158,8 @@ pub fn serve(
     Some(reader.run())
 }
 
-/// What a reader does after [`Reader::on_ready`].
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Next {
-    /// Still open: wait in the poller for more.
-    Park,
-    /// EOF, a read error or a dead peer: leave the room now.
-    Leave,
-    /// Closing: run the closing handshake in a task ([`Reader::run`]).
-    Task,
-}
+/// The core's poller, where open connections wait (see `net::poller`).
+pub(crate) type WsPoller = Poller<Reader>;
 
 thread_local! {
     /// The core's ping frame (empty payload), shared by every ping it sends.
@@ -197,22 +190,10 @@ impl Drop for Reader {
 }
 
 impl Reader {
-    pub(crate) fn fd(&self) -> RawFd {
-        self.stream.as_raw_fd()
-    }
-
-    pub(crate) fn conn(&self) -> &WsConn {
-        &self.conn
-    }
-
-    pub(crate) fn core_id(&self) -> usize {
-        self.core.id
-    }
-
     /// One liveness tick (the poller's sweep, or the task's timer, once per
     /// `ws_ping_interval`): the session decides; a ping is sent by the caller (the sweep sends
-    /// them after its walk, see [`Reader::ping`]).
-    pub(crate) fn tick(&mut self) -> Liveness {
+    /// them after its walk).
+    fn liveness(&mut self) -> Liveness {
         let live = self.session.tick();
         if live == Liveness::Dead {
             tracing::info!(conn = %self.conn.id(), "no answer to ping: closing dead connection");
@@ -221,7 +202,7 @@ impl Reader {
     }
 
     /// Queues a ping (after a [`Liveness::Ping`] tick).
-    pub(crate) fn ping(&self) {
+    fn send_ping(&self) {
         self.conn.send_frame(PING.with(Rc::clone));
     }
 
@@ -244,27 +225,18 @@ impl Reader {
         self.session.is_open()
     }
 
-    /// The socket is readable (the poller's call): reads what is there and decodes it.
-    pub(crate) fn on_ready(&mut self) -> Next {
-        if let Err(step) = self.read_some() {
-            debug_assert_eq!(step, Step::Leave);
-            return Next::Leave;
-        }
-        self.next()
-    }
-
     /// Where a reader that is still going goes: back to the poller while open, to a task of
     /// its own for the closing handshake.
-    pub(crate) fn next(&mut self) -> Next {
+    fn next(&mut self) -> Next {
         if self.is_open() {
             Next::Park
         } else {
-            Next::Task
+            Next::Detach
         }
     }
 
     /// The connection's task: reads until the connection closes, then leaves the room.
-    pub(crate) async fn run(mut self) {
+    async fn run(mut self) {
         let stream = self.stream.clone();
         self.read_until_closed(&stream).await;
         self.leave();
@@ -272,7 +244,7 @@ impl Reader {
 
     /// Leaves the room (by slot: another connection may have the same id), runs `on_error` and
     /// `on_close`, then releases the socket from the outbox (the last holder closes it).
-    pub(crate) fn leave(&mut self) {
+    fn leave(&mut self) {
         self.sync_outbound();
         let Leave {
             code,
@@ -344,9 +316,9 @@ impl Reader {
                                 Ok(alive) => alive,
                                 Err(_) => {
                                     next_tick = Some(tick_after(at, interval));
-                                    match self.tick() {
+                                    match self.liveness() {
                                         Liveness::Alive => {}
-                                        Liveness::Ping => self.ping(),
+                                        Liveness::Ping => self.send_ping(),
                                         Liveness::Dead => return,
                                     }
                                     continue;
@@ -400,7 +372,7 @@ impl Reader {
     /// `Err(Step::Leave)` on EOF or a read error (the session knows which).
     fn read_some(&mut self) -> Result<(), Step> {
         let core = self.core.clone();
-        let fd = self.fd();
+        let fd = self.stream.as_raw_fd();
         let mut buf = core.read_buf.borrow_mut();
         // A full buffer means more is waiting; read on, but at most READS_PER_WAKE times, so one
         // busy sender cannot keep its core from everyone else.
@@ -457,6 +429,47 @@ impl Reader {
             }
             outbound(conn)
         })
+    }
+}
+
+/// A reader waiting in the core's poller: the poller's calls map onto the session's events.
+impl Parked for Reader {
+    fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    fn set_slot(&self, slot: u32) {
+        self.conn.outbox.set_parked(slot);
+    }
+
+    /// The socket is readable: reads what is there and feeds it to the session.
+    fn on_ready(&mut self) -> Next {
+        if let Err(step) = self.read_some() {
+            debug_assert_eq!(step, Step::Leave);
+            return Next::Finish;
+        }
+        self.next()
+    }
+
+    fn tick(&mut self) -> Tick {
+        match self.liveness() {
+            Liveness::Alive => Tick::Alive,
+            Liveness::Ping => Tick::Ping,
+            Liveness::Dead => Tick::Dead,
+        }
+    }
+
+    fn ping(&mut self) -> Next {
+        self.send_ping();
+        self.next()
+    }
+
+    fn finish(mut self) {
+        self.leave();
+    }
+
+    fn detach(self) {
+        spawn_guarded(self.core.id, self.run());
     }
 }
 
