@@ -144,7 +144,6 @@ pub fn serve(
         reader
             .conn
             .close_with(close::GOING_AWAY, "Server shutting down", false);
-        reader.sync_outbound();
     }
     if reader.is_open() {
         let core = reader.core.clone();
