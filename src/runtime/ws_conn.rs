@@ -275,8 +275,9 @@ impl Reader {
         let mut closing_since: Option<Instant> = None;
         loop {
             self.sync_outbound();
-            if outbox.state() == OutState::Closed {
-                // The socket is gone (a write failed, or the outbox was shut).
+            if outbox.state() == OutState::Closed && self.session.step().reads() {
+                // The socket is gone (a write failed, or the outbox was shut): nothing more
+                // will come that matters.
                 self.session.on_eof();
             }
             match self.session.step() {

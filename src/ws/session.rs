@@ -134,7 +134,8 @@ enum State {
     Closing,
     /// The peer's close frame arrived.
     PeerClosed,
-    Failed(WsError),
+    /// A protocol error failed the connection (`protocol_error` says which).
+    Failed,
     /// EOF, a read error, a dead peer or the close timeout.
     Ended,
 }
@@ -147,6 +148,8 @@ pub struct Session {
     peer_close: Option<Box<(u16, String)>>,
     /// Why reading failed, if it did (kept for `leave`).
     read_error: Option<io::Error>,
+    /// The protocol error that failed the connection, kept for `leave` through later events.
+    protocol_error: Option<WsError>,
     state: State,
     /// The close code we sent, 0 until our side closes.
     our_code: u16,
@@ -163,6 +166,7 @@ impl Session {
             decoder,
             peer_close: None,
             read_error: None,
+            protocol_error: None,
             state: State::Open,
             our_code: 0,
             heard: false,
@@ -176,7 +180,7 @@ impl Session {
             State::Open => Step::Read,
             State::Closing => Step::AwaitClose,
             State::PeerClosed => Step::Flush,
-            State::Failed(_) => Step::FlushAndLinger,
+            State::Failed => Step::FlushAndLinger,
             State::Ended => Step::Leave,
         }
     }
@@ -233,12 +237,14 @@ impl Session {
                 self.our_code = e.close_code();
                 act(Action::Fail(e));
             }
-            self.state = State::Failed(e);
+            self.state = State::Failed;
+            self.protocol_error = Some(e);
         }
         self.step()
     }
 
-    /// The peer closed TCP (or the connection is otherwise gone): leave.
+    /// The peer closed TCP (or the connection is otherwise gone): leave. What was learnt
+    /// before (the peer's close, a protocol error) is still what it leaves with.
     pub fn on_eof(&mut self) -> Step {
         self.state = State::Ended;
         Step::Leave
@@ -291,9 +297,9 @@ impl Session {
                 code => (code, String::new()),
             },
         };
-        let error = match self.state {
-            State::Failed(e) => Some(Failure::Protocol(e)),
-            _ => self.read_error.take().map(Failure::Read),
+        let error = match self.protocol_error {
+            Some(e) => Some(Failure::Protocol(e)),
+            None => self.read_error.take().map(Failure::Read),
         };
         Leave {
             code,

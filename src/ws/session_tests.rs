@@ -297,6 +297,20 @@ fn cases() -> Vec<Case> {
             leave: (1000, "", e(WsError::UnmaskedFrame)),
         },
         Case {
+            name: "EOF after a failure: the protocol error is still reported",
+            script: vec![Ev::Bytes(cf(OpCode::Close, &[3])), Ev::Eof],
+            out: vec![Out::Fail(WsError::InvalidClosePayload)],
+            step: Leave,
+            leave: (1002, "", e(WsError::InvalidClosePayload)),
+        },
+        Case {
+            name: "EOF after the peer's close: its code and reason",
+            script: vec![close(4002, "gone"), Ev::Eof],
+            out: vec![Out::Echo(Some(4002))],
+            step: Leave,
+            leave: (4002, "gone", None),
+        },
+        Case {
             name: "EOF while open: abnormal closure",
             script: vec![text("a"), Ev::Eof],
             out: vec![t("a")],
