@@ -140,14 +140,21 @@ enum State {
     Ended,
 }
 
+/// See `Session::ending`.
+#[derive(Debug)]
+enum Ending {
+    /// The peer's close frame: its code (1005 if it had none) and reason.
+    PeerClose(u16, String),
+    ReadError(io::Error),
+}
+
 /// One connection's protocol state. See the module docs.
 pub struct Session {
     decoder: Decoder,
-    /// The peer's close frame: its code and reason. Boxed: most connections never get one
-    /// before their reader is gone, and it would sit in every idle connection.
-    peer_close: Option<Box<(u16, String)>>,
-    /// Why reading failed, if it did (kept for `leave`).
-    read_error: Option<io::Error>,
+    /// How the peer ended it, for `leave`: its close frame, or a failed read (never both: a
+    /// session reads nothing after the peer's close). Boxed and shared: it arrives once, at the
+    /// end, and would otherwise sit in every idle connection.
+    ending: Option<Box<Ending>>,
     /// The protocol error that failed the connection, kept for `leave` through later events.
     protocol_error: Option<WsError>,
     state: State,
@@ -159,13 +166,15 @@ pub struct Session {
     pinged: bool,
 }
 
+// One per open WebSocket, most of them idle: the decoder and 16 bytes.
+const _: () = assert!(std::mem::size_of::<Session>() <= std::mem::size_of::<Decoder>() + 16);
+
 impl Session {
     /// A session over `decoder` (its limits and permessage-deflate as negotiated).
     pub fn new(decoder: Decoder) -> Self {
         Session {
             decoder,
-            peer_close: None,
-            read_error: None,
+            ending: None,
             protocol_error: None,
             state: State::Open,
             our_code: 0,
@@ -204,7 +213,7 @@ impl Session {
         }
         let Session {
             decoder,
-            peer_close,
+            ending,
             state,
             our_code,
             ..
@@ -217,7 +226,7 @@ impl Session {
                 Message::Ping(payload) if open => act(Action::Pong(payload)),
                 Message::Ping(_) | Message::Pong(_) => return,
                 Message::Close { code, reason } => {
-                    *peer_close = Some(Box::new((
+                    *ending = Some(Box::new(Ending::PeerClose(
                         code.unwrap_or(close::NO_STATUS),
                         reason.to_owned(),
                     )));
@@ -252,7 +261,9 @@ impl Session {
 
     /// Reading failed: leave, reporting `err`.
     pub fn on_read_error(&mut self, err: io::Error) -> Step {
-        self.read_error = Some(err);
+        if self.ending.is_none() {
+            self.ending = Some(Box::new(Ending::ReadError(err)));
+        }
         self.on_eof()
     }
 
@@ -290,16 +301,18 @@ impl Session {
 
     /// What the connection leaves its room with (the peer's close reason is moved out).
     pub fn leave(&mut self) -> Leave {
-        let (code, reason) = match self.peer_close.take() {
-            Some(b) => *b,
-            None => match self.our_code {
-                0 => (close::ABNORMAL, String::new()),
-                code => (code, String::new()),
-            },
+        let ours = match self.our_code {
+            0 => close::ABNORMAL,
+            code => code,
+        };
+        let (code, reason, read_error) = match self.ending.take().map(|b| *b) {
+            Some(Ending::PeerClose(code, reason)) => (code, reason, None),
+            Some(Ending::ReadError(e)) => (ours, String::new(), Some(e)),
+            None => (ours, String::new(), None),
         };
         let error = match self.protocol_error {
             Some(e) => Some(Failure::Protocol(e)),
-            None => self.read_error.take().map(Failure::Read),
+            None => read_error.map(Failure::Read),
         };
         Leave {
             code,
