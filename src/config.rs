@@ -3,10 +3,18 @@
 //! `Config` is plain data: the binary fills it from the command line and `PARTYRING_*`
 //! environment variables (see `main.rs`), tests build it with [`Config::test`]. Each field says
 //! its default and what changes when you move it. Limits are named here, never inlined.
+//!
+//! [`Config::validate`] is the one place for the checks a configuration can fail without
+//! touching the system: a value no server can run with, or settings that contradict each
+//! other. Checks that need the file system or the kernel (the `--serve` directory, the data
+//! directory's core count, binding the port, cron expressions) stay where that happens.
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 pub use crate::storage::FsyncPolicy;
+
+/// Bytes of frame header the outbound bound must leave room for beside one largest message.
+const FRAME_HEADER_ALLOWANCE: usize = crate::ws::frame::MAX_HEADER_LEN;
 
 /// Default port, the same as `partykit dev`, so PartySocket's `host: "127.0.0.1:1999"` works.
 pub const DEFAULT_PORT: u16 = 1999;
@@ -325,6 +333,87 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Checks the settings on their own and against each other, without IO. `Server::start`'s
+    /// own checks (threads, the outbound bound) are the same rules; `main.rs` calls this before
+    /// starting, so a bad flag is one line and exit 2.
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, in the order of [`ConfigError`]'s variants.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.threads == 0 {
+            return Err(ConfigError::NoThreads);
+        }
+        // The outbound bound must hold at least one largest message with its frame header, or
+        // echoing / broadcasting such a message would close the recipient every time.
+        let need = self.max_message_bytes.checked_add(FRAME_HEADER_ALLOWANCE);
+        if need.is_none_or(|need| self.max_outbound_bytes < need) {
+            return Err(ConfigError::OutboundBelowMessage {
+                max_outbound_bytes: self.max_outbound_bytes,
+                max_message_bytes: self.max_message_bytes,
+            });
+        }
+        if self.inbox_capacity == 0 {
+            return Err(ConfigError::NoInbox);
+        }
+        if self.ws_ping_interval == Some(Duration::ZERO) {
+            return Err(ConfigError::ZeroPingInterval);
+        }
+        Ok(())
+    }
+}
+
+/// Why [`Config::validate`] refused a configuration. Every variant is the operator's to fix;
+/// `Display` names the setting and the way out, in one line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `threads` is 0: there would be no core to serve anything.
+    NoThreads,
+    /// `max_outbound_bytes` cannot hold one message of `max_message_bytes` with its frame
+    /// header: echoing or broadcasting such a message would close the recipient every time.
+    OutboundBelowMessage {
+        max_outbound_bytes: usize,
+        max_message_bytes: usize,
+    },
+    /// `inbox_capacity` is 0: every handoff to another core (a connection, a party fetch, a
+    /// metrics request) would be refused.
+    NoInbox,
+    /// `ws_ping_interval` is `Some(0)`: every sweep would ping and then close every idle
+    /// WebSocket at once. Off is `None`.
+    ZeroPingInterval,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::NoThreads => f.write_str("threads must be at least 1"),
+            ConfigError::OutboundBelowMessage {
+                max_outbound_bytes,
+                max_message_bytes,
+            } => write!(
+                f,
+                "max outbound bytes ({max_outbound_bytes}) must exceed the max message size \
+                 ({max_message_bytes}) plus {FRAME_HEADER_ALLOWANCE} bytes of header"
+            ),
+            ConfigError::NoInbox => f.write_str("inbox capacity must be at least 1"),
+            ConfigError::ZeroPingInterval => {
+                f.write_str("ws ping interval must be positive (leave it unset for no pings)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A refused configuration is bad input: `InvalidInput`, as `Server::start` reports it.
+impl From<ConfigError> for std::io::Error {
+    fn from(e: ConfigError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self::new()
@@ -348,4 +437,101 @@ pub fn process_connection_cap() -> usize {
         1024
     };
     soft.saturating_sub(FD_RESERVE).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_test_configs_are_valid() {
+        assert_eq!(Config::new().validate(), Ok(()));
+        assert_eq!(Config::test(1).validate(), Ok(()));
+        assert_eq!(Config::test(4).validate(), Ok(()));
+    }
+
+    #[test]
+    fn validate_table() {
+        type Case = (&'static str, fn(&mut Config), Result<(), ConfigError>);
+        let outbound = |out: usize, msg: usize| ConfigError::OutboundBelowMessage {
+            max_outbound_bytes: out,
+            max_message_bytes: msg,
+        };
+        let cases: &[Case] = &[
+            ("threads 0", |c| c.threads = 0, Err(ConfigError::NoThreads)),
+            ("threads 1", |c| c.threads = 1, Ok(())),
+            (
+                "outbound exactly message + header",
+                |c| (c.max_message_bytes, c.max_outbound_bytes) = (1000, 1014),
+                Ok(()),
+            ),
+            (
+                "outbound one short of message + header",
+                |c| (c.max_message_bytes, c.max_outbound_bytes) = (1000, 1013),
+                Err(outbound(1013, 1000)),
+            ),
+            (
+                "outbound below message",
+                |c| (c.max_message_bytes, c.max_outbound_bytes) = (1 << 20, 1 << 10),
+                Err(outbound(1 << 10, 1 << 20)),
+            ),
+            (
+                "message size at usize::MAX does not overflow",
+                |c| (c.max_message_bytes, c.max_outbound_bytes) = (usize::MAX, usize::MAX),
+                Err(outbound(usize::MAX, usize::MAX)),
+            ),
+            (
+                "autobahn's 16 MiB messages, 32 MiB outbound (.ci/run)",
+                |c| (c.max_message_bytes, c.max_outbound_bytes) = (16 << 20, 32 << 20),
+                Ok(()),
+            ),
+            (
+                "inbox 0",
+                |c| c.inbox_capacity = 0,
+                Err(ConfigError::NoInbox),
+            ),
+            ("inbox 1", |c| c.inbox_capacity = 1, Ok(())),
+            (
+                "ping interval 0",
+                |c| c.ws_ping_interval = Some(Duration::ZERO),
+                Err(ConfigError::ZeroPingInterval),
+            ),
+            (
+                "ping interval 1 ms",
+                |c| c.ws_ping_interval = Some(Duration::from_millis(1)),
+                Ok(()),
+            ),
+            ("no pings", |c| c.ws_ping_interval = None, Ok(())),
+            (
+                "threads checked first",
+                |c| (c.threads, c.inbox_capacity) = (0, 0),
+                Err(ConfigError::NoThreads),
+            ),
+            (
+                "compression off with any threshold",
+                |c| (c.compression, c.compression_threshold) = (false, usize::MAX),
+                Ok(()),
+            ),
+        ];
+        for (name, set, want) in cases {
+            let mut c = Config::test(2);
+            set(&mut c);
+            assert_eq!(c.validate(), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn errors_read_as_one_line_and_are_invalid_input() {
+        let e = ConfigError::OutboundBelowMessage {
+            max_outbound_bytes: 10,
+            max_message_bytes: 20,
+        };
+        assert_eq!(
+            e.to_string(),
+            "max outbound bytes (10) must exceed the max message size (20) plus 14 bytes of header"
+        );
+        let io: std::io::Error = ConfigError::NoThreads.into();
+        assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+        assert_eq!(io.to_string(), "threads must be at least 1");
+    }
 }

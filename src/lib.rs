@@ -55,19 +55,28 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+/// Declares an internal module: public with the `internals` feature (fuzz targets, benches,
+/// integration tests), crate-private otherwise, so that what no party author can reach and
+/// nothing in the crate uses is reported as dead code.
+macro_rules! internal {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "internals")]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        pub(crate) mod $name;
+    )*};
+}
+
 pub mod config;
-pub mod demo;
-pub mod http;
-pub mod metrics;
-pub mod net;
 pub mod party;
 pub mod room;
-pub mod router;
-pub mod runtime;
-pub mod shard;
-pub mod storage;
-pub mod ws;
 pub mod yjs;
 
+internal!(demo, http, metrics, net, router, runtime, shard, storage, ws);
+
 pub use config::Config;
-pub use runtime::Server;
+pub use http::{Method, Response};
+pub use metrics::set_heap_probe;
+pub use runtime::{Builder, CoreStats, Server};
+pub use storage::{faults, repair, Durable, ListOptions, Repaired, StorageError};
+pub use ws::{deflate::DEFAULT_THRESHOLD as DEFAULT_COMPRESSION_THRESHOLD, Message, OpCode};

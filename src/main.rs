@@ -35,7 +35,7 @@ fn mimalloc_committed() -> u64 {
 }
 use partyring::{
     config::{Cors, FsyncPolicy, NamedCron, Serve, DEFAULT_PORT},
-    storage::faults::FaultPlan,
+    faults::FaultPlan,
     Config, Server,
 };
 
@@ -69,7 +69,7 @@ struct Cli {
     #[arg(long, env = "PARTYRING_COMPRESSION", default_value = "on", value_parser = parse_on_off)]
     compression: bool,
     /// Messages shorter than this many bytes are sent uncompressed.
-    #[arg(long, env = "PARTYRING_COMPRESSION_THRESHOLD", default_value_t = partyring::ws::deflate::DEFAULT_THRESHOLD)]
+    #[arg(long, env = "PARTYRING_COMPRESSION_THRESHOLD", default_value_t = partyring::DEFAULT_COMPRESSION_THRESHOLD)]
     compression_threshold: usize,
     /// Seconds a request may take to arrive completely (then 408).
     #[arg(long, env = "PARTYRING_HEADER_TIMEOUT", default_value_t = 10.0)]
@@ -162,7 +162,7 @@ enum Command {
 
 /// `partyring repair`: one line per log, exit 0; an error is one line and exit 1.
 fn repair(dir: &std::path::Path) -> ExitCode {
-    match partyring::storage::repair(dir) {
+    match partyring::repair(dir) {
         Ok(logs) => {
             for r in logs {
                 match r.cut_at {
@@ -214,7 +214,7 @@ fn parse_cors(s: &str) -> Result<Cors, String> {
 
 fn parse_cron(s: &str) -> Result<NamedCron, String> {
     let named: NamedCron = s.parse()?;
-    partyring::runtime::cron::parse(&named.expr)?;
+    partyring::party::cron::parse(&named.expr)?;
     Ok(named)
 }
 
@@ -259,9 +259,9 @@ fn main() -> ExitCode {
         return repair(data_dir.as_ref().unwrap_or(&cli.data_dir));
     }
     if let Some(plan) = cli.storage_faults.clone() {
-        partyring::storage::faults::install(plan);
+        partyring::faults::install(plan);
     }
-    partyring::metrics::set_heap_probe("mimalloc committed bytes", mimalloc_committed);
+    partyring::set_heap_probe("mimalloc committed bytes", mimalloc_committed);
     // Logs go to stderr; stdout carries only the "listening on" line, for scripts and tests.
     let filter = match &cli.log {
         Some(directive) => match tracing_subscriber::EnvFilter::try_new(directive) {
@@ -321,6 +321,10 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
     }
     raise_fd_limit();
     let signals = block_shutdown_signals();

@@ -40,13 +40,21 @@ mod tests {
         assert_eq!(room_hash("main", "lobby"), 0xcd47_f21d_cae1_a213);
         assert_eq!(room_hash("chat", "general"), 0x4a38_f7a0_c7c3_3784);
         assert_eq!(room_hash("yjs", "doc-1"), 0x6ada_4c31_cacc_3804);
+        assert_eq!(room_hash("main", "room-2"), 0xc544_6412_ed7a_0745);
+        assert_eq!(room_hash("main", "room-3"), 0xc544_6312_ed7a_0592);
+        assert_eq!(room_hash("echo", "ping"), 0xe4d1_96c7_426b_ae05);
+        assert_eq!(room_hash("chat", "random"), 0xbb00_bd8e_7726_0da3);
         assert_ne!(room_hash("ma", "in/r1"), room_hash("main", "r1"));
-        // (party, room) -> owner among 2, 3, 4 and 8 cores.
+        // (party, room) -> owner among 2, 3, 4 and 8 cores; every core of 2 and of 4 is hit.
         for (party, room, owners) in [
             ("main", "r1", [0, 2, 0, 4]),
             ("main", "lobby", [1, 0, 3, 3]),
             ("chat", "general", [0, 2, 0, 4]),
             ("yjs", "doc-1", [0, 0, 0, 4]),
+            ("main", "room-2", [1, 2, 1, 5]),
+            ("main", "room-3", [0, 1, 2, 2]),
+            ("echo", "ping", [1, 1, 1, 5]),
+            ("chat", "random", [1, 2, 3, 3]),
         ] {
             for (cores, want) in [2, 3, 4, 8].into_iter().zip(owners) {
                 assert_eq!(owner(party, room, cores), want, "{party}/{room} on {cores}");

@@ -11,41 +11,36 @@ use std::{
     net::SocketAddr,
     process::Command,
     sync::mpsc,
-    time::{Duration, Instant, UNIX_EPOCH},
+    time::{Duration, UNIX_EPOCH},
 };
 
-use common::{get, room_on_core, spawn_binary, Client};
+use common::{eventually_within, history, room_on_core, spawn_binary, Client};
 use partyring::{
-    party::Party,
+    party::{CronEvent, Party},
     room::FetchRequest,
-    runtime::{core::current, cron::CronEvent},
     Server,
 };
+
+/// The core this thread runs (core threads are named `partyring-core-N`), if it is one.
+fn core_of_this_thread() -> Option<usize> {
+    std::thread::current()
+        .name()?
+        .strip_prefix("partyring-core-")?
+        .parse()
+        .ok()
+}
 
 /// How long a test waits for a cron's effect before failing.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn history(addr: SocketAddr, room: &str) -> Vec<String> {
-    let r = Client::connect(addr).request(get(&format!("/parties/main/{room}")).as_bytes());
-    assert_eq!(r.status, 200);
-    serde_json::from_slice(&r.body).unwrap()
-}
-
 /// Polls `room`'s history until it has `n` entries (or fails at the deadline).
 fn wait_for_history(addr: SocketAddr, room: &str, n: usize) -> Vec<String> {
-    let start = Instant::now();
-    loop {
-        let h = history(addr, room);
-        if h.len() >= n {
-            return h;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "room {room} has {} of {n} entries after {DEADLINE:?}",
-            h.len()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut h = Vec::new();
+    eventually_within(&format!("{n} entries in room {room}"), DEADLINE, || {
+        h = history(addr, room);
+        h.len() >= n
+    });
+    h
 }
 
 #[test]
@@ -60,7 +55,7 @@ fn a_builder_cron_runs_on_core_0_once_per_time_and_reaches_rooms() {
     let server = Server::builder()
         .config(common::config(cores))
         .cron("* * * * * *", move |cron: CronEvent| {
-            let core = current().map(|c| c.id);
+            let core = core_of_this_thread();
             tx.send((core, cron.name.to_string(), cron.scheduled))
                 .unwrap();
             let post = cron
@@ -114,9 +109,7 @@ struct Watcher(mpsc::Sender<(Option<usize>, String)>);
 
 impl Party for Watcher {
     fn on_cron(&self, cron: &CronEvent) {
-        let _ = self
-            .0
-            .send((current().map(|c| c.id), cron.name.to_string()));
+        let _ = self.0.send((core_of_this_thread(), cron.name.to_string()));
     }
 }
 

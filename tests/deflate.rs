@@ -259,11 +259,7 @@ mod puff {
 /// Upgrades with these extra header lines; returns the client and the response.
 fn upgrade(addr: SocketAddr, path: &str, headers: &str) -> (Client, HttpResponse) {
     let mut c = Client::connect(addr);
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
-    );
-    let resp = c.request(req.as_bytes());
+    let resp = c.request(ws_upgrade_with(path, headers).as_bytes());
     (c, resp)
 }
 
@@ -287,26 +283,7 @@ fn ws(addr: SocketAddr, path: &str, offer: Option<&str>) -> Client {
 
 /// One server frame: (first byte, payload).
 fn frame(c: &mut Client) -> (u8, Vec<u8>) {
-    loop {
-        if c.buf.len() >= 2 {
-            let (len, hdr) = match c.buf[1] & 0x7F {
-                126 if c.buf.len() >= 4 => (u16::from_be_bytes([c.buf[2], c.buf[3]]) as usize, 4),
-                127 if c.buf.len() >= 10 => (
-                    u64::from_be_bytes(c.buf[2..10].try_into().unwrap()) as usize,
-                    10,
-                ),
-                n @ 0..=125 => (usize::from(n), 2),
-                _ => (usize::MAX, 0),
-            };
-            if hdr > 0 && c.buf.len() >= hdr + len {
-                let b0 = c.buf[0];
-                let payload = c.buf[hdr..hdr + len].to_vec();
-                c.buf.drain(..hdr + len);
-                return (b0, payload);
-            }
-        }
-        assert!(c.fill() > 0, "EOF before a frame");
-    }
+    c.try_ws_raw_frame().expect("EOF before a frame")
 }
 
 /// Reads one text message and says whether it came compressed.

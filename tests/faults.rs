@@ -17,7 +17,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use common::{get, post_message, temp_dir, ChildServer, Client, HttpResponse};
+use common::{history, metric, post_message, temp_dir, ChildServer, Client, HttpResponse};
 use partyring::{
     storage::record::{Decoder, FILE_MAGIC},
     ws::OpCode,
@@ -43,12 +43,6 @@ fn stop(server: &mut ChildServer) {
     server.0.wait().unwrap();
 }
 
-fn history(addr: SocketAddr, room: &str) -> Vec<String> {
-    let r = Client::connect(addr).request(get(&format!("/parties/main/{room}")).as_bytes());
-    assert_eq!(r.status, 200);
-    serde_json::from_slice(&r.body).unwrap()
-}
-
 fn post(c: &mut Client, room: &str, msg: &str) -> HttpResponse {
     c.request(post_message(&format!("/parties/main/{room}"), msg).as_bytes())
 }
@@ -66,17 +60,6 @@ fn received_until(member: &mut Client, marker: &str) -> Vec<String> {
             return got;
         }
     }
-}
-
-/// The unlabelled (all cores) value of a metric.
-fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let r = Client::connect(addr).request(get("/metrics").as_bytes());
-    let text = r.text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} missing"))
-        .parse()
-        .unwrap()
 }
 
 /// Asserts a storage failure answer: the exact status, `Retry-After`, a one-line body.
@@ -262,7 +245,7 @@ fn a_websocket_message_that_cannot_be_stored_closes_its_sender_with_1013() {
     assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1013);
     assert_eq!(
         std::str::from_utf8(&payload[2..]).unwrap(),
-        partyring::room::STORAGE_FAILED_REASON
+        partyring::party::main::STORAGE_FAILED_REASON
     );
     let mut c = Client::connect(addr);
     assert_eq!(post(&mut c, room, "after").text(), "OK");

@@ -21,21 +21,23 @@ use std::{
     io::{ErrorKind, Read, Write},
     net::{SocketAddr, TcpStream},
     panic::{self, AssertUnwindSafe},
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
     thread,
     time::{Duration, Instant},
 };
 
 use common::*;
-use partyring::{
-    runtime::CoreStats,
-    ws::{encode_client_frame, OpCode},
-};
+use partyring::{runtime::CoreStats, ws::OpCode};
 
 // ---- configuration ----
 
 /// A head (or body) must arrive within this long of its first byte.
 const HEADER_TIMEOUT: Duration = Duration::from_millis(300);
+/// A connection with nothing in progress is closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a server-initiated WebSocket close waits for the peer.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Largest WebSocket message.
@@ -46,7 +48,7 @@ const MAX_OUTBOUND: usize = 256 * 1024;
 fn hostile_server() -> TestServer {
     start_with(2, |c| {
         c.header_timeout = HEADER_TIMEOUT;
-        c.idle_timeout = Duration::from_secs(3);
+        c.idle_timeout = IDLE_TIMEOUT;
         c.close_timeout = CLOSE_TIMEOUT;
         c.max_message_bytes = MAX_MESSAGE;
         c.max_outbound_bytes = MAX_OUTBOUND;
@@ -71,23 +73,12 @@ const TEXT: u8 = 0x1;
 const CLOSE: u8 = 0x8;
 const PONG: u8 = 0xA;
 
-/// A masked client frame.
-fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-    encode_client_frame(fin, opcode, payload, MASK)
-}
-
 /// A masked binary frame header announcing `len` bytes in the 64-bit form, without payload.
 fn header_64(len: u64) -> Vec<u8> {
     let mut out = vec![0x82, 0x80 | 127];
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&MASK);
     out
-}
-
-fn close_frame(code: u16, reason: &[u8]) -> Vec<u8> {
-    let mut payload = code.to_be_bytes().to_vec();
-    payload.extend_from_slice(reason);
-    frame(true, OpCode::Close, &payload)
 }
 
 // ---- the table ----
@@ -546,12 +537,12 @@ fn cases() -> Vec<Case> {
             ws([frame(false, OpCode::Text, b"a"), frame(true, OpCode::Text, b"b")].concat()),
         ),
         case(
-            "invalid UTF-8 split across fragments (two writes)",
+            "invalid UTF-8 split across fragments (a ping between)",
             WsClosed(1007),
-            ws_writes(vec![
+            ws_pong_between(
                 frame(false, OpCode::Text, b"ok \xe2\x82"),
                 frame(true, OpCode::Continuation, b"A"),
-            ]),
+            ),
         ),
         case(
             "text frame ending inside a UTF-8 character (one write)",
@@ -799,8 +790,10 @@ fn answers(ctx: &Ctx, name: &str, batch: &[u8], n: usize, count_handoffs: bool) 
     }
 }
 
-/// A head that never ends, trickled a byte at a time: 408 about `HEADER_TIMEOUT` after the
-/// first byte (trickling does not extend it), then the connection is closed.
+/// A head that never ends, trickled a byte at a time: 408 `HEADER_TIMEOUT` after the first byte
+/// (trickling does not extend it), then the connection is closed. Bounded below by the header
+/// timeout (timers never fire early) and above by the idle timeout, ten times longer: a timer
+/// that each byte pushed back would never fire, and no other timer is due before then.
 fn slowloris(ctx: &Ctx, name: &str) -> Outcome {
     let mut c = ctx.srv.connect();
     c.stream
@@ -826,7 +819,7 @@ fn slowloris(ctx: &Ctx, name: &str) -> Outcome {
         }
     };
     assert!(
-        eof_after >= HEADER_TIMEOUT && eof_after < HEADER_TIMEOUT + Duration::from_millis(700),
+        eof_after >= HEADER_TIMEOUT && eof_after < IDLE_TIMEOUT,
         "{name}: closed after {eof_after:?}, header timeout {HEADER_TIMEOUT:?}"
     );
     let r = c.response();
@@ -841,17 +834,39 @@ fn ws(bytes: Vec<u8>) -> impl Fn(&Ctx, &str) -> Outcome {
     ws_writes(vec![bytes])
 }
 
-/// Sends each of `writes` separately (20 ms apart, so they arrive in separate reads).
+/// Sends each of `writes` separately; expects the server's close. Each write but the last is
+/// read by the server (its byte counter in `/metrics` has grown by it) before the next is sent,
+/// so they arrive in separate reads. Nothing else talks to the server while a case runs.
 fn ws_writes(writes: Vec<Vec<u8>>) -> impl Fn(&Ctx, &str) -> Outcome {
     move |ctx, name| {
         let mut c = Client::ws_connect(ctx.addr(), "/parties/echo/hostile");
         for (i, w) in writes.iter().enumerate() {
-            if i > 0 {
-                thread::sleep(Duration::from_millis(20));
-            }
+            let last = i + 1 == writes.len();
+            let before = (!last).then(|| received_bytes(ctx.addr()));
             // The server may fail the connection before reading everything.
             let _ = c.stream.write_all(w);
+            if let Some(before) = before {
+                let what = format!("{name}: the server reads write {i}");
+                wait_until_read(ctx.addr(), before, w.len(), &what);
+            }
         }
+        server_close(&mut c, name, false)
+    }
+}
+
+/// Sends `first` and a ping, requires the pong (so the server has read `first` and did not fail
+/// the connection for it), then sends `second` and expects the server's close.
+fn ws_pong_between(first: Vec<u8>, second: Vec<u8>) -> impl Fn(&Ctx, &str) -> Outcome {
+    move |ctx, name| {
+        let mut c = Client::ws_connect(ctx.addr(), "/parties/echo/hostile");
+        let _ = c
+            .stream
+            .write_all(&[first.clone(), frame(true, OpCode::Ping, b"barrier")].concat());
+        match next_frame(&mut c, name, "the pong after the first part") {
+            Some((true, PONG, payload)) if payload == b"barrier" => {}
+            other => panic!("{name}: wanted the pong after the first part, got {other:?}"),
+        }
+        let _ = c.stream.write_all(&second);
         server_close(&mut c, name, false)
     }
 }
@@ -953,7 +968,9 @@ fn ping_flood_not_reading(ctx: &Ctx, name: &str) -> Outcome {
 
 /// A `main` room with a member that never reads, one that reads, and one that sends 200
 /// messages of 60 KiB: the stuck member is dropped (with 1008 if it ever reads the close), the
-/// reader gets every message in order, and the room still works for the others.
+/// reader gets every message in order, and the room still works for the others. The sender
+/// stays at most 3 messages (180 KiB, under the 256 KiB outbound bound) ahead of the reader,
+/// so a reader slowed down by a busy machine is never a slow reader the server must drop.
 fn stuck_member(ctx: &Ctx, name: &str) -> Outcome {
     const N: usize = 200;
     let message = |i: usize| {
@@ -966,9 +983,12 @@ fn stuck_member(ctx: &Ctx, name: &str) -> Outcome {
     let mut reader = Client::ws_connect(ctx.addr(), &path);
     let mut sender = Client::ws_connect(ctx.addr(), &path);
     let reader_name = name.to_owned();
+    let received = Arc::new(AtomicUsize::new(0));
+    let seen = received.clone();
     let reading = thread::spawn(move || {
         for i in 0..N {
             let (fin, op, got) = reader.ws_frame();
+            seen.store(i + 1, Ordering::Release);
             assert!(
                 fin && op == TEXT && got == message(i),
                 "{reader_name}: reader's message {i} is opcode {op} {:?}",
@@ -978,6 +998,13 @@ fn stuck_member(ctx: &Ctx, name: &str) -> Outcome {
         reader
     });
     for i in 0..N {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while received.load(Ordering::Acquire) + 3 < i
+            && !reading.is_finished()
+            && Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(1));
+        }
         sender.ws_send(OpCode::Text, &message(i));
     }
     let mut reader = reading.join().unwrap_or_else(|p| panic::resume_unwind(p));
@@ -1079,12 +1106,6 @@ fn resets_mid_broadcast(ctx: &Ctx, name: &str) -> Outcome {
 }
 
 // ---- handoff ----
-
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
 
 /// Connections accepted by the server's listeners so far (handoffs not counted).
 fn accepted(ctx: &Ctx) -> u64 {
@@ -1273,16 +1294,6 @@ fn hostile_input_table() {
 
 // ---- resources ----
 
-/// The process's resident set, in KiB.
-fn vm_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
-}
-
 /// Reads and discards until EOF (or reset); false if the server kept the connection open.
 fn drain_to_eof(stream: &mut TcpStream) -> bool {
     let mut chunk = [0u8; 65536];
@@ -1330,7 +1341,7 @@ fn memory_stays_bounded() {
         c.ws_send(OpCode::Binary, &[1; 60 * 1024]);
         assert_eq!(c.ws_frame().2.len(), 60 * 1024);
     }
-    let before = vm_rss_kib();
+    let before = rss_kib(std::process::id());
     let started = Instant::now();
 
     let mut head = b"GET /party/mem HTTP/1.1\r\nHost: a\r\nX-Pad: ".to_vec();
@@ -1350,7 +1361,10 @@ fn memory_stays_bounded() {
         let (peak, sampling) = (peak.clone(), sampling.clone());
         thread::spawn(move || {
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                peak.fetch_max(vm_rss_kib(), std::sync::atomic::Ordering::Relaxed);
+                peak.fetch_max(
+                    rss_kib(std::process::id()),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 thread::sleep(Duration::from_millis(5));
             }
         })
@@ -1397,8 +1411,11 @@ fn memory_stays_bounded() {
     drop(heads);
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     sampler.join().expect("sampler");
-    thread::sleep(Duration::from_millis(200));
-    let after = vm_rss_kib();
+    // The server has let go of every connection of the burst (the scrape holds one).
+    eventually("the burst's connections closed", || {
+        metric(addr, "partyring_connections_open") <= 1
+    });
+    let after = rss_kib(std::process::id());
     let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
     println!(
         "RSS before {before} KiB, peak {peak} KiB (+{} KiB), after {after} KiB (+{} KiB), \

@@ -3,11 +3,7 @@
 
 mod common;
 
-use std::{
-    net::SocketAddr,
-    rc::Rc,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, rc::Rc};
 
 use common::*;
 use partyring::{
@@ -82,20 +78,6 @@ fn a_panic_fails_only_its_request_or_connection() {
     assert_eq!(b.ws_frame(), (true, 1, b"still here".to_vec()));
 }
 
-/// The request `received_bytes` sends.
-const METRICS_REQ: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n";
-
-/// `partyring_received_bytes_total` over all cores (it counts this request too).
-fn received_bytes(addr: std::net::SocketAddr) -> u64 {
-    let text = Client::connect(addr).request(METRICS_REQ).text();
-    text.lines()
-        .find_map(|l| l.strip_prefix("partyring_received_bytes_total "))
-        .expect("the total line")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn sigterm_closes_websockets_finishes_requests_and_exits_zero() {
     let (mut child, addr) = spawn_binary(&["--threads", "2", "--shutdown-timeout", "5"]);
@@ -108,13 +90,8 @@ fn sigterm_closes_websockets_finishes_requests_and_exits_zero() {
     let half = b"POST /party/sd HTTP/1.1\r\nHost: a\r\nContent-Length: 18\r\n\r\n{\"message\":";
     let before = received_bytes(addr);
     inflight.send(half);
-    // The signal must find the request in flight: wait until the server has read it (each
-    // poll's own request adds its length to the counter).
-    let mut polls = 0;
-    common::eventually("the half request is read", || {
-        polls += 1;
-        received_bytes(addr) >= before + (polls * METRICS_REQ.len() + half.len()) as u64
-    });
+    // The signal must find the request in flight: wait until the server has read it.
+    wait_until_read(addr, before, half.len(), "the half request is read");
 
     // SAFETY: kill only sends a signal to the child we spawned (its pid is live: not waited).
     assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
@@ -128,13 +105,10 @@ fn sigterm_closes_websockets_finishes_requests_and_exits_zero() {
     for s in &mut sockets {
         s.ws_send(OpCode::Close, &1001u16.to_be_bytes());
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "server did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status:?}");
+    let mut status = None;
+    eventually("the server exits", || {
+        status = child.0.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(status.unwrap().success(), "{status:?}");
 }

@@ -6,11 +6,13 @@ mod common;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
-use common::{get, post_message, raw_frame, room_on_core, start, start_with, Client, TestServer};
+use common::{
+    eventually, get, post_message, raw_frame, room_on_core, start, start_with, Client, TempDir,
+    TestServer,
+};
 use partyring::ws::OpCode;
 
 const CORES: usize = 2;
@@ -132,36 +134,12 @@ fn scrape(server: &TestServer) -> Scrape {
     s
 }
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "partyring-metrics-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn counters_move_with_traffic_on_every_core() {
     let dir = TempDir::new("traffic");
     let server = start_with(CORES, |c| {
         c.persist = true;
-        c.data_dir = dir.0.clone();
+        c.data_dir = dir.path().to_path_buf();
     });
     let before = scrape(&server);
     let rooms: Vec<String> = (0..CORES)
@@ -251,18 +229,9 @@ fn counters_move_with_traffic_on_every_core() {
     // Once the members leave, the WebSocket gauge falls back.
     drop(members);
     drop(rude);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let open = scrape(&server).get("partyring_websockets_open", "", None);
-        if open == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{open} WebSockets still counted open"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("no WebSocket counted open", || {
+        scrape(&server).get("partyring_websockets_open", "", None) == 0
+    });
 }
 
 #[test]
@@ -310,21 +279,10 @@ fn idle_websockets_are_parked_and_closing_unparks_them() {
         })
         .collect();
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    eventually("every member parked on its core", || {
         let s = scrape(&server);
-        let parked: Vec<u64> = (0..CORES)
-            .map(|k| s.get("partyring_websockets_parked", "", Some(k)))
-            .collect();
-        if parked.iter().all(|&p| p == PER_CORE as u64) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "parked per core: {parked:?}, want {PER_CORE} each"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        (0..CORES).all(|k| s.get("partyring_websockets_parked", "", Some(k)) == PER_CORE as u64)
+    });
 
     for (k, room) in rooms.iter().enumerate() {
         let text = format!("from member 0 on core {k}");

@@ -17,16 +17,6 @@ const MEMBERS: usize = 10_000;
 const MESSAGES: usize = 60;
 const PAYLOAD: usize = 1024;
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("VmRSS")
-}
-
 fn raise_nofile() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -6,55 +6,15 @@
 //! typed error, reads stop showing it, a reopen does not find it), the writes that did succeed
 //! are all there, and the next write after a failure succeeds.
 
-use std::{
-    fs,
-    future::Future,
-    path::{Path, PathBuf},
-    sync::atomic::{AtomicU32, Ordering},
-};
+mod common;
+
+use std::fs;
+
+use common::{block_on, TempDir};
 
 use partyring::storage::{
     faults::FaultPlan, repair, FsyncPolicy, ListOptions, Storage, StorageError, StorageOptions,
 };
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime")
-        .block_on(f)
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "partyring-faults-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn log(&self) -> PathBuf {
-        self.0.join("core-0.log")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn plan(s: &str) -> &'static FaultPlan {
     Box::leak(Box::new(s.parse().unwrap()))
@@ -108,11 +68,11 @@ fn each_injected_failure_discards_the_write_and_the_next_one_succeeds() {
             let s = open(&dir, policy, fault);
             s.start();
             put(&s, "a").await.unwrap();
-            let len_before = fs::metadata(dir.log()).unwrap().len();
+            let len_before = fs::metadata(dir.log(0)).unwrap().len();
             assert_eq!(put(&s, "b").await, Err(want), "{fault}");
             assert_eq!(keys(&s), ["a"], "{fault}: the failed write is not readable");
             assert_eq!(
-                fs::metadata(dir.log()).unwrap().len(),
+                fs::metadata(dir.log(0)).unwrap().len(),
                 len_before,
                 "{fault}: the file is cut back to the last durable record"
             );
@@ -201,7 +161,7 @@ fn write_records(dir: &TempDir, n: usize) -> Vec<u64> {
         s.start();
         let mut starts = Vec::new();
         for i in 0..n {
-            starts.push(fs::metadata(dir.log()).unwrap().len());
+            starts.push(fs::metadata(dir.log(0)).unwrap().len());
             put(&s, &format!("k{i:02}")).await.unwrap();
         }
         s.close().await.unwrap();
@@ -213,25 +173,25 @@ fn write_records(dir: &TempDir, n: usize) -> Vec<u64> {
 fn a_flipped_byte_mid_log_refuses_to_open_and_repair_cuts_there() {
     let dir = TempDir::new("corrupt");
     let starts = write_records(&dir, 10);
-    let before = fs::read(dir.log()).unwrap();
+    let before = fs::read(dir.log(0)).unwrap();
     let mut bytes = before.clone();
     // A byte in the body of record 3 (0-based): records 0..3 stay, 3..10 are behind it.
     let at = starts[3] as usize + 12;
     bytes[at] ^= 0x20;
-    fs::write(dir.log(), &bytes).unwrap();
+    fs::write(dir.log(0), &bytes).unwrap();
 
     let err = Storage::open(dir.path(), 0, FsyncPolicy::Always)
         .err()
         .expect("a damaged log must not open");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     let msg = err.to_string();
-    assert!(msg.contains(&dir.log().display().to_string()), "{msg}");
+    assert!(msg.contains(&dir.log(0).display().to_string()), "{msg}");
     assert!(
         msg.contains(&format!("byte offset {}", starts[3])),
         "names the record's offset: {msg}"
     );
     assert!(msg.contains("partyring repair"), "{msg}");
-    assert_eq!(fs::read(dir.log()).unwrap(), bytes, "open touches nothing");
+    assert_eq!(fs::read(dir.log(0)).unwrap(), bytes, "open touches nothing");
 
     let report = repair(dir.path()).unwrap();
     assert_eq!(report.len(), 1);
@@ -253,12 +213,12 @@ fn a_flipped_byte_mid_log_refuses_to_open_and_repair_cuts_there() {
 fn a_corrupt_length_mid_log_is_caught_too() {
     let dir = TempDir::new("length");
     let starts = write_records(&dir, 6);
-    let mut bytes = fs::read(dir.log()).unwrap();
+    let mut bytes = fs::read(dir.log(0)).unwrap();
     // Record 2's length field says "bigger than the rest of the file": it looks torn, but
     // intact records follow.
     let at = starts[2] as usize;
     bytes[at..at + 4].copy_from_slice(&4000u32.to_le_bytes());
-    fs::write(dir.log(), &bytes).unwrap();
+    fs::write(dir.log(0), &bytes).unwrap();
     let err = Storage::open(dir.path(), 0, FsyncPolicy::Always)
         .err()
         .expect("refused");
@@ -294,7 +254,7 @@ fn if_the_log_cannot_be_reopened_the_storage_refuses_every_later_write() {
         s.start();
         put(&s, "a").await.unwrap();
         // The recovery after the failing write reopens the log by name: make that impossible.
-        fs::remove_file(dir.log()).unwrap();
+        fs::remove_file(dir.log(0)).unwrap();
         assert!(matches!(put(&s, "b").await, Err(StorageError::Io(_))));
         assert_eq!(
             put(&s, "c").await,

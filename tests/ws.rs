@@ -9,27 +9,13 @@ mod common;
 use std::{net::SocketAddr, thread, time::Instant};
 
 use common::*;
-use partyring::ws::{encode_client_frame, OpCode};
+use partyring::ws::OpCode;
 
 const TEXT: u8 = 0x1;
 const BINARY: u8 = 0x2;
 const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
 const PONG: u8 = 0xA;
-
-// ---- hand-made frames ----
-
-/// A masked client frame built by the crate's own client encoder.
-fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-    encode_client_frame(fin, opcode, payload, MASK)
-}
-
-/// A Close payload: the code, big-endian, then the reason bytes.
-fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
-    let mut p = code.to_be_bytes().to_vec();
-    p.extend_from_slice(reason);
-    p
-}
 
 // ---- assertions ----
 
@@ -571,12 +557,18 @@ fn keep_alive_connection_upgrades_after_requests_on_both_cores() {
         .collect();
     for last in 0..2 {
         let mut c = srv.connect();
+        let handoffs = srv.handoffs_sent();
         for room in rooms.iter().chain(rooms.iter()) {
+            // Sent only once the previous answer is read: the server waits for each request.
             let r = c.request(get(&format!("/parties/main/{room}")).as_bytes());
             assert_eq!(r.status, 200);
-            // Let the server go back to waiting for this connection before the next request.
-            thread::sleep(std::time::Duration::from_millis(20));
         }
+        // Rooms on core 0, 1, 0, 1: each request after the first moved the connection (the
+        // sending core counts a handoff just after passing it on, so maybe after the answer).
+        eventually(
+            &format!("core {last}: three moves for four requests"),
+            || srv.handoffs_sent() - handoffs >= 3,
+        );
         // The last GET was on core 1: upgrade there (last = 1) or after a move to core 0.
         let path = format!("/parties/main/{}", rooms[last]);
         let r = c.request(ws_upgrade(&path).as_bytes());

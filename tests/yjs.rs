@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Client, TestServer};
 use partyring::{
@@ -25,17 +25,6 @@ use yrs::{
     Doc, GetString, ReadTxn, StateVector, Text, Transact, Update,
 };
 
-/// Reads frames until a binary one; returns it decoded as y-protocols bytes.
-fn next_binary(c: &mut Client) -> Vec<u8> {
-    loop {
-        let (_, op, payload) = c.ws_frame();
-        if op == 0x2 {
-            return payload;
-        }
-        assert_ne!(op, 0x8, "closed: {payload:?}");
-    }
-}
-
 fn apply(doc: &Doc, update: &[u8]) {
     doc.transact_mut()
         .apply_update(Update::decode_v1(update).unwrap())
@@ -51,7 +40,7 @@ fn text(doc: &Doc) -> String {
 /// Connects and completes the sync handshake into `doc`.
 fn join(addr: std::net::SocketAddr, path: &str, doc: &Doc) -> Client {
     let mut c = Client::ws_connect(addr, path);
-    let first = next_binary(&mut c);
+    let first = c.ws_next(0x2);
     let Ok(Incoming::SyncStep1(server_sv)) = protocol::decode(&first) else {
         panic!("the server speaks first with sync step 1: {first:?}");
     };
@@ -62,7 +51,7 @@ fn join(addr: std::net::SocketAddr, path: &str, doc: &Doc) -> Client {
     let ours = doc.transact().state_vector().encode_v1();
     c.ws_send(OpCode::Binary, &protocol::sync_step1(&ours));
     loop {
-        let msg = next_binary(&mut c);
+        let msg = c.ws_next(0x2);
         if let Ok(Incoming::SyncStep2(update)) = protocol::decode(&msg) {
             apply(doc, update);
             return c;
@@ -102,7 +91,7 @@ fn built_in_party_syncs_relays_without_echo_answers_queries_and_refuses_bad_upda
 
     let update = edit(&da, "hello");
     a.ws_send(OpCode::Binary, &protocol::update(&update));
-    let got = next_binary(&mut b);
+    let got = b.ws_next(0x2);
     assert_eq!(
         protocol::decode(&got),
         Ok(Incoming::Update(&update[..])),
@@ -113,7 +102,7 @@ fn built_in_party_syncs_relays_without_echo_answers_queries_and_refuses_bad_upda
 
     // The next thing `a` gets is the answer to its query, not an echo of its own update.
     a.ws_send(OpCode::Binary, &[protocol::MSG_QUERY_AWARENESS]);
-    let answer = next_binary(&mut a);
+    let answer = a.ws_next(0x2);
     assert_eq!(
         protocol::decode(&answer),
         Ok(Incoming::Awareness(&[0][..])),
@@ -127,7 +116,7 @@ fn built_in_party_syncs_relays_without_echo_answers_queries_and_refuses_bad_upda
     a.ws_send(OpCode::Binary, &protocol::update(&more));
     // `a`'s messages are handled in order: once its query is answered, `more` is applied.
     a.ws_send(OpCode::Binary, &[protocol::MSG_QUERY_AWARENESS]);
-    next_binary(&mut a);
+    a.ws_next(0x2);
     let dc = Doc::new();
     let _c = join(srv.addr, path, &dc);
     assert_eq!(text(&dc), "hello world", "unchanged by the bad update");
@@ -195,17 +184,8 @@ fn library_api_snapshots_while_edits_continue_and_runs_the_debounced_callback() 
     let mut a = join(srv.addr, path, &doc);
     a.ws_send(OpCode::Binary, &protocol::update(&edit(&doc, "abc")));
     // The member stays connected: the snapshot and the callback come from the timers.
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut http = srv.connect();
-    loop {
-        let body = http.request(common::get(path).as_bytes()).text();
-        if body == "1 abc" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no snapshot + callback yet: {body:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::eventually("the snapshot and the callback (\"1 abc\")", || {
+        http.request(common::get(path).as_bytes()).text() == "1 abc"
+    });
 }

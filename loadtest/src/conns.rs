@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use crate::fanout::{connect_all, Opened};
 use crate::net::{Handler, Out};
+use crate::phase::{connect_all, Opened};
 use crate::stats::{now_ns, Part, StepPart};
 use crate::Ctx;
 

@@ -6,9 +6,9 @@
 use clap::Args;
 use serde::Serialize;
 
-use crate::fanout::{connect_all, make_payload, parse_payload};
+use crate::fanout::{make_payload, parse_payload};
 use crate::net::{Handler, Out, SendMode};
-use crate::phase::{closed_loop, ClosedLoop, LoopState};
+use crate::phase::{closed_loop, connect_all, ClosedLoop, LoopState};
 use crate::stats::{now_ns, record, Part};
 use crate::Ctx;
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::net::{Handler, Net, Out};
-use crate::phase::{Counters, Progress, Schedule, Tick};
+use crate::net::{Handler, Out};
+use crate::phase::{connect_all, Counters, Opened, Progress, Schedule, Tick};
 use crate::stats::{now_ns, record, Part, SeqCheck};
 use crate::Ctx;
 
@@ -443,43 +443,6 @@ fn set(v: &mut Vec<u32>, i: usize, x: u32) {
         v.resize(i + 1, u32::MAX);
     }
     v[i] = x;
-}
-
-/// Runs the loop until every queued connection opened or failed (bounded by
-/// `--connect-timeout`), with a progress line a second.
-pub fn connect_all<H: Handler + Opened>(
-    net: &mut Net,
-    h: &mut H,
-    ctx: &Ctx,
-) -> std::io::Result<()> {
-    let t0 = now_ns();
-    let until = t0 + (ctx.common.connect_timeout.clamp(0.1, 600.0) * 1e9) as u64;
-    let mut last = t0;
-    while net.connecting() > 0 {
-        let now = now_ns();
-        if now > until {
-            let n = net.connecting();
-            h.timed_out(n as u64);
-            break;
-        }
-        if now > last + 1_000_000_000 {
-            last = now;
-            eprintln!(
-                "{}connecting: open={} failed={} pending={}",
-                ctx.tag,
-                net.stats.opened,
-                net.stats.failed,
-                net.connecting()
-            );
-        }
-        net.turn(h, Duration::from_millis(10))?;
-    }
-    Ok(())
-}
-
-/// Lets `connect_all` record connections that never opened.
-pub trait Opened {
-    fn timed_out(&mut self, n: u64);
 }
 
 impl Opened for Fanout<'_> {

@@ -8,9 +8,8 @@ use std::collections::VecDeque;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::fanout::connect_all;
 use crate::net::{Handler, Out, SendMode};
-use crate::phase::{closed_loop, ClosedLoop, LoopState};
+use crate::phase::{closed_loop, connect_all, ClosedLoop, LoopState};
 use crate::stats::{now_ns, record, Part};
 use crate::Ctx;
 

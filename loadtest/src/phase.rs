@@ -1,4 +1,7 @@
-//! Warm-up / measured-window scheduling, the counters of a window, and the progress line.
+//! The phases every scenario goes through: connecting (`connect_all`, with `Opened` for the
+//! connections that never open), warm-up / measured-window scheduling, the counters of a
+//! window, the progress line, and the closed loop that echo and http share. Scenario modules
+//! (`fanout`, `echo`, `http`, `conns`) build on this file; it names none of them.
 
 use std::{io, time::Duration};
 
@@ -7,6 +10,39 @@ use hdrhistogram::Histogram;
 use crate::net::{Handler, Net};
 use crate::stats::{hist_to_pairs, new_hist, now_ns, self_cpu_secs, Part, StepPart};
 use crate::{Coord, Ctx};
+
+/// Runs the loop until every queued connection opened or failed (bounded by
+/// `--connect-timeout`), with a progress line a second.
+pub fn connect_all<H: Handler + Opened>(net: &mut Net, h: &mut H, ctx: &Ctx) -> io::Result<()> {
+    let t0 = now_ns();
+    let until = t0 + (ctx.common.connect_timeout.clamp(0.1, 600.0) * 1e9) as u64;
+    let mut last = t0;
+    while net.connecting() > 0 {
+        let now = now_ns();
+        if now > until {
+            let n = net.connecting();
+            h.timed_out(n as u64);
+            break;
+        }
+        if now > last + 1_000_000_000 {
+            last = now;
+            eprintln!(
+                "{}connecting: open={} failed={} pending={}",
+                ctx.tag,
+                net.stats.opened,
+                net.stats.failed,
+                net.connecting()
+            );
+        }
+        net.turn(h, Duration::from_millis(10))?;
+    }
+    Ok(())
+}
+
+/// Lets `connect_all` record connections that never opened.
+pub trait Opened {
+    fn timed_out(&mut self, n: u64);
+}
 
 /// What changed at a tick.
 #[derive(Debug, PartialEq, Eq)]
@@ -211,7 +247,7 @@ pub trait ClosedLoop: Handler {
     fn state_mut(&mut self) -> &mut LoopState;
 }
 
-impl<T: ClosedLoop> crate::fanout::Opened for T {
+impl<T: ClosedLoop> Opened for T {
     fn timed_out(&mut self, n: u64) {
         let part = &mut self.state_mut().part;
         part.conns_failed += n;

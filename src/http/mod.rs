@@ -14,13 +14,22 @@
 //! - a transfer coding other than `chunked` → 501; an `Expect` other than `100-continue` → 417;
 //! - an HTTP/1.1 request without `Host`, or anything httparse refuses → 400.
 //!
-//! Everything here is sans-IO: parsers take `&[u8]` and say how much they consumed; the socket
-//! loop lives in `net::conn`.
+//! Everything here is sans-IO: parsers take `&[u8]` and say how much they consumed, and
+//! `session` is a whole connection's state machine (bytes and events in, actions out); the
+//! socket loop that drives it lives in `runtime/http_conn.rs`.
+//!
+//! - `parse`: request heads; `body`: body framing; `response`: writing responses; `error`: the
+//!   status table; `cors`: the CORS headers and preflights; `session`: one connection;
+//!   `client`: the party-fetch client's request and response; `static_files`: request target
+//!   to a path under `--serve DIR`.
 
 pub mod body;
+pub mod client;
+pub mod cors;
 pub mod error;
 pub mod parse;
 pub mod response;
+pub mod session;
 pub mod static_files;
 
 pub use body::{BodyDecoder, BodyProgress};

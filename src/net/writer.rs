@@ -6,7 +6,7 @@
 //! (once per pass, however many frames arrive). The flusher task runs after the task that
 //! pushed yields, and sends *everything* queued for each dirty connection with one `sendmsg`
 //! (up to [`MAX_IOVECS`] frames), so a burst of broadcasts costs one syscall and one TCP segment
-//! per recipient instead of one per frame (worth ~10x on loopback: PERF-NOTES section 3).
+//! per recipient instead of one per frame (worth ~10x on loopback: docs/loopback-costs.md).
 //!
 //! There is no writer task per connection: an idle connection costs its queue and nothing
 //! else. Only a connection whose socket is full (a slow reader) gets a short-lived drain task,
@@ -253,7 +253,7 @@ impl Outbox {
     }
 
     /// The state left `Open`: a parked connection is handed back to a task, which runs the
-    /// closing handshake (with its timeout) as before.
+    /// closing handshake (with its timeout).
     fn unpark(&self) {
         let slot = self.parked.get();
         if slot != NOT_PARKED {

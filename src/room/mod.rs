@@ -4,26 +4,14 @@
 //! `RefCell`: no locks, no atomics. It is the handle a party gets (`&mut Room`): the room's
 //! WebSocket connections (a slab, so a connection's slot is stable while others come and go),
 //! broadcast, its durable storage ([`RoomStorage`], this core's log), its alarm, the party's
-//! per-room `state`, other parties' rooms ([`RoomStub::fetch`]), and the `main` party's message
-//! history (cached here, kept in storage).
+//! per-room `state`, and other parties' rooms ([`RoomStub::fetch`]).
 //!
-//! # The output gate
+//! What a room reaches outside itself (its core's alarm timer, a way back in later, other
+//! rooms) goes through [`RoomHost`], which the runtime implements: `room` does not depend on
+//! the runtime.
 //!
-//! The `main` party's messages are stored before anyone sees them, as a Durable Object's
-//! output gate holds its outputs until its writes are confirmed: [`Room::publish`] writes the
-//! message and *holds* it; once the write is durable (under `--fsync always`: fsynced; under
-//! `every`/`never`: written to the file) it joins the in-memory history (GET) and is
-//! broadcast. A write that fails is never shown: it is dropped from the gate, the storage has
-//! already discarded it, and a WebSocket sender is closed with 1013. Held messages leave in
-//! the order they were published, and a binary relay ([`Room::relay`], not stored) waits
-//! behind the held ones, so members see every message in one order. One task per room drains
-//! the gate while it is non-empty; it wakes when the writer finishes a batch, so every message
-//! of one batch is released after the batch's single fsync (group commit). Without a log
-//! (`persist: false`) writes are done at once and nothing is held.
-//!
-//! A room is in memory while it has something to keep: connections, party state, history, or
-//! messages in the gate.
-//! The table drops it when all are empty, so a stream of GETs for random room names costs
+//! A room is in memory while it has something to keep: connections or party state (the `main`
+//! party keeps its history there, `party::main`). The table drops it when both are empty, so a stream of GETs for random room names costs
 //! nothing; storage outlives it, and `on_start` runs again when the room comes back.
 //!
 //! ```
@@ -65,12 +53,12 @@
 //! }
 //! ```
 
+pub mod host;
 pub mod storage;
 pub mod table;
 
 use std::{
     any::Any,
-    collections::VecDeque,
     future::Future,
     rc::Rc,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -80,20 +68,17 @@ use slab::Slab;
 
 use crate::{
     http::Response,
-    party::Request,
-    storage::{Durable, ListOptions, Storage, StorageError},
+    storage::{Durable, Storage},
     ws,
 };
+
+pub use host::{Host, Reach, RoomHost};
 
 pub mod connection;
 
 pub use connection::{Connection, WsConn};
 pub use storage::RoomStorage;
 pub use table::RoomTable;
-
-/// Keys of the `main` party's history in room storage: `history/<seq, 20 digits>`, so key
-/// order is arrival order.
-const HISTORY_PREFIX: &str = "history/";
 
 pub struct Room {
     /// The party's index in the core's party list.
@@ -110,30 +95,12 @@ pub struct Room {
     /// `on_start` has run.
     pub(crate) started: bool,
     storage: Storage,
-    /// The `main` party's durable messages in arrival order, at most `history_limit` (the
-    /// oldest are dropped), each with the number it is stored under.
-    history: VecDeque<(u64, String)>,
-    /// The number the next published message is stored under. Only grows: a number whose
-    /// write failed is skipped, not reused.
-    next_seq: u64,
-    history_limit: usize,
-    /// Messages published but not yet durable, in order (the output gate; module note).
-    gate: VecDeque<Held>,
-    /// A task is draining `gate`.
-    gate_task: bool,
-    /// `history` serialised as a JSON array, kept until the history changes: GET is the hot
-    /// HTTP path, and re-serialising 10,000 messages per request would dominate it.
-    history_json: Option<Rc<[u8]>>,
+    /// The core's side: alarms, coming back later, other rooms.
+    host: Host,
 }
 
 impl Room {
-    pub fn new(
-        party: usize,
-        party_name: Rc<str>,
-        id: &str,
-        history_limit: usize,
-        storage: Storage,
-    ) -> Self {
+    pub fn new(party: usize, party_name: Rc<str>, id: &str, storage: Storage, host: Host) -> Self {
         Room {
             party,
             party_name,
@@ -142,12 +109,7 @@ impl Room {
             state: None,
             started: false,
             storage,
-            history: VecDeque::new(),
-            next_seq: 0,
-            history_limit,
-            gate: VecDeque::new(),
-            gate_task: false,
-            history_json: None,
+            host,
         }
     }
 
@@ -161,12 +123,9 @@ impl Room {
         &self.party_name
     }
 
-    /// Nothing to keep in memory: no connections, no state, no history, nothing in the gate.
+    /// Nothing to keep in memory: no connections, no party state.
     pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
-            && self.state.is_none()
-            && self.history.is_empty()
-            && self.gate.is_empty()
+        self.conns.is_empty() && self.state.is_none()
     }
 
     // ---- per-room state of the party ----
@@ -187,6 +146,22 @@ impl Room {
 
     pub fn clear_state(&mut self) {
         self.state = None;
+    }
+
+    /// Runs `f` with the party's per-room value (if it is a `T`) and the room beside it, for
+    /// work that needs both (say, broadcasting from the state). `None` if there is no `T`. A
+    /// state that `f` sets on the room replaces the one it was given.
+    pub fn with_state<T: Any, R>(&mut self, f: impl FnOnce(&mut T, &mut Room) -> R) -> Option<R> {
+        let mut boxed = self.state.take()?;
+        let Some(value) = boxed.downcast_mut::<T>() else {
+            self.state = Some(boxed);
+            return None;
+        };
+        let r = f(value, self);
+        if self.state.is_none() {
+            self.state = Some(boxed);
+        }
+        Some(r)
     }
 
     // ---- connections ----
@@ -299,6 +274,13 @@ impl Room {
         )
     }
 
+    /// Changes whenever the core's storage discarded writes after a failure (a full disk, a
+    /// failed write or fsync: the writes not yet on disk are dropped). A party that keeps a copy
+    /// of what it stored (the `main` party's history) reads it again when this changes.
+    pub fn storage_epoch(&self) -> u64 {
+        self.storage.stats().failures
+    }
+
     /// A mark of the core's storage writes so far, for [`Room::writes_since`].
     pub(crate) fn write_mark(&self) -> crate::storage::WriteMark {
         self.storage.write_mark()
@@ -321,7 +303,7 @@ impl Room {
         let durable = self
             .storage
             .set_alarm(&self.party_name, &self.id, Some(at_ms));
-        crate::runtime::alarms::arm(self.party, &self.id, at_ms);
+        self.host.arm_alarm(self.party, &self.id, at_ms);
         durable
     }
 
@@ -340,16 +322,13 @@ impl Room {
     /// The room's context (PartyKit's `room.context`): `room.context().party("counter")
     /// .room("r1").fetch(FetchRequest::get())` reaches another party's room.
     pub fn context(&self) -> Context {
-        Context { _private: () }
+        Context::new(self.host.clone())
     }
 
     /// Another room of any party (party-to-party): `room.party_room("counter", "r1").fetch(..)`,
     /// the same as `room.context().party("counter").room("r1")`.
     pub fn party_room(&self, party: &str, room: &str) -> RoomStub {
-        RoomStub {
-            party: party.into(),
-            room: room.into(),
-        }
+        self.context().party_room(party, room)
     }
 
     /// A handle to come back to this room later, from a task or a deferred reply.
@@ -357,197 +336,14 @@ impl Room {
         RoomRef {
             party: self.party,
             id: self.id.clone(),
+            host: self.host.clone(),
         }
-    }
-
-    // ---- the `main` party's history ----
-
-    /// Replays the history from storage (the `main` party's `on_start`). Keeps the newest
-    /// `history_limit` messages; older ones left by a crash between a put and its delete are
-    /// deleted now.
-    pub fn load_history(&mut self) {
-        let opts = ListOptions {
-            prefix: Some(HISTORY_PREFIX),
-            ..ListOptions::default()
-        };
-        let entries = self
-            .storage
-            .list(&self.party_name, &self.id, &opts)
-            .unwrap_or_default();
-        let extra = entries.len().saturating_sub(self.history_limit);
-        if extra > 0 {
-            let stale: Vec<String> = entries[..extra].iter().map(|(k, _)| k.clone()).collect();
-            for chunk in stale.chunks(crate::storage::MAX_KEYS_PER_OP) {
-                drop(
-                    self.storage
-                        .delete(&self.party_name, &self.id, chunk.to_vec()),
-                );
-            }
-        }
-        self.history.clear();
-        self.history_json = None;
-        for (key, value) in &entries[extra..] {
-            let Some(seq) = key[HISTORY_PREFIX.len()..].parse::<u64>().ok() else {
-                continue;
-            };
-            self.history
-                .push_back((seq, String::from_utf8_lossy(value).into_owned()));
-            self.next_seq = self.next_seq.max(seq + 1);
-        }
-    }
-
-    /// Publishes a `main` party message through the output gate (module note): stores it in
-    /// the history and, once that is durable, adds it to the in-memory history (GET) and
-    /// broadcasts it as text to every connection but `sender`. If the write fails the message
-    /// is shown nowhere and `sender` is closed with 1013. Resolves when the write is durable,
-    /// or to why it failed. The oldest messages beyond `history_limit` are deleted as new ones
-    /// are shown. With `history_limit` 0 nothing is stored and the broadcast goes out at once.
-    pub fn publish(&mut self, message: String, sender: Option<&Connection>) -> Durable<()> {
-        if self.history_limit == 0 {
-            self.relay(ws::OpCode::Text, message.as_bytes(), sender);
-            return Durable::ready(Ok(()));
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        // Without a log (`persist: false`) the room itself is the only copy: it stays in memory
-        // while it has history, so a second copy in the storage index would only cost a key,
-        // a clone and a tree insert per message on the fan-out path.
-        let durable = if self.storage.is_persistent() {
-            self.storage.put_one(
-                &self.party_name,
-                &self.id,
-                &history_key(seq),
-                message.clone().into_bytes(),
-            )
-        } else {
-            Durable::ready(Ok(()))
-        };
-        let held = Held {
-            durable: Some(durable.clone()),
-            seq,
-            message: HeldMessage::Text(message),
-            sender: sender.cloned(),
-        };
-        match durable.status() {
-            Some(result) if self.gate.is_empty() => self.settle(held, result),
-            _ => {
-                self.gate.push_back(held);
-                self.start_gate();
-            }
-        }
-        durable
-    }
-
-    /// Sends a message that is not stored to every connection but `sender`: at once, or, if
-    /// published messages are held in the gate, after them (so every member sees one order).
-    pub fn relay(&mut self, opcode: ws::OpCode, payload: &[u8], sender: Option<&Connection>) {
-        if self.gate.is_empty() {
-            self.broadcast_except_conn(opcode, payload, sender);
-            return;
-        }
-        self.gate.push_back(Held {
-            durable: None,
-            seq: 0,
-            message: HeldMessage::Relay(opcode, payload.to_vec()),
-            sender: sender.cloned(),
-        });
-    }
-
-    /// Releases every message at the front of the gate whose write has an outcome: shown if
-    /// durable, dropped (sender closed with 1013) if not. Stops at the first one still waiting.
-    pub fn release_gate(&mut self) {
-        while let Some(front) = self.gate.front() {
-            let result = match &front.durable {
-                None => Ok(()),
-                Some(d) => match d.status() {
-                    Some(r) => r,
-                    None => break,
-                },
-            };
-            let held = self.gate.pop_front().expect("front exists");
-            self.settle(held, result);
-        }
-    }
-
-    /// Spawns the task that drains the gate, unless it runs: it waits for the first held write,
-    /// releases what is ready, and repeats until the gate is empty.
-    fn start_gate(&mut self) {
-        if self.gate_task {
-            return;
-        }
-        self.gate_task = true;
-        let room = self.handle();
-        monoio::spawn(async move {
-            loop {
-                match room.with(Room::gate_next) {
-                    // Either outcome releases it; `gate_next` reads which.
-                    Some(Some(next)) => drop(next.await),
-                    Some(None) => return,
-                    // Outside a core (unit tests release the gate by hand), or at shutdown.
-                    None if crate::runtime::core::current().is_none() => return,
-                    // The room table is borrowed (it never is across an await, but a gate
-                    // that stopped here would hold its messages forever): try again shortly.
-                    None => monoio::time::sleep(std::time::Duration::from_millis(1)).await,
-                }
-            }
-        });
-    }
-
-    /// For the gate task: releases what is ready and returns the write to wait for next, or
-    /// `None` (and the task ends) when the gate is empty.
-    fn gate_next(&mut self) -> Option<Durable<()>> {
-        self.release_gate();
-        let next = self.gate.iter().find_map(|h| h.durable.clone());
-        if next.is_none() {
-            self.gate_task = false;
-        }
-        next
-    }
-
-    /// A held message's write has its outcome: show it, or drop it.
-    fn settle(&mut self, held: Held, result: Result<(), StorageError>) {
-        match (held.message, result) {
-            (HeldMessage::Relay(opcode, payload), _) => {
-                self.broadcast_except_conn(opcode, &payload, held.sender.as_ref());
-            }
-            (HeldMessage::Text(message), Ok(())) => {
-                self.broadcast_except_conn(
-                    ws::OpCode::Text,
-                    message.as_bytes(),
-                    held.sender.as_ref(),
-                );
-                self.push_history(held.seq, message);
-            }
-            (HeldMessage::Text(_), Err(e)) => {
-                // The storage logs the failure (once per episode) and counts it.
-                if let Some(sender) = &held.sender {
-                    tracing::debug!(conn = %sender.id(), error = %e, "message not stored: closing its sender with 1013");
-                    sender.close_with(ws::close::TRY_AGAIN_LATER, STORAGE_FAILED_REASON, false);
-                }
-            }
-        }
-    }
-
-    /// Adds a durable message to the in-memory history, dropping (and deleting) the oldest
-    /// beyond `history_limit`.
-    fn push_history(&mut self, seq: u64, message: String) {
-        self.history.push_back((seq, message));
-        while self.history.len() > self.history_limit {
-            let (old, _) = self.history.pop_front().expect("over the limit");
-            if self.storage.is_persistent() {
-                drop(
-                    self.storage
-                        .delete(&self.party_name, &self.id, vec![history_key(old)]),
-                );
-            }
-        }
-        self.history_json = None;
     }
 
     /// Sends to every connection but `except`, compared by identity (the gate releases a
     /// message after its write is durable, when the sender may have left and its slot been
     /// reused); each frame encoded once, compressed for the members that negotiated it.
-    fn broadcast_except_conn(
+    pub fn broadcast_except_conn(
         &self,
         opcode: ws::OpCode,
         payload: &[u8],
@@ -557,56 +353,23 @@ impl Room {
             !except.is_some_and(|e| Rc::ptr_eq(e, c))
         });
     }
-
-    /// The durable messages, oldest first.
-    pub fn history(&self) -> impl Iterator<Item = &str> {
-        self.history.iter().map(|(_, m)| m.as_str())
-    }
-
-    /// The history as a JSON array of strings.
-    pub fn history_json(&mut self) -> Rc<[u8]> {
-        if let Some(json) = &self.history_json {
-            return json.clone();
-        }
-        let messages: Vec<&str> = self.history().collect();
-        let json: Rc<[u8]> = serde_json::to_vec(&messages)
-            .expect("a list of strings always serialises")
-            .into();
-        self.history_json = Some(json.clone());
-        json
-    }
-}
-
-fn history_key(seq: u64) -> String {
-    format!("{HISTORY_PREFIX}{seq:020}")
-}
-
-/// The close reason sent with 1013 to a member whose message could not be stored.
-pub const STORAGE_FAILED_REASON: &str = "Message not stored (storage unavailable); try again later";
-
-/// A message in the output gate.
-struct Held {
-    /// Its history write; `None` for a relay, which is not stored and only keeps its place.
-    durable: Option<Durable<()>>,
-    /// The number it is stored under (text only).
-    seq: u64,
-    message: HeldMessage,
-    /// Who sent it: not sent back to them, and closed with 1013 if the write fails.
-    sender: Option<Connection>,
-}
-
-enum HeldMessage {
-    /// A history message.
-    Text(String),
-    /// A message that is only relayed, with its opcode.
-    Relay(ws::OpCode, Vec<u8>),
 }
 
 /// A way back into a room from a task or a deferred reply (which cannot hold `&mut Room`).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RoomRef {
     party: usize,
     id: Rc<str>,
+    host: Host,
+}
+
+impl std::fmt::Debug for RoomRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomRef")
+            .field("party", &self.party)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RoomRef {
@@ -614,22 +377,44 @@ impl RoomRef {
     /// called outside a core, or from inside another room handler (rooms are borrowed then:
     /// await something first).
     pub fn with<R>(&self, f: impl FnOnce(&mut Room) -> R) -> Option<R> {
-        let core = crate::runtime::core::current()?;
-        core.try_with_room(self.party, &self.id, f)
+        self.try_with(f).ok()
+    }
+
+    /// [`RoomRef::with`], saying why `f` did not run: [`Reach::Busy`] (inside a room handler:
+    /// try again after an await) or [`Reach::Gone`] (no core runs the room).
+    pub fn try_with<R>(&self, f: impl FnOnce(&mut Room) -> R) -> Result<R, Reach> {
+        let mut f = Some(f);
+        let mut out = None;
+        let reach = self.host.with_room(self.party, &self.id, &mut |room| {
+            if let Some(f) = f.take() {
+                out = Some(f(room));
+            }
+        });
+        out.ok_or(if reach == Reach::Done {
+            Reach::Gone
+        } else {
+            reach
+        })
     }
 }
 
 /// What a room can reach besides itself (PartyKit's `room.context`).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Context {
-    _private: (),
+    host: Host,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").finish_non_exhaustive()
+    }
 }
 
 impl Context {
-    /// The context server-level handlers get (`on_fetch`, crons: PartyKit's lobby); the same
-    /// reach as a room's.
-    pub(crate) fn lobby() -> Self {
-        Context { _private: () }
+    /// The context of everything `host` runs: a room's, and the one server-level handlers get
+    /// (`on_fetch`, crons: PartyKit's lobby), with the same reach.
+    pub(crate) fn new(host: Host) -> Self {
+        Context { host }
     }
 
     /// A room of any party: `ctx.party_room("counter", "r1")` is
@@ -641,14 +426,26 @@ impl Context {
     /// Party `name` (PartyKit's `context.parties.<name>`). Whether it exists is known when a
     /// fetch is made (404 `Party <name> not found`).
     pub fn party(&self, name: &str) -> PartyStub {
-        PartyStub { party: name.into() }
+        PartyStub {
+            party: name.into(),
+            host: self.host.clone(),
+        }
     }
 }
 
 /// A party, reached from inside a room.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PartyStub {
     party: Box<str>,
+    host: Host,
+}
+
+impl std::fmt::Debug for PartyStub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartyStub")
+            .field("party", &self.party)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PartyStub {
@@ -657,15 +454,26 @@ impl PartyStub {
         RoomStub {
             party: self.party.clone(),
             room: id.into(),
+            host: self.host.clone(),
         }
     }
 }
 
 /// Another party's room, reached from inside a room (PartyKit's `context.parties`).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RoomStub {
     party: Box<str>,
     room: Box<str>,
+    host: Host,
+}
+
+impl std::fmt::Debug for RoomStub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomStub")
+            .field("party", &self.party)
+            .field("room", &self.room)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A request for [`RoomStub::fetch`].
@@ -715,24 +523,14 @@ impl RoomStub {
     /// `on_before_request`, as PartyKit's does. An unknown party is 404; a path that does not
     /// start with `/` or `?` is 400; a busy owner is 503.
     pub fn fetch(&self, req: FetchRequest) -> impl Future<Output = Response> + 'static {
-        crate::runtime::fetch::fetch(self.party.clone(), self.room.clone(), req)
+        self.host.fetch(self.party.clone(), self.room.clone(), req)
     }
-}
-
-/// Builds the request a fetched room sees.
-pub(crate) fn fetch_target(party: &str, room: &str, path: &str) -> String {
-    format!("/parties/{party}/{room}{path}")
-}
-
-/// A [`FetchRequest`] as an `on_request` argument.
-pub(crate) fn fetch_request<'a>(req: &'a FetchRequest, target: &'a str) -> Request<'a> {
-    Request::new(req.method, target, &req.headers, &req.body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{net::writer::Outbox, party::WsConn};
+    use crate::net::writer::Outbox;
 
     fn conn(id: &str, serial: u64) -> Rc<WsConn> {
         Rc::new(WsConn::new(
@@ -744,7 +542,13 @@ mod tests {
     }
 
     fn room() -> Room {
-        Room::new(0, "main".into(), "r", 10, Storage::memory())
+        Room::new(
+            0,
+            "main".into(),
+            "r",
+            Storage::memory(),
+            host::Detached::host(),
+        )
     }
 
     fn join(room: &mut Room, c: &Rc<WsConn>) {

@@ -52,6 +52,11 @@ impl RoomStorage {
         self.storage.list(&self.party, &self.room, opts)
     }
 
+    /// Whether writes go to a log on disk (`false`: memory only, `persist: false`).
+    pub fn is_persistent(&self) -> bool {
+        self.storage.is_persistent()
+    }
+
     /// Sets one key.
     pub fn put(&self, key: &str, value: impl Into<Vec<u8>>) -> Durable<()> {
         self.storage

@@ -21,7 +21,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use super::core::{current, Core};
+use super::core::Core;
 
 /// A queued alarm: when (ms since the epoch), party index, room id.
 type Entry = (u64, usize, Rc<str>);
@@ -39,7 +39,7 @@ pub struct Alarms {
 }
 
 impl Alarms {
-    fn push(&self, at_ms: u64, party: usize, room: Rc<str>) {
+    pub(crate) fn push(&self, at_ms: u64, party: usize, room: Rc<str>) {
         {
             let mut armed = self.armed.borrow_mut();
             let key = (party, room.clone());
@@ -62,14 +62,6 @@ impl Alarms {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// Arms the current core's timer for a room's alarm (already stored by the caller). Outside a
-/// core (a unit test) it does nothing: the alarm is stored and arms at the next start.
-pub fn arm(party: usize, room: &str, at_ms: u64) {
-    if let Some(core) = current() {
-        core.alarms.push(at_ms, party, room.into());
     }
 }
 

@@ -1,9 +1,9 @@
 //! Requests outside the rooms, answered on the core that accepted them: `/metrics`, static
 //! files (`--serve DIR`), the server-level `on_fetch`, the single-page-app index, the demo page,
-//! and 404. `net::conn` calls [`answer`] for every request whose target is not a room route, and
-//! streams a [`FileAnswer`] with [`send_file`].
+//! and 404. `runtime::http_conn` calls [`answer`] for every request whose target is not a room
+//! route, and streams a [`FileAnswer`] with [`send_file`].
 //!
-//! Order (PartyKit's edge order, ../shared/PARTYKIT.md §1.1, with partyring's own pages):
+//! Order (PartyKit's edge order, `docs/static-files.md`, with partyring's own pages):
 //! 1. `/metrics`;
 //! 2. a file under the served root, for `GET`/`HEAD` of any path not under `/parties`
 //!    (`/` and `/dir/` mean `index.html`; `/dir` for a directory is redirected to `/dir/`);
@@ -107,7 +107,10 @@ pub fn answer(core: &Core, method: Method, target: &str, head: &[u8], body: &[u8
         }
     }
     let req = Request::from_head(method, target, head, body);
-    if let Some(reply) = core.parties.fetch(&req) {
+    if let Some(reply) = core
+        .parties
+        .fetch(&req, &crate::room::Context::new(core.host.clone()))
+    {
         return reply.into();
     }
     if let Some(site) = site.filter(|s| spa_ok && s.spa) {

@@ -4,9 +4,16 @@
 //! touched only by their owner thread, so the hot path takes no locks and no atomics. The only
 //! ways in from outside are the accept socket and the handoff inbox.
 //!
-//! Each core runs two kinds of long-lived task: the accept loop (on its SO_REUSEPORT listener)
-//! and the inbox loop (connections handed over by other cores); every connection is one more
-//! task (two once it is a WebSocket: reader and writer).
+//! Each core runs its accept loop (on its SO_REUSEPORT listener) and its inbox loop
+//! (connections, fetches and metrics requests from other cores) beside each other, plus four
+//! long-lived tasks: the flusher (sends every WebSocket queue with something in it, once per
+//! pass), the WebSocket poller and its liveness sweeps, the alarm timer and (core 0) the cron
+//! task. Every HTTP connection is one task; an open WebSocket has no task of its own while it
+//! waits in the poller, and gets one only for a closing handshake or a slow reader's drain.
+//!
+//! `Core` is the only type that names all of a core's state; the layers below it reach what
+//! they need through narrow handles: rooms through [`RoomHost`](crate::room::RoomHost)
+//! (`runtime::host`), WebSocket queues through the flusher's unpark callback.
 
 use std::{
     cell::{Cell, RefCell},
@@ -28,7 +35,7 @@ use crate::{
     metrics::Metrics,
     net::writer::Flusher,
     party::{Parties, PartySet},
-    room::{Room, RoomTable},
+    room::{Host, Room, RoomTable},
     storage::Storage,
 };
 
@@ -146,8 +153,10 @@ pub struct Core {
     /// Room alarms waiting to fire on this core.
     pub alarms: Alarms,
     /// Open WebSockets waiting for their peers (`None` if the epoll instance could not be
-    /// made: then every connection keeps a task, as it did before the poller).
+    /// made: then every connection keeps a task of its own).
     pub(crate) ws_poller: Option<WsPoller>,
+    /// What this core's rooms reach outside themselves (alarms, coming back, other rooms).
+    pub host: Host,
 }
 
 /// Connections one core refuses politely at the same time; more are closed at once.
@@ -181,14 +190,18 @@ impl Drop for BusyGuard {
 impl Core {
     pub fn new(
         id: usize,
-        config: Arc<Config>,
-        parties: &PartySet,
-        inboxes: Inboxes,
+        shared: Shared,
         stats: Arc<CoreStats>,
-        process_live: Arc<AtomicUsize>,
         storage: Storage,
+        host: Host,
     ) -> Self {
-        let parties = parties.instantiate();
+        let Shared {
+            config,
+            parties,
+            inboxes,
+            process_live,
+        } = shared;
+        let parties = parties.instantiate(&config);
         let conn_cap = match config.max_connections_per_core {
             0 => usize::MAX,
             n => n,
@@ -196,7 +209,7 @@ impl Core {
         let names = (0..parties.len())
             .map(|i| parties.name(i).clone())
             .collect();
-        let rooms = RoomTable::new(names, config.history_limit, storage.clone());
+        let rooms = RoomTable::new(names, storage.clone(), host.clone());
         let metrics = Rc::new(Metrics::default());
         Core {
             id,
@@ -220,6 +233,7 @@ impl Core {
             refusing: Cell::new(0),
             storage,
             alarms: Alarms::default(),
+            host,
             ws_poller: match WsPoller::new(id) {
                 Ok(p) => Some(p),
                 Err(e) => {
@@ -370,12 +384,7 @@ pub fn run(
     stats: Arc<CoreStats>,
     ready: std::sync::mpsc::Sender<std::io::Result<RingMode>>,
 ) {
-    let Shared {
-        config,
-        parties,
-        inboxes,
-        process_live,
-    } = shared;
+    let config = shared.config.clone();
     let storage = match open_storage(id, &config) {
         Ok(s) => s,
         Err(e) => {
@@ -405,15 +414,15 @@ pub fn run(
     };
     rt.block_on(async move {
         storage.start();
-        let core = Rc::new(Core::new(
-            id,
-            config,
-            &parties,
-            inboxes,
-            stats,
-            process_live,
-            storage,
-        ));
+        let core = Rc::new_cyclic(|me| {
+            Core::new(
+                id,
+                shared,
+                stats,
+                storage,
+                super::host::CoreHost::shared(me.clone()),
+            )
+        });
         let _ = ready.send(Ok(ring_mode));
         CURRENT.with(|c| *c.borrow_mut() = Some(core.clone()));
         // A parked connection that our side starts closing goes back to a task of its own.

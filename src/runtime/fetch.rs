@@ -12,7 +12,8 @@
 //! owns a room, so every fetch is an HTTP/1.1 request to the balancer, which routes it like any
 //! client request (by party and room): the target room sees a normal request, and its party's
 //! `on_before_request` hook runs (a node cannot tell a fetch from a client there). One
-//! connection per fetch, `Connection: close`, bounded in time and size.
+//! connection per fetch, `Connection: close`, bounded in time and size. The bytes of the request
+//! and the parsing of the response are `http::client`'s; this file owns the transport.
 
 use std::{
     io,
@@ -27,10 +28,11 @@ use super::{
     http_conn::flush_all,
 };
 use crate::{
-    http::{BodyDecoder, Response},
+    http::{client, Response},
     net::sock,
     party::Reply,
-    room::{fetch_request, fetch_target, FetchRequest},
+    party::Request,
+    room::FetchRequest,
     shard,
 };
 
@@ -167,47 +169,6 @@ async fn via_entry(
     }
 }
 
-/// Writes the request for the entry: `Connection: close`, the body with `Content-Length`.
-pub(crate) fn encode_entry_request(
-    entry: SocketAddr,
-    party: &str,
-    room: &str,
-    req: &FetchRequest,
-) -> Vec<u8> {
-    let method = match req.method {
-        crate::http::Method::Get => "GET",
-        crate::http::Method::Head => "HEAD",
-        crate::http::Method::Post => "POST",
-        crate::http::Method::Put => "PUT",
-        crate::http::Method::Delete => "DELETE",
-        crate::http::Method::Options => "OPTIONS",
-        crate::http::Method::Patch => "PATCH",
-        crate::http::Method::Other => "GET",
-    };
-    let mut out = format!(
-        "{method} {} HTTP/1.1\r\nHost: {entry}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        fetch_target(party, room, &req.path),
-        req.body.len()
-    )
-    .into_bytes();
-    for (k, v) in &req.headers {
-        // `Expect` too: an interim `100 Continue` would be taken for the answer.
-        let own = ["host", "content-length", "expect"];
-        if own
-            .iter()
-            .chain(HOP_BY_HOP)
-            .any(|h| k.eq_ignore_ascii_case(h))
-            || !crate::http::parse::field_is_safe(k, v)
-        {
-            continue;
-        }
-        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&req.body);
-    out
-}
-
 async fn entry_request(
     core: &Rc<Core>,
     entry: SocketAddr,
@@ -217,7 +178,8 @@ async fn entry_request(
 ) -> io::Result<Response> {
     let stream = monoio::net::TcpStream::connect(entry).await?;
     let fd = stream.as_raw_fd();
-    let request = encode_entry_request(entry, party, room, req);
+    let target = fetch_target(party, room, &req.path);
+    let request = client::encode_request(req.method, &target, entry, &req.headers, &req.body);
     let head_only = req.method == crate::http::Method::Head;
     flush_all(&stream, fd, &request, ENTRY_TIMEOUT, &core.metrics).await?;
     // Read to EOF (we asked for Connection: close), at most a body limit plus a head.
@@ -256,147 +218,18 @@ async fn entry_request(
     })
 }
 
-/// Headers that describe one hop, not the message (RFC 9110 7.6.1), plus the framing ones:
-/// never forwarded in either direction (each hop writes its own).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-/// Parses a complete response from the entry: `Ok(None)` while more is needed (`eof`: no more
-/// is coming, so a body without a length ends here; `head_only`: the answer to a HEAD, which
-/// has no body whatever its headers say). The status, the end-to-end headers and the body come
-/// back; `Connection`, `Keep-Alive`, `Date` and the framing headers do not.
-pub(crate) fn parse_entry_response(
-    buf: &[u8],
-    eof: bool,
-    head_only: bool,
-) -> io::Result<Option<Response>> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(bad(&format!("bad response head: {e}"))),
-    };
-    let status = resp.code.unwrap_or(502);
-    let mut out = Response {
-        status,
-        content_type: "",
-        headers: Vec::new(),
-        body: Vec::new(),
-    };
-    let mut length = None;
-    let mut chunked = false;
-    for h in resp.headers.iter() {
-        let value = String::from_utf8_lossy(h.value).trim().to_owned();
-        if h.name.eq_ignore_ascii_case("content-length") {
-            length = Some(
-                value
-                    .parse::<usize>()
-                    .map_err(|_| bad("bad Content-Length"))?,
-            );
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.eq_ignore_ascii_case("chunked");
-        } else if !HOP_BY_HOP
-            .iter()
-            .chain(&["date"])
-            .any(|hop| h.name.eq_ignore_ascii_case(hop))
-        {
-            // End-to-end headers go back to the party as the target sent them; framing and
-            // hop-by-hop ones do not (ours are written when the party's response goes out).
-            out.headers.push((h.name.to_owned().into(), value));
-        }
-    }
-    let body = &buf[head_len..];
-    if head_only || matches!(status, 204 | 304) || (100..200).contains(&status) {
-        return Ok(Some(out));
-    }
-    if chunked {
-        let mut decoder = BodyDecoder::chunked();
-        let progress = decoder
-            .feed(body, &mut out.body, usize::MAX)
-            .map_err(|e| bad(&format!("bad chunked body: {e}")))?;
-        return Ok(progress.done.then_some(out));
-    }
-    match length {
-        Some(n) if body.len() >= n => {
-            out.body = body[..n].to_vec();
-            Ok(Some(out))
-        }
-        Some(_) => Ok(None),
-        None if eof => {
-            out.body = body.to_vec();
-            Ok(Some(out))
-        }
-        None => Ok(None),
-    }
+/// Builds the request a fetched room sees.
+fn fetch_target(party: &str, room: &str, path: &str) -> String {
+    format!("/parties/{party}/{room}{path}")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A [`FetchRequest`] as an `on_request` argument.
+fn fetch_request<'a>(req: &'a FetchRequest, target: &'a str) -> Request<'a> {
+    Request::new(req.method, target, &req.headers, &req.body)
+}
 
-    #[test]
-    fn entry_request_and_response_bytes() {
-        let req = FetchRequest::post("{}")
-            .path("/x?y=1")
-            .header("X-Token", "t")
-            .header("Host", "evil")
-            .header("X-Bad", "a\r\nInjected: 1");
-        let entry: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        assert_eq!(
-            String::from_utf8(encode_entry_request(entry, "counter", "r1", &req)).unwrap(),
-            "POST /parties/counter/r1/x?y=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\
-             Content-Length: 2\r\nX-Token: t\r\n\r\n{}"
-        );
-        let full = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nX-Core: 1\r\n\
-                     Connection: close\r\nDate: Sat, 28 Nov 2026 04:00:00 GMT\r\nContent-Length: 2\r\n\r\n[]";
-        for cut in 0..full.len() {
-            assert!(
-                parse_entry_response(&full[..cut], false, false)
-                    .unwrap()
-                    .is_none(),
-                "{cut}"
-            );
-        }
-        let r = parse_entry_response(full, false, false).unwrap().unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (201, &b"[]"[..]));
-        assert_eq!(
-            r.headers,
-            [
-                ("Content-Type".into(), "application/json".to_owned()),
-                ("X-Core".into(), "1".to_owned())
-            ]
-        );
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
-        assert_eq!(
-            parse_entry_response(chunked, false, false)
-                .unwrap()
-                .unwrap()
-                .body,
-            b"ok"
-        );
-        let until_eof = b"HTTP/1.1 200 OK\r\n\r\nabc";
-        assert!(parse_entry_response(until_eof, false, false)
-            .unwrap()
-            .is_none());
-        assert_eq!(
-            parse_entry_response(until_eof, true, false)
-                .unwrap()
-                .unwrap()
-                .body,
-            b"abc"
-        );
-        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
-        let r = parse_entry_response(head, false, true).unwrap().unwrap();
-        assert!(r.body.is_empty(), "a HEAD answer has no body");
-        assert!(parse_entry_response(b"garbage\r\n\r\n", true, false).is_err());
-    }
+/// [`client::parse_response`], its errors as `InvalidData`.
+fn parse_entry_response(buf: &[u8], eof: bool, head_only: bool) -> io::Result<Option<Response>> {
+    client::parse_response(buf, eof, head_only)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }

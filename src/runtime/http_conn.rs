@@ -1,25 +1,25 @@
-//! One HTTP/1.1 connection: read, parse, route, answer; or hand off, or upgrade.
+//! One HTTP/1.1 connection's IO: the driver around `http::session::Session`.
 //!
-//! The task reads into the connection's own buffer, answers every complete request in it
-//! (pipelining), and sends all the responses of that batch with one `send`. The request parsers
-//! are sans-IO (`http::parse`, `http::body`); this file is the only place HTTP touches a socket.
+//! Owns: the socket (readiness waits, `recv` into the session's buffer, one `send` of the
+//! session's output per batch), the clock (the session's deadlines become timeouts here), and
+//! doing what each [`Action`] says: awaiting a party's deferred reply (bounded by
+//! `idle_timeout`, else 504), streaming a static file (`runtime::assets`), lingering after an
+//! error, handing the socket and its unanswered bytes to another core (`runtime::handoff`), and
+//! turning an upgraded connection into a WebSocket (`runtime::ws_conn`). Also the answer to a
+//! connection accepted over the core's cap ([`refuse`]).
 //!
-//! For a request to a room, the first question is which core owns the room (`shard::owner`). If
-//! it is another core, nothing is answered here: the socket and every unanswered byte move there
-//! (`runtime::handoff`) and this task ends. Otherwise a WebSocket upgrade becomes a
-//! `ws_conn`, and anything else goes to the party's `on_request`. A request that is for no room
-//! is answered by `net::assets` (metrics, static files, `on_fetch`, the demo page, 404), which
-//! also streams a static file's body here, after its head.
-//!
-//! Timeouts: a request must arrive completely (head and body) within `header_timeout` of its
-//! first byte, else 408 and close; a connection with nothing in progress is closed after
-//! `idle_timeout`. Any framing error is answered with its status and `Connection: close`, then
-//! the socket is half-closed and drained briefly so the client reads the error instead of a
-//! reset.
+//! Does not own: anything HTTP decides (framing, pipelining, limits, timeouts' meaning, hooks,
+//! CORS, upgrade checks): that is the session's. [`Io`] is the session's [`Service`]: it routes
+//! a target to a party and the core that owns its room (`router`, `shard`), runs the party's
+//! hook, and answers a request (the party's `on_request` on this core, or `runtime::assets` for
+//! a request outside the rooms), keeping a deferred reply's future or a file for the driver.
 
 use std::{
+    fs::File,
+    future::Future,
     io,
     os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd},
+    pin::Pin,
     rc::Rc,
     time::{Duration, Instant},
 };
@@ -27,12 +27,13 @@ use std::{
 use monoio::net::TcpStream;
 
 use crate::{
-    config::Cors,
+    config::Config,
     http::{
         self,
-        parse::{head_end, header_value, rewrite_head, Framing},
-        response::{write_response, write_response_head},
-        BodyDecoder, Head, HttpError, Limits, Method, Response,
+        parse::{field_is_safe, header_value},
+        response::write_response,
+        session::{self, invalid_hook_header, Action, Answer, Hook, RequestView, Session},
+        DateCache, Limits, Method, Response,
     },
     metrics::Metrics,
     net::sock,
@@ -42,7 +43,7 @@ use crate::{
 };
 
 use super::{
-    assets::{self, Answer},
+    assets,
     core::{spawn_guarded, BusyGuard, ConnGuard, Core, CoreStats},
     handoff::Handoff,
     ws_conn,
@@ -50,8 +51,6 @@ use super::{
 
 /// Bytes reserved before each read.
 const READ_CHUNK: usize = 4096;
-/// A buffer that grew past this (a large body) is released once it is empty again.
-const KEEP_BUF_CAPACITY: usize = 64 * 1024;
 /// How long an erroring connection is drained after its error response.
 const LINGER: Duration = Duration::from_secs(1);
 
@@ -61,689 +60,197 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>, hooked: bo
     let fd = stream.as_raw_fd();
     let mut conn = HttpConn {
         held: core.conn_guard(),
-        core,
+        io: Io {
+            core,
+            busy: None,
+            later: None,
+            file: None,
+        },
         stream,
         fd,
-        buf: bytes,
-        pos: 0,
-        scanned: 0,
-        checked: 0,
-        out: Vec::new(),
-        body: Vec::new(),
-        pending: None,
-        req_started: None,
-        busy: None,
-        hooked,
-        waiting: None,
-        file: None,
+        session: Session::new(bytes, hooked),
     };
     match conn.run().await {
-        Exit::Close => {}
-        Exit::Linger => conn.linger().await,
-        Exit::Handoff { owner, hooked } => conn.handoff(owner, hooked),
-        Exit::Upgrade {
-            head,
-            head_at,
-            deflate,
-        } => conn.upgrade(head, head_at, deflate).await,
+        Action::Linger => conn.linger().await,
+        Action::Handoff { owner } => conn.handoff(owner),
+        Action::Upgrade(u) => conn.upgrade(u).await,
+        _ => {}
     }
 }
 
-/// Why the HTTP loop stopped.
-enum Exit {
-    /// Done; drop the socket.
-    Close,
-    /// An error response was sent; drain the socket briefly before closing.
-    Linger,
-    /// The request at `pos` is for a room on core `owner`; `hooked`: it passed its hook here.
-    Handoff { owner: usize, hooked: bool },
-    /// A valid WebSocket upgrade for a room on this core; `head` indexes `buf[head_at..]`.
-    /// `deflate`: the permessage-deflate offer accepted, if any.
-    Upgrade {
-        head: Head,
-        head_at: usize,
-        deflate: Option<ws::deflate::Agreed>,
-    },
-}
+/// A party's reply that is still being computed (a storage write, a party fetch).
+type Later = Pin<Box<dyn Future<Output = Response>>>;
 
-enum Step {
-    NeedMore,
-    /// A party answered with a future (`HttpConn::waiting`): await it, then go on.
-    Await,
-    /// A static file's head is in `out`: send it, stream the file (`HttpConn::file`), go on.
-    SendFile,
-    Exit(Exit),
-}
-
-/// A response that is still being computed (a storage write, a party fetch).
-struct Waiting {
-    fut: std::pin::Pin<Box<dyn std::future::Future<Output = Response>>>,
-    cors: Option<CorsHeaders>,
-    head_only: bool,
-    close: bool,
-}
-
-/// CORS response headers for one request.
-struct CorsHeaders {
-    allow_origin: String,
-    vary: bool,
-}
-
-/// A request whose body is still arriving.
-struct Pending {
-    head: Head,
-    /// Where the head starts in `buf` (the body's undecoded bytes follow it).
-    head_at: usize,
-    decoder: BodyDecoder,
+/// The session's [`session::Service`] on this core, and what an answer left for the driver.
+struct Io {
+    core: Rc<Core>,
+    /// Held while a request is in progress, so a shutdown waits for its answer.
+    busy: Option<BusyGuard>,
+    /// The deferred reply of [`Answer::Later`], awaited by the driver.
+    later: Option<Later>,
+    /// The file of [`Answer::File`], streamed by the driver after its head.
+    file: Option<File>,
 }
 
 struct HttpConn {
     /// Counts this connection against the core's cap until it closes, is handed to another
     /// core, or passes to its WebSocket task.
     held: ConnGuard,
-    core: Rc<Core>,
+    io: Io,
     stream: TcpStream,
     fd: RawFd,
-    /// Bytes read and not yet consumed start at `pos`.
-    buf: Vec<u8>,
-    pos: usize,
-    /// Bytes after `pos` already searched for the end of a head.
-    scanned: usize,
-    /// Length of the incomplete head when the parser last judged it (see `process`).
-    checked: usize,
-    /// Responses waiting to be sent, in request order.
-    out: Vec<u8>,
-    /// The decoded body of the request in progress (reused between requests).
-    body: Vec<u8>,
-    pending: Option<Pending>,
-    /// When the first byte of the request in progress arrived.
-    req_started: Option<Instant>,
-    /// Held while a request is in progress, so a shutdown waits for its answer.
-    busy: Option<BusyGuard>,
-    /// The next request dispatched already passed its hook (on the core that handed it here).
-    hooked: bool,
-    /// The answer being awaited (requests after it wait their turn).
-    waiting: Option<Waiting>,
-    /// A static file to send after the head already in `out` (see `net::assets`).
-    file: Option<SendingFile>,
+    session: Session,
 }
 
-/// A file body owed to the client after its head.
-struct SendingFile {
-    file: std::fs::File,
-    len: u64,
-    /// The connection closes after it.
-    close: bool,
-}
+impl session::Service for Io {
+    fn config(&self) -> &Config {
+        &self.core.config
+    }
 
-impl HttpConn {
-    fn limits(&self) -> Limits {
-        let c = &self.core.config;
-        Limits {
-            max_head_bytes: c.max_head_bytes,
-            max_headers: c.max_headers,
-            max_target_bytes: c.max_target_bytes,
+    fn date(&self) -> &DateCache {
+        &self.core.date
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.core.shutting_down()
+    }
+
+    fn route(&mut self, target: &str) -> session::Route {
+        let Route::Room { party, room, .. } = router::route(target) else {
+            return session::Route::Other;
+        };
+        let Some(idx) = self.core.party_index(party) else {
+            return session::Route::Other;
+        };
+        let owner = shard::owner(party, room, self.core.cores());
+        session::Route::Room {
+            party: idx,
+            owner: (owner != self.core.id).then_some(owner),
         }
     }
 
-    async fn run(&mut self) -> Exit {
+    fn before(&mut self, party: usize, upgrade: bool, req: &RequestView<'_>) -> Hook {
+        let r = Request::from_head(req.method, req.target, req.head, req.body);
+        match self.core.parties.before(party, upgrade, &r) {
+            Before::Continue => Hook::Continue,
+            Before::Respond(resp) => Hook::Respond(resp),
+            Before::SetHeaders(set) => {
+                if set.iter().any(|(k, v)| !field_is_safe(k, v)) {
+                    tracing::error!(core = self.core.id, party = %self.core.parties.name(party), "hook set a header that is not valid HTTP: 500");
+                    return Hook::Respond(invalid_hook_header());
+                }
+                Hook::SetHeaders(set)
+            }
+        }
+    }
+
+    fn respond(&mut self, req: &RequestView<'_>) -> Answer {
+        match route_request(&self.core, req.method, req.target, req.head, req.body) {
+            assets::Answer::Reply(Reply::Now(resp)) => Answer::Now(resp),
+            assets::Answer::Reply(Reply::Later(fut)) => {
+                self.later = Some(fut);
+                Answer::Later
+            }
+            assets::Answer::File(f) => {
+                self.file = Some(f.file);
+                Answer::File {
+                    head: f.head,
+                    len: f.len,
+                }
+            }
+        }
+    }
+
+    fn refused(&mut self, status: u16, reason: &str) {
+        tracing::info!(core = self.core.id, status, reason, "request refused");
+        self.core.metrics.http_error(status);
+    }
+
+    fn busy(&mut self, busy: bool) {
+        if !busy {
+            self.busy = None;
+        } else if self.busy.is_none() {
+            self.busy = Some(self.core.busy_guard());
+        }
+    }
+}
+
+impl HttpConn {
+    /// Runs the session until the connection leaves it: returns the [`Action`] that ends it
+    /// (`Close`, `Linger`, `Handoff` or `Upgrade`), with the output already sent.
+    async fn run(&mut self) -> Action {
         loop {
-            let exit = match self.process() {
-                Ok(Step::NeedMore) => None,
-                Ok(Step::Await) => {
-                    if !self.out.is_empty() && self.flush().await.is_err() {
-                        return Exit::Close;
-                    }
-                    let w = self.waiting.take().expect("Step::Await sets it");
+            let action = self.session.advance(Instant::now(), &mut self.io);
+            if self.flush().await.is_err() {
+                return Action::Close;
+            }
+            match action {
+                Action::Read => {}
+                Action::Await => {
+                    let fut = self.io.later.take().expect("Answer::Later left it");
                     // A party future that never resolves must not hold the connection forever.
-                    let wait = self.core.config.idle_timeout;
-                    let resp = match monoio::time::timeout(wait, w.fut).await {
+                    let wait = self.io.core.config.idle_timeout;
+                    let resp = match monoio::time::timeout(wait, fut).await {
                         Ok(resp) => resp,
                         Err(_) => {
-                            tracing::warn!(core = self.core.id, "deferred reply timed out: 504");
+                            tracing::warn!(core = self.io.core.id, "deferred reply timed out: 504");
                             Response::text(504, "Gateway timeout: the room did not answer")
                         }
                     };
-                    self.write(resp, w.cors, w.head_only, w.close);
-                    // The next request's clock starts now, not when the awaited one began.
-                    self.req_started = None;
-                    if w.close {
-                        let _ = self.flush().await;
-                        return Exit::Close;
-                    }
+                    self.session.complete(resp, &mut self.io);
                     continue;
                 }
-                Ok(Step::SendFile) => {
-                    let f = self.file.take().expect("Step::SendFile sets it");
-                    if self.flush().await.is_err() {
-                        return Exit::Close;
-                    }
-                    let timeout = self.core.config.idle_timeout;
+                Action::SendFile { len } => {
+                    let file = self.io.file.take().expect("Answer::File left it");
+                    let core = &self.io.core;
                     // Boxed: a file transfer's state (a read op, a buffer, a socket wait) would
                     // otherwise sit in every HTTP connection's task.
+                    let timeout = core.config.idle_timeout;
                     let sent = Box::pin(assets::send_file(
-                        &self.core,
+                        core,
                         &self.stream,
                         self.fd,
-                        f.file,
-                        f.len,
+                        file,
+                        len,
                         timeout,
                     ))
                     .await;
                     if let Err(e) = sent {
-                        tracing::info!(core = self.core.id, error = %e, "static file send failed");
-                        return Exit::Close;
+                        tracing::info!(core = core.id, error = %e, "static file send failed");
+                        return Action::Close;
                     }
-                    // The next request's clock starts now, not when the file began.
-                    self.req_started = None;
-                    if f.close {
-                        return Exit::Close;
-                    }
+                    self.session.file_sent();
                     continue;
                 }
-                Ok(Step::Exit(exit)) => Some(exit),
-                Err(e) => {
-                    tracing::info!(core = self.core.id, error = %e, "bad request");
-                    self.core.metrics.http_error(e.status());
-                    let cors = self.error_cors();
-                    self.write(Response::text(e.status(), e.reason()), cors, false, true);
-                    Some(Exit::Linger)
-                }
-            };
-            if !self.out.is_empty() && self.flush().await.is_err() {
-                return Exit::Close;
+                exit => return exit,
             }
-            if let Some(exit) = exit {
-                return exit;
-            }
-            self.compact();
             match self.read().await {
-                Ok(0) => return Exit::Close,
+                Ok(0) => return self.session.eof(),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    if self.in_progress() {
-                        tracing::info!(core = self.core.id, "request timeout");
-                        let e = HttpError::Timeout;
-                        self.core.metrics.http_error(e.status());
-                        let cors = self.error_cors();
-                        self.write(Response::text(e.status(), e.reason()), cors, false, true);
-                        let _ = self.flush().await;
-                    }
-                    return Exit::Close;
+                    let exit = self.session.timed_out(&mut self.io);
+                    let _ = self.flush().await;
+                    return exit;
                 }
-                Err(_) => return Exit::Close,
+                Err(_) => return Action::Close,
             }
         }
     }
 
-    fn in_progress(&self) -> bool {
-        self.pending.is_some() || self.pos < self.buf.len()
-    }
-
-    /// Answers every complete request in the buffer. Never waits.
-    fn process(&mut self) -> Result<Step, HttpError> {
-        loop {
-            if let Some(p) = &mut self.pending {
-                let body_at = p.head_at + p.head.len;
-                let progress = p.decoder.feed(
-                    &self.buf[body_at..],
-                    &mut self.body,
-                    self.core.config.max_body_bytes,
-                )?;
-                self.buf.drain(body_at..body_at + progress.consumed);
-                if !progress.done {
-                    return Ok(Step::NeedMore);
-                }
-                let p = self.pending.take().expect("checked above");
-                self.pos = body_at;
-                if let Some(exit) = self.respond(&p.head, p.head_at) {
-                    return Ok(Step::Exit(exit));
-                }
-                if self.waiting.is_some() {
-                    return Ok(Step::Await);
-                }
-                if self.file.is_some() {
-                    return Ok(Step::SendFile);
-                }
-                continue;
-            }
-            let avail = &self.buf[self.pos..];
-            if avail.is_empty() {
-                self.req_started = None;
-                self.busy = None;
-                // Shutting down and nothing in progress: this connection is done.
-                if self.core.shutting_down() {
-                    return Ok(Step::Exit(Exit::Close));
-                }
-                return Ok(Step::NeedMore);
-            }
-            if self.req_started.is_none() {
-                self.req_started = Some(Instant::now());
-                self.busy = Some(self.core.busy_guard());
-            }
-            let limits = self.limits();
-            if !head_end(avail, self.scanned) {
-                // Not complete, but possibly garbage or already over a limit: let the parser
-                // judge the first bytes at once, then again only each time the head has
-                // doubled, so a byte-at-a-time sender cannot make us re-parse per byte.
-                // Crossing a limit is judged at once too (a client that stops right after
-                // crossing it must get its 431/414, not a 408 later).
-                let line_budget = limits.max_target_bytes + 32;
-                let crossed = |n: usize| {
-                    usize::from(n > line_budget) + usize::from(n > limits.max_head_bytes)
-                };
-                if self.checked == 0
-                    || avail.len() >= 2 * self.checked
-                    || crossed(avail.len()) != crossed(self.checked)
-                {
-                    http::parse_head(avail, &limits)?;
-                    self.checked = avail.len();
-                }
-                self.scanned = avail.len();
-                return Ok(Step::NeedMore);
-            }
-            let Some(head) = http::parse_head(avail, &limits)? else {
-                self.scanned = avail.len();
-                return Ok(Step::NeedMore);
-            };
-            self.scanned = 0;
-            self.checked = 0;
-            let head_at = self.pos;
-            if let Some(exit) = self.dispatch_head(head, head_at)? {
-                return Ok(Step::Exit(exit));
-            }
-            if self.waiting.is_some() {
-                return Ok(Step::Await);
-            }
-            if self.file.is_some() {
-                return Ok(Step::SendFile);
-            }
-        }
-    }
-
-    /// Decides what to do with a complete head: answer a CORS preflight, run the party's
-    /// `on_before_*` hook, hand off, upgrade, or read its body.
-    fn dispatch_head(&mut self, mut head: Head, head_at: usize) -> Result<Option<Exit>, HttpError> {
-        if head.method == Method::Options && self.core.config.cors.is_on() {
-            if let Some((resp, cors)) = self.preflight(&head, head_at) {
-                return Ok(self.answer_now(&head, head_at, resp, cors));
-            }
-        }
-        let (party_idx, owner) = {
-            let target = self.target(&head, head_at)?;
-            match router::route(target) {
-                Route::Room { party, room, .. } => match self.core.party_index(party) {
-                    Some(idx) => (Some(idx), shard::owner(party, room, self.core.cores())),
-                    None => (None, self.core.id),
-                },
-                Route::NotFound => (None, self.core.id),
-            }
-        };
-        if let Some(idx) = party_idx {
-            if !std::mem::take(&mut self.hooked) {
-                match self.run_hook(idx, &head, head_at)? {
-                    Ok(Some(new_head)) => head = new_head,
-                    Ok(None) => {}
-                    Err(resp) => {
-                        let cors = self.cors_headers(&head, head_at);
-                        return Ok(self.answer_now(&head, head_at, resp, cors));
-                    }
-                }
-            }
-            if owner != self.core.id {
-                return Ok(Some(Exit::Handoff {
-                    owner,
-                    hooked: true,
-                }));
-            }
-            if head.upgrade_websocket {
-                return Ok(Some(self.check_upgrade(head, head_at)));
-            }
-        }
-        match head.framing {
-            Framing::Length(n) if n > self.core.config.max_body_bytes as u64 => {
-                return Err(HttpError::BodyTooLarge)
-            }
-            Framing::None => {
-                self.pos = head_at + head.len;
-                return Ok(self.respond(&head, head_at));
-            }
-            Framing::Length(_) | Framing::Chunked => {}
-        }
-        let decoder = match head.framing {
-            Framing::Length(n) => BodyDecoder::length(n),
-            _ => BodyDecoder::chunked(),
-        };
-        if head.expect_continue && self.buf.len() == head_at + head.len {
-            self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-        }
-        self.body.clear();
-        self.pending = Some(Pending {
-            head,
-            head_at,
-            decoder,
-        });
-        Ok(None)
-    }
-
-    /// Runs the party's `on_before_connect` (upgrades) or `on_before_request` hook on the
-    /// request at `head_at`. `Ok(Some(head))`: it set headers, and the request in the buffer
-    /// was rewritten (this is its new head); `Ok(None)`: unchanged; `Err(resp)`: answer this.
-    fn run_hook(
-        &mut self,
-        idx: usize,
-        head: &Head,
-        head_at: usize,
-    ) -> Result<Result<Option<Head>, Response>, HttpError> {
-        let head_range = head_at..head_at + head.len;
-        let decision = {
-            let target = self.target(head, head_at)?;
-            let req = Request::from_head(head.method, target, &self.buf[head_range.clone()], &[]);
-            self.core.parties.before(idx, head.upgrade_websocket, &req)
-        };
-        let set = match decision {
-            Before::Continue => return Ok(Ok(None)),
-            Before::Respond(resp) => return Ok(Err(resp)),
-            Before::SetHeaders(set) => set,
-        };
-        let Some(new) = rewrite_head(&self.buf[head_range.clone()], &set) else {
-            tracing::error!(core = self.core.id, party = %self.core.parties.name(idx), "hook set a header that is not valid HTTP: 500");
-            return Ok(Err(Response::text(
-                500,
-                "Internal server error: a hook set an invalid header",
-            )));
-        };
-        self.buf.splice(head_range, new);
-        // The client's limits were checked on what it sent; what the hook added is the
-        // server's own doing and must not turn into a 431 for the client.
-        let limits = Limits {
-            max_head_bytes: usize::MAX,
-            max_headers: http::parse::MAX_HEADERS,
-            max_target_bytes: usize::MAX,
-        };
-        match http::parse_head(&self.buf[head_at..], &limits)? {
-            Some(new_head) => Ok(Ok(Some(new_head))),
-            None => Err(HttpError::Malformed("rewritten request head is incomplete")),
-        }
-    }
-
-    /// Answers the request at `head_at` with `resp` without running it (a hook's or the
-    /// preflight's answer). A request with a body is answered and the connection closed, as
-    /// its body is not read.
-    fn answer_now(
-        &mut self,
-        head: &Head,
-        head_at: usize,
-        resp: Response,
-        cors: Option<CorsHeaders>,
-    ) -> Option<Exit> {
-        let has_body = head.framing != Framing::None;
-        let close = has_body || !head.keep_alive || self.core.shutting_down();
-        self.pos = head_at + head.len;
-        self.write(resp, cors, head.method == Method::Head, close);
-        if has_body {
-            Some(Exit::Linger)
-        } else {
-            close.then_some(Exit::Close)
-        }
-    }
-
-    /// The CORS headers for a response to the request at `head_at`, if CORS is on and its
-    /// origin allowed.
-    fn cors_headers(&self, head: &Head, head_at: usize) -> Option<CorsHeaders> {
-        let cors = &self.core.config.cors;
-        if !cors.is_on() {
-            return None;
-        }
-        let origin = header_value(&self.buf[head_at..head_at + head.len], "origin");
-        cors.allow_origin(origin).map(|o| CorsHeaders {
-            allow_origin: o.to_owned(),
-            vary: matches!(cors, Cors::Origins(_)),
-        })
-    }
-
-    /// CORS headers for an error the server itself answers (400, 408, 413, ...) to the request
-    /// in progress, so that a browser can read why its request failed. The origin comes from
-    /// the request's head if it got far enough to parse; with `--cors *` none is needed.
-    fn error_cors(&self) -> Option<CorsHeaders> {
-        let cors = &self.core.config.cors;
-        if !cors.is_on() {
-            return None;
-        }
-        let raw = match &self.pending {
-            Some(p) => self.buf.get(p.head_at..p.head_at + p.head.len),
-            None => self.buf.get(self.pos..),
-        };
-        let origin = raw.and_then(|raw| header_value(raw, "origin"));
-        cors.allow_origin(origin).map(|o| CorsHeaders {
-            allow_origin: o.to_owned(),
-            vary: matches!(cors, Cors::Origins(_)),
-        })
-    }
-
-    /// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`): 204 with the allowed
-    /// methods and headers, or 403 for an origin not on the list. `None`: not a preflight.
-    /// `write` adds the origin (and `Vary`) from the returned CORS headers.
-    fn preflight(&self, head: &Head, head_at: usize) -> Option<(Response, Option<CorsHeaders>)> {
-        let raw = &self.buf[head_at..head_at + head.len];
-        header_value(raw, "access-control-request-method")?;
-        let Some(cors) = self.cors_headers(head, head_at) else {
-            tracing::info!(core = self.core.id, origin = ?header_value(raw, "origin"), "CORS preflight from an origin not allowed: 403");
-            return Some((Response::text(403, "CORS: origin not allowed"), None));
-        };
-        let mut resp = Response {
-            status: 204,
-            content_type: "",
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
-        .header(
-            "Access-Control-Allow-Methods",
-            "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS",
-        )
-        .header("Access-Control-Max-Age", "86400");
-        if let Some(h) = header_value(raw, "access-control-request-headers") {
-            resp = resp.header("Access-Control-Allow-Headers", h);
-        }
-        Some((resp, Some(cors)))
-    }
-
-    /// Appends a response (with CORS headers, if any) to the output.
-    fn write(
-        &mut self,
-        mut resp: Response,
-        cors: Option<CorsHeaders>,
-        head_only: bool,
-        close: bool,
-    ) {
-        self.add_cors(&mut resp, cors);
-        write_response(&mut self.out, &resp, &self.core.date, head_only, close);
-    }
-
-    /// Sets a response's CORS headers by the server's policy.
-    fn add_cors(&self, resp: &mut Response, cors: Option<CorsHeaders>) {
-        if self.core.config.cors.is_on() {
-            // The server's policy decides the origin: a party's own value (say, a response
-            // fetched from another room and passed on as it came) is replaced, not doubled,
-            // and for an origin the policy refuses it is dropped, not passed on.
-            resp.headers
-                .retain(|(k, _)| !k.eq_ignore_ascii_case("access-control-allow-origin"));
-        }
-        if let Some(c) = cors {
-            resp.headers
-                .push(("Access-Control-Allow-Origin".into(), c.allow_origin));
-            let varies_by_origin = resp.headers.iter().any(|(k, v)| {
-                k.eq_ignore_ascii_case("vary")
-                    && v.split(',')
-                        .any(|t| t.trim().eq_ignore_ascii_case("origin") || t.trim() == "*")
-            });
-            if c.vary && !varies_by_origin {
-                resp.headers.push(("Vary".into(), "Origin".to_owned()));
-            }
-        }
-    }
-
-    fn target(&self, head: &Head, head_at: usize) -> Result<&str, HttpError> {
-        let range = head_at + head.target.start..head_at + head.target.end;
-        std::str::from_utf8(&self.buf[range])
-            .map_err(|_| HttpError::Malformed("Request target is not UTF-8"))
-    }
-
-    /// Validates a WebSocket upgrade (RFC 6455 4.2.1) for a room on this core.
-    fn check_upgrade(&mut self, head: Head, head_at: usize) -> Exit {
-        let field = |r: &Option<std::ops::Range<usize>>| {
-            r.as_ref()
-                .map(|r| &self.buf[head_at + r.start..head_at + r.end])
-        };
-        let mut deflate = None;
-        let reject = if self.core.shutting_down() {
-            Some(Response::text(503, "Server shutting down"))
-        } else if head.method != Method::Get {
-            Some(Response::text(400, "WebSocket upgrade must be a GET"))
-        } else if !head.connection_upgrade {
-            Some(Response::text(
-                400,
-                "WebSocket upgrade without Connection: upgrade",
-            ))
-        } else if field(&head.ws_version) != Some(b"13") {
-            Some(
-                Response::text(426, "Unsupported WebSocket version: use 13")
-                    .header("Sec-WebSocket-Version", "13"),
-            )
-        } else if !field(&head.ws_key).is_some_and(ws::valid_key) {
-            Some(Response::text(400, "Missing or invalid Sec-WebSocket-Key"))
-        } else if head.framing != Framing::None {
-            Some(Response::text(400, "WebSocket upgrade with a body"))
-        } else if self.core.config.compression {
-            // Raw values (not `header_fields`, which skips non-UTF-8 ones): bytes outside the
-            // grammar must be refused, not ignored.
-            let mut fields = [httparse::EMPTY_HEADER; http::parse::MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut fields);
-            let _ = req.parse(&self.buf[head_at..head_at + head.len]);
-            let offers = req
-                .headers
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
-                .map(|h| h.value);
-            match ws::deflate::negotiate(offers) {
-                Ok(agreed) => {
-                    deflate = agreed;
-                    None
-                }
-                Err(ws::deflate::Malformed(why)) => Some(Response::text(
-                    400,
-                    format!("Malformed Sec-WebSocket-Extensions: {why}"),
-                )),
-            }
-        } else {
-            None
-        };
-        match reject {
-            Some(resp) => {
-                tracing::info!(core = self.core.id, status = resp.status, reason = %String::from_utf8_lossy(&resp.body), "bad websocket upgrade");
-                // 503 (shutting down) is the server's state, not the client's fault.
-                if resp.status != 503 {
-                    self.core.metrics.http_error(resp.status);
-                }
-                write_response(&mut self.out, &resp, &self.core.date, false, true);
-                Exit::Linger
-            }
-            None => Exit::Upgrade {
-                head,
-                head_at,
-                deflate,
-            },
-        }
-    }
-
-    /// Answers the request whose head is at `head_at` and whose body is in `self.body`.
-    /// Returns `Some(Exit::Close)` if the connection ends after it; a deferred answer is left
-    /// in `self.waiting`.
-    fn respond(&mut self, head: &Head, head_at: usize) -> Option<Exit> {
-        let range = head_at + head.target.start..head_at + head.target.end;
-        let raw = &self.buf[head_at..head_at + head.len];
-        // Disjoint borrows of the fields: the target stays in the read buffer (no copy).
-        let reply = match std::str::from_utf8(&self.buf[range]) {
-            Ok(target) => route_request(&self.core, head.method, target, raw, &self.body),
-            Err(_) => {
-                let e = HttpError::Malformed("Request target is not UTF-8");
-                Answer::Reply(Response::text(e.status(), e.reason()).into())
-            }
-        };
-        let cors = self.cors_headers(head, head_at);
-        let head_only = head.method == Method::Head;
-        // While shutting down, every answer is the connection's last.
-        let close = !head.keep_alive || self.core.shutting_down();
-        self.body.clear();
-        match reply {
-            Answer::Reply(Reply::Now(resp)) => {
-                self.write(resp, cors, head_only, close);
-                close.then_some(Exit::Close)
-            }
-            Answer::File(f) => {
-                let mut head = f.head;
-                self.add_cors(&mut head, cors);
-                write_response_head(&mut self.out, &head, &self.core.date, f.len, close);
-                if head_only {
-                    return close.then_some(Exit::Close);
-                }
-                self.file = Some(SendingFile {
-                    file: f.file,
-                    len: f.len,
-                    close,
-                });
-                None
-            }
-            Answer::Reply(Reply::Later(fut)) => {
-                self.waiting = Some(Waiting {
-                    fut,
-                    cors,
-                    head_only,
-                    close,
-                });
-                None
-            }
-        }
-    }
-
-    /// Drops consumed bytes from the front of the buffer.
-    fn compact(&mut self) {
-        let keep_from = match &self.pending {
-            Some(p) => p.head_at,
-            None => self.pos,
-        };
-        if keep_from > 0 {
-            self.buf.drain(..keep_from);
-            self.pos -= keep_from;
-            if let Some(p) = &mut self.pending {
-                p.head_at -= keep_from;
-            }
-        }
-        if self.buf.is_empty() && self.buf.capacity() > KEEP_BUF_CAPACITY {
-            self.buf = Vec::new();
-        }
-        if self.out.capacity() > KEEP_BUF_CAPACITY {
-            self.out = Vec::new();
-        }
-    }
-
-    /// Reads more bytes, waiting for readiness within the applicable timeout.
+    /// Reads more bytes, waiting for readiness until the session's deadline.
     async fn read(&mut self) -> io::Result<usize> {
         loop {
             let now = Instant::now();
-            let deadline = match self.req_started {
-                Some(t) if self.in_progress() => t + self.core.config.header_timeout,
-                _ => now + self.core.config.idle_timeout,
-            };
+            let deadline = self.session.deadline(now, &self.io.core.config);
             let wait = deadline.saturating_duration_since(now);
             match monoio::time::timeout(wait, self.stream.readable(false)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(io::ErrorKind::TimedOut.into()),
             }
-            match sock::recv_into_vec(self.fd, &mut self.buf, READ_CHUNK) {
+            match sock::recv_into_vec(self.fd, self.session.read_buf(), READ_CHUNK) {
                 Ok(n) => {
-                    self.core.metrics.received_bytes.add(n as u64);
+                    self.io.core.metrics.received_bytes.add(n as u64);
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -752,33 +259,38 @@ impl HttpConn {
         }
     }
 
-    /// Sends everything in `out`.
+    /// Sends the session's output, if any.
     async fn flush(&mut self) -> io::Result<()> {
+        if self.session.output().is_empty() {
+            return Ok(());
+        }
+        let core = &self.io.core;
         flush_all(
             &self.stream,
             self.fd,
-            &self.out,
-            self.core.config.idle_timeout,
-            &self.core.metrics,
+            self.session.output(),
+            core.config.idle_timeout,
+            &core.metrics,
         )
         .await?;
-        self.out.clear();
+        self.session.sent();
         Ok(())
     }
 
     /// After an error response: stop sending, and read (and drop) what the client is still
     /// sending for a moment, so our response is not destroyed by a reset.
     async fn linger(&mut self) {
+        let core = &self.io.core;
         sock::shutdown_write(self.fd);
         let deadline = Instant::now() + LINGER;
         loop {
             // Into the core's buffer: a scratch array here would sit in every connection's task
             // (an async fn's state is as large as its largest await point).
-            let read = sock::recv(self.fd, &mut self.core.read_buf.borrow_mut());
+            let read = sock::recv(self.fd, &mut core.read_buf.borrow_mut());
             match read {
                 Ok(0) => return,
                 Ok(n) => {
-                    self.core.metrics.received_bytes.add(n as u64);
+                    core.metrics.received_bytes.add(n as u64);
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -795,10 +307,11 @@ impl HttpConn {
         }
     }
 
-    /// Moves the connection and its unanswered bytes to core `owner`.
-    fn handoff(self, owner: usize, hooked: bool) {
-        let core = self.core;
-        let bytes = self.buf[self.pos..].to_vec();
+    /// Moves the connection and its unanswered bytes to core `owner`; the first request in
+    /// them passed its hook here.
+    fn handoff(self, owner: usize) {
+        let core = self.io.core;
+        let bytes = self.session.unanswered().to_vec();
         let raw = self.stream.into_raw_fd();
         // SAFETY: `into_raw_fd` released monoio's ownership of this open socket (no operation
         // was in flight: the last readiness wait completed), so we are its only owner.
@@ -806,7 +319,7 @@ impl HttpConn {
         let h = Handoff {
             fd,
             bytes,
-            hooked,
+            hooked: true,
             from: core.id,
         };
         match core.inboxes.send(owner, h) {
@@ -829,60 +342,38 @@ impl HttpConn {
         }
     }
 
-    /// Completes a validated upgrade and turns this task into the WebSocket's reader.
-    async fn upgrade(mut self, head: Head, head_at: usize, deflate: Option<ws::deflate::Agreed>) {
-        let key = head.ws_key.clone().expect("checked by check_upgrade");
-        let accept = ws::accept_key(&self.buf[head_at + key.start..head_at + key.end]);
-        let target = match self.target(&head, head_at) {
-            Ok(t) => t.to_owned(),
-            Err(_) => return,
-        };
-        let Route::Room {
-            party, room, query, ..
-        } = router::route(&target)
-        else {
+    /// Turns this task into the WebSocket's reader (the session sent the 101).
+    async fn upgrade(self, u: session::Upgrade) {
+        let parts = self.session.upgrade_parts(&u);
+        let target = parts.target.to_owned();
+        let Route::Room { room, query, .. } = router::route(&target) else {
             return;
         };
-        let party_idx = self
-            .core
-            .party_index(party)
-            .expect("checked by dispatch_head");
         let id =
             router::query_param(query, "_pk").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let head_bytes = self.buf[head_at..head_at + head.len].to_vec();
-        let host = header_value(&head_bytes, "host").unwrap_or("localhost");
+        let head = parts.head.to_vec();
+        let host = header_value(&head, "host").unwrap_or("localhost");
         let uri = format!("http://{host}{target}");
-        self.out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
-        self.out.extend_from_slice(accept.as_bytes());
-        if let Some(agreed) = deflate {
-            self.out
-                .extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
-            self.out.extend_from_slice(agreed.response().as_bytes());
-        }
-        self.out.extend_from_slice(b"\r\n\r\n");
-        if self.flush().await.is_err() {
-            return;
-        }
         // The WebSocket does not carry this (much larger) HTTP task's state and buffers for
         // its lifetime: it waits in the core's poller (or, if it needs one, in a task of its
         // own); only the bytes after the head go along.
-        let leftover = self.buf[head_at + head.len..].to_vec();
+        let leftover = parts.leftover.to_vec();
         let HttpConn {
-            held, core, stream, ..
+            held, io, stream, ..
         } = self;
-        let core_id = core.id;
+        let core_id = io.core.id;
         let task = ws_conn::serve(
-            core,
+            io.core,
             stream,
             leftover,
             ws_conn::Joined {
-                party: party_idx,
+                party: u.party,
                 room: room.into(),
                 id: id.into(),
                 uri: uri.into(),
                 target: target.as_str().into(),
-                head: head_bytes,
-                deflate,
+                head,
+                deflate: u.deflate,
             },
             held,
         );
@@ -930,9 +421,7 @@ pub async fn refuse(core: Rc<Core>, stream: TcpStream) {
     let key = head.as_ref().and_then(|h| h.ws_key.clone());
     match (head, key) {
         (Some(h), Some(key)) if h.upgrade_websocket && ws::valid_key(&buf[key.clone()]) => {
-            out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
-            out.extend_from_slice(ws::accept_key(&buf[key]).as_bytes());
-            out.extend_from_slice(b"\r\n\r\n");
+            ws::upgrade::write_101(&mut out, &buf[key], None);
             out.extend_from_slice(&ws::encode_close(
                 ws::close::TRY_AGAIN_LATER,
                 "Server at capacity",
@@ -967,15 +456,23 @@ pub async fn refuse(core: Rc<Core>, stream: TcpStream) {
 }
 
 /// Routes a complete request to its party on this core, or (not a room) to `net::assets`.
-fn route_request(core: &Core, method: Method, target: &str, head: &[u8], body: &[u8]) -> Answer {
+fn route_request(
+    core: &Core,
+    method: Method,
+    target: &str,
+    head: &[u8],
+    body: &[u8],
+) -> assets::Answer {
     let Route::Room { party, room, .. } = router::route(target) else {
         return assets::answer(core, method, target, head, body);
     };
     let Some(party_idx) = core.party_index(party) else {
-        return Answer::Reply(Response::text(404, format!("Party {party} not found")).into());
+        return assets::Answer::Reply(
+            Response::text(404, format!("Party {party} not found")).into(),
+        );
     };
     let req = Request::from_head(method, target, head, body);
-    Answer::Reply(core.with_room(party_idx, room, |r| {
+    assets::Answer::Reply(core.with_room(party_idx, room, |r| {
         core.parties.request(party_idx, r, &req)
     }))
 }

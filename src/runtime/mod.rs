@@ -13,6 +13,7 @@ pub mod cron;
 pub mod doorbell;
 pub mod fetch;
 pub mod handoff;
+mod host;
 pub mod http_conn;
 pub mod metrics;
 pub mod ring;
@@ -31,11 +32,9 @@ use std::future::Future;
 use crate::{
     config::Config,
     net::listener,
-    party::{Party, PartySet, Reply, Request},
+    party::{CronEvent, CronJob, EchoParty, MainParty, Party, PartySet, Reply, Request},
     room::Context,
 };
-
-use self::cron::{CronEvent, CronJob};
 
 pub use self::core::CoreStats;
 
@@ -147,7 +146,8 @@ impl Builder {
         F: Fn(CronEvent) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + 'static,
     {
-        let handler: cron::CronHandler = Arc::new(move |event| Box::pin(handler(event)));
+        let handler: crate::party::cron::CronHandler =
+            Arc::new(move |event| Box::pin(handler(event)));
         match CronJob::handler(expr, handler) {
             Ok(job) => self.parties = self.parties.with_cron(job),
             Err(e) => self.invalid = self.invalid.or(Some(e)),
@@ -290,7 +290,7 @@ impl Server {
     pub fn builder() -> Builder {
         Builder {
             config: Config::new(),
-            parties: PartySet::builtin(),
+            parties: builtin_parties(),
             invalid: None,
         }
     }
@@ -331,6 +331,17 @@ impl Server {
         }
         true
     }
+}
+
+/// The binary's parties: `main` (PartyKit's MessageServer, keeping `history_limit` messages
+/// per room), `echo`, and `yjs` (Yjs documents with snapshot persistence, `crate::yjs`).
+pub fn builtin_parties() -> PartySet {
+    PartySet::default()
+        .with_configured("main", |config| MainParty::new(config.history_limit))
+        .with("echo", || EchoParty)
+        .with("yjs", || {
+            crate::yjs::YjsParty::new(crate::yjs::Persistence::snapshot())
+        })
 }
 
 /// The file in a data directory that records how many cores wrote it.

@@ -1,8 +1,10 @@
-//! [`Storage`]: the per-core log file, its writer task, and the in-memory mode.
+//! [`Storage`]: opening the per-core log file, the write API (the append path), the
+//! [`Durable`] future of a write, and the in-memory mode.
 //!
 //! Opening is synchronous (it runs once per core at startup, before the event loop has anything
-//! else to do): read the whole file, replay it into the [`Index`], and truncate a torn or
-//! corrupt tail at the last good record. After that only the writer task touches the file.
+//! else to do): take the directory lock, read the whole file, replay it into the [`Index`]
+//! (`replay.rs`), and truncate a torn or corrupt tail at the last good record. After that only
+//! the writer task touches the file. The state shared with that task is in `state.rs`.
 //!
 //! # Write path and group commit
 //!
@@ -35,56 +37,31 @@
 //!
 //! # Corruption
 //!
-//! At open, a bad record with nothing valid after it is a torn tail (a crash cut the last write
+//! At open (`replay.rs`), a bad record with nothing valid after it is a torn tail (a crash cut the last write
 //! short) and is truncated. A bad record *followed by intact ones* is damage in the middle of
 //! the log: open fails with `InvalidData`, naming the file and the offset, and touches nothing.
-//! [`repair`](super::repair) cuts such a log at its first bad record.
+//! [`repair`](fn@super::repair) cuts such a log at its first bad record.
 
 use std::{
     cell::{Cell, RefCell},
     fs, future,
     future::Future,
     io,
-    path::{Path, PathBuf},
+    path::Path,
     pin::Pin,
     rc::Rc,
-    task::{Context, Poll, Waker},
+    task::{Context, Poll},
 };
 
 use super::{
     faults::Faults,
     index::{Index, ListOptions},
-    record::{self, Op, FILE_MAGIC},
+    record::{self, Op},
+    replay::{compact_path, log_path, replay, sync_dir},
+    state::{Disk, Inner, StorageStats},
     writer, FsyncPolicy, StorageError, StorageOptions, MAX_KEYS_PER_OP, MAX_KEY_BYTES,
     MAX_NAME_BYTES, MAX_VALUE_BYTES,
 };
-
-/// Counters for tests and metrics. Plain numbers, read on the owner core.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StorageStats {
-    /// `fdatasync`/`fsync` calls on log files (batches, the `Every` deadline, flush,
-    /// close, compaction).
-    pub fsyncs: u64,
-    /// Batches written (one `write_all_at` each).
-    pub batches: u64,
-    /// Records encoded (one per write that changed something).
-    pub records: u64,
-    /// Bytes appended to the log by batches (compaction not included).
-    pub bytes_written: u64,
-    /// Completed compactions.
-    pub compactions: u64,
-    /// Bytes in the log, including records not yet written.
-    pub log_bytes: u64,
-    /// Estimated size of the log after a compaction.
-    pub live_bytes: u64,
-    /// Log writes and fsyncs that failed (each one discarded the records not yet on disk).
-    pub failures: u64,
-    /// Records discarded by those failures: writes whose futures resolved to the error.
-    pub lost_records: u64,
-    /// 1 while writes are failing (from a failure until a write succeeds) or the storage is
-    /// failed for good; 0 otherwise.
-    pub degraded: u64,
-}
 
 /// One core's room storage. Cloning is cheap (an `Rc`); every clone is the same store.
 #[derive(Clone)]
@@ -92,176 +69,11 @@ pub struct Storage {
     inner: Rc<Inner>,
 }
 
-pub(super) struct Inner {
-    pub(super) index: RefCell<Index>,
-    /// `None` in the in-memory mode: writes resolve at once and nothing is kept on restart.
-    pub(super) disk: Option<Disk>,
-    pub(super) stats: Cell<StorageStats>,
-}
-
 /// What [`Storage::write_mark`] returns: where the writes stood, to compare with later.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteMark {
     seq: u64,
     refused: u64,
-}
-
-/// The on-disk half. Shared by the handles (which append to `pending`) and the writer task
-/// (which drains it); single-threaded, so `Cell`/`RefCell` and a waker list suffice.
-pub(super) struct Disk {
-    pub(super) dir: PathBuf,
-    pub(super) path: PathBuf,
-    pub(super) opts: StorageOptions,
-    /// The replayed log file, until [`Storage::start`] moves it into the writer task.
-    pub(super) file: RefCell<Option<(fs::File, u64)>>,
-    /// `flock`ed for the life of the storage: a second process on the same directory fails to
-    /// open instead of interleaving records. Released by the kernel when the fd closes, crash
-    /// included.
-    /// Dropped by [`Storage::close`] (nothing is written after it), so the same process can
-    /// open the directory again.
-    lock: RefCell<Option<fs::File>>,
-    /// Encoded records not yet handed to the writer.
-    pub(super) pending: RefCell<Vec<u8>>,
-    /// Sequence number of the newest record in `pending` (records count from 1).
-    pub(super) last_seq: Cell<u64>,
-    /// Writes refused at once (storage failed for good, or closed): they get no sequence
-    /// number, so the output gate counts them here (see [`Storage::barrier_since`]).
-    pub(super) refused: Cell<u64>,
-    /// Every record with a sequence number `<=` this is written to the file.
-    pub(super) written_seq: Cell<u64>,
-    /// Every record with a sequence number `<=` this is written and fsynced.
-    pub(super) synced_seq: Cell<u64>,
-    /// Futures waiting for `written_seq`/`synced_seq` to reach their record (or for the writer
-    /// to stop, `seq == u64::MAX`). The writer wakes and removes the satisfied ones per batch.
-    waiters: RefCell<Vec<Waiter>>,
-    /// Where the idle writer task parks; taken and woken by anything that gives it work.
-    pub(super) writer: RefCell<Option<Waker>>,
-    /// Records up to this sequence number should be fsynced as soon as they are written
-    /// (`flush`, the `Every` deadline). A target rather than a flag, so a request made while
-    /// its record is still pending survives the batch before it.
-    pub(super) sync_wanted: Cell<u64>,
-    /// Someone asked for a compaction regardless of the thresholds.
-    pub(super) compact_requested: Cell<bool>,
-    pub(super) started: Cell<bool>,
-    /// `close` was called: flush what is pending, sync, stop.
-    pub(super) closing: Cell<bool>,
-    /// The writer has stopped (after `close` or a failure); nothing more becomes durable.
-    pub(super) stopped: Cell<bool>,
-    /// Set when recovery itself failed; from then on every write fails with it.
-    pub(super) failed: Cell<Option<io::ErrorKind>>,
-    /// Records discarded after a failed write or fsync: inclusive sequence ranges, ascending,
-    /// with the error. Their futures resolve to it even once later sequence numbers are done.
-    /// One range per failure episode (consecutive failures merge).
-    lost: RefCell<Vec<Lost>>,
-    /// The failure episode under way (`None` while writes succeed): logged once when it starts
-    /// and once when a write succeeds again, not per failure.
-    pub(super) episode: Cell<Option<Episode>>,
-    /// The test hook (`faults.rs`); `None` in normal operation.
-    pub(super) faults: Option<Faults>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Lost {
-    first: u64,
-    last: u64,
-    error: StorageError,
-}
-
-/// Counts of one failure episode, for the log line that ends it.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Episode {
-    pub(super) failures: u64,
-    pub(super) lost: u64,
-}
-
-struct Waiter {
-    seq: u64,
-    need_sync: bool,
-    waker: Waker,
-}
-
-impl Disk {
-    /// The error record `seq` was discarded with, if it was.
-    fn lost(&self, seq: u64) -> Option<StorageError> {
-        let lost = self.lost.borrow();
-        for l in lost.iter().rev() {
-            if seq > l.last {
-                return None;
-            }
-            if seq >= l.first {
-                return Some(l.error);
-            }
-        }
-        None
-    }
-
-    /// Records `first..=last` were discarded with `error`.
-    pub(super) fn add_lost(&self, first: u64, last: u64, error: StorageError) {
-        if first > last {
-            return;
-        }
-        let mut lost = self.lost.borrow_mut();
-        match lost.last_mut() {
-            Some(l) if l.last + 1 == first && l.error == error => l.last = last,
-            _ => lost.push(Lost { first, last, error }),
-        }
-    }
-
-    /// The newest sequence number that was not discarded: what a write that changes nothing
-    /// (or a flush) waits for, so it does not report an earlier episode's loss.
-    fn barrier_seq(&self) -> u64 {
-        let last = self.last_seq.get();
-        match self.lost.borrow().last() {
-            Some(l) if l.last == last => l.first - 1,
-            _ => last,
-        }
-    }
-
-    fn done(&self, seq: u64, need_sync: bool) -> bool {
-        seq <= if need_sync {
-            self.synced_seq.get()
-        } else {
-            self.written_seq.get()
-        }
-    }
-
-    /// A write's outcome if it has one: lost (checked first: a lost record's number may be
-    /// below the durable mark), durable, or refused because the writer stopped.
-    fn status(&self, seq: u64, need_sync: bool) -> Option<Result<(), StorageError>> {
-        if let Some(e) = self.lost(seq) {
-            Some(Err(e))
-        } else if self.done(seq, need_sync) {
-            Some(Ok(()))
-        } else if let Some(kind) = self.failed.get() {
-            Some(Err(StorageError::Io(kind)))
-        } else if self.stopped.get() {
-            Some(Err(StorageError::Closed))
-        } else {
-            None
-        }
-    }
-
-    fn wake_writer(&self) {
-        if let Some(w) = self.writer.borrow_mut().take() {
-            w.wake();
-        }
-    }
-
-    /// Wakes every waiter whose record is now durable (or all of them once stopped).
-    pub(super) fn wake_waiters(&self) {
-        let stopped = self.stopped.get();
-        self.waiters.borrow_mut().retain(|w| {
-            let done = stopped || self.done(w.seq, w.need_sync);
-            if done {
-                w.waker.wake_by_ref();
-            }
-            !done
-        });
-    }
-
-    fn log_path(dir: &Path, core_id: usize) -> PathBuf {
-        dir.join(format!("core-{core_id}.log"))
-    }
 }
 
 impl Storage {
@@ -296,7 +108,7 @@ impl Storage {
             ),
             fs::TryLockError::Error(e) => e,
         })?;
-        let path = Disk::log_path(&dir, core_id);
+        let path = log_path(&dir, core_id);
         let compact = compact_path(&path);
         match fs::remove_file(&compact) {
             Ok(()) => tracing::warn!(path = %compact.display(), "removed an unfinished compaction"),
@@ -329,29 +141,7 @@ impl Storage {
         }
         index.set_log_bytes(file_len);
 
-        let disk = Disk {
-            dir,
-            path,
-            opts,
-            file: RefCell::new(Some((file, file_len))),
-            lock: RefCell::new(Some(lock)),
-            pending: RefCell::new(Vec::new()),
-            last_seq: Cell::new(0),
-            refused: Cell::new(0),
-            written_seq: Cell::new(0),
-            synced_seq: Cell::new(0),
-            waiters: RefCell::new(Vec::new()),
-            writer: RefCell::new(None),
-            sync_wanted: Cell::new(0),
-            compact_requested: Cell::new(false),
-            started: Cell::new(false),
-            closing: Cell::new(false),
-            stopped: Cell::new(false),
-            failed: Cell::new(None),
-            lost: RefCell::new(Vec::new()),
-            episode: Cell::new(None),
-            faults,
-        };
+        let disk = Disk::new(dir, path, opts, (file, file_len), lock, faults);
         Ok(Storage::from_parts(index, Some(disk)))
     }
 
@@ -605,15 +395,11 @@ impl Storage {
             if disk.stopped.get() {
                 return Poll::Ready(());
             }
-            disk.waiters.borrow_mut().push(Waiter {
-                seq: u64::MAX,
-                need_sync: false,
-                waker: cx.waker().clone(),
-            });
+            disk.wait(u64::MAX, false, cx.waker());
             Poll::Pending
         })
         .await;
-        disk.lock.borrow_mut().take();
+        disk.release_lock();
         match disk.failed.get() {
             Some(kind) => Err(StorageError::Io(kind)),
             None => Ok(()),
@@ -663,45 +449,6 @@ impl Storage {
         };
         disk.wake_writer();
         Durable::waiting(inner.clone(), seq, need_sync, removed)
-    }
-}
-
-impl Inner {
-    pub(super) fn disk(&self) -> &Disk {
-        self.disk
-            .as_ref()
-            .expect("only the writer calls this, and only with a disk")
-    }
-
-    pub(super) fn bump(&self, f: impl FnOnce(&mut StorageStats)) {
-        let mut s = self.stats.get();
-        f(&mut s);
-        self.stats.set(s);
-    }
-
-    /// Why a new write must be refused, if it must.
-    fn write_error(&self) -> Option<StorageError> {
-        let disk = self.disk.as_ref()?;
-        if let Some(kind) = disk.failed.get() {
-            return Some(StorageError::Io(kind));
-        }
-        (disk.closing.get() || disk.stopped.get()).then_some(StorageError::Closed)
-    }
-
-    /// Fails the storage for good (recovery was impossible): stops the writer and fails every
-    /// waiter.
-    pub(super) fn fail(&self, e: &io::Error) {
-        let disk = self.disk();
-        tracing::error!(
-            path = %disk.path.display(),
-            error = %e,
-            "storage log cannot be recovered; every write fails from now on"
-        );
-        if disk.failed.get().is_none() {
-            disk.failed.set(Some(e.kind()));
-        }
-        disk.stopped.set(true);
-        disk.wake_waiters();
     }
 }
 
@@ -798,161 +545,13 @@ impl<T: Unpin> Future for Durable<T> {
                 if let Some(r) = disk.status(*seq, *need_sync) {
                     r
                 } else {
-                    disk.waiters.borrow_mut().push(Waiter {
-                        seq: *seq,
-                        need_sync: *need_sync,
-                        waker: cx.waker().clone(),
-                    });
+                    disk.wait(*seq, *need_sync, cx.waker());
                     return Poll::Pending;
                 }
             }
         };
         Poll::Ready(result.map(|()| this.value.take().expect("Durable polled after completion")))
     }
-}
-
-// ---- open + replay ----
-
-/// Validates the magic, replays the records into `index`, truncates a bad tail. Returns the
-/// length of the file that is kept.
-fn replay(path: &Path, file: &mut fs::File, bytes: &[u8], index: &mut Index) -> io::Result<u64> {
-    if bytes.len() < FILE_MAGIC.len() {
-        if !FILE_MAGIC.starts_with(bytes) {
-            return Err(not_a_log(path));
-        }
-        // New file, or a crash while it was being created: (re)write the magic.
-        file.set_len(0)?;
-        io::Write::write_all(file, &FILE_MAGIC)?;
-        file.sync_all()?;
-        return Ok(FILE_MAGIC.len() as u64);
-    }
-    if bytes[..FILE_MAGIC.len()] != FILE_MAGIC {
-        return Err(not_a_log(path));
-    }
-    let body = &bytes[FILE_MAGIC.len()..];
-    let mut decoder = record::Decoder::new(body);
-    let mut records = 0u64;
-    for rec in decoder.by_ref() {
-        index.apply(rec);
-        records += 1;
-    }
-    let good = (FILE_MAGIC.len() + decoder.good_len()) as u64;
-    if let Some(stop) = decoder.stop() {
-        if let Some(next) = record::find_record(body, decoder.good_len() + 1) {
-            return Err(corrupt(path, good, stop, (FILE_MAGIC.len() + next) as u64));
-        }
-        tracing::warn!(
-            path = %path.display(),
-            ?stop,
-            records,
-            kept_bytes = good,
-            dropped_bytes = bytes.len() as u64 - good,
-            "storage log has a torn or corrupt tail; truncating it at the last good record"
-        );
-        file.set_len(good)?;
-        file.sync_all()?;
-    }
-    Ok(good)
-}
-
-/// The open error for damage in the middle of a log: one line, naming the file, the offset,
-/// and the way out.
-fn corrupt(path: &Path, at: u64, stop: record::Stop, next: u64) -> io::Error {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!(
-            "{}: corrupt record at byte offset {at} ({}), with intact records after it (the next \
-             at byte offset {next}); refusing to start rather than skip it. \
-             `partyring repair --data-dir {}` cuts the log at byte offset {at}, dropping \
-             everything from there on",
-            path.display(),
-            stop_reason(stop),
-            dir.display()
-        ),
-    )
-}
-
-/// What went wrong with a record, for people.
-pub(super) fn stop_reason(stop: record::Stop) -> &'static str {
-    match stop {
-        record::Stop::Torn => "cut short",
-        record::Stop::BadLength => "impossible length",
-        record::Stop::BadChecksum => "checksum mismatch",
-        record::Stop::BadBody => "unreadable body",
-    }
-}
-
-/// Reopens the log after a failed write or fsync: cuts it to `keep` bytes (the last offset
-/// known to be on disk), fsyncs that, and reads it back into a fresh index. Blocking, like
-/// open: it runs once per failure, and the core must not serve reads of discarded records
-/// meanwhile. A fresh descriptor, so nothing is written through the one that saw the error.
-///
-/// # Errors
-///
-/// IO errors, and `InvalidData` if the kept bytes do not decode cleanly (then nothing on disk
-/// can be trusted and the caller fails the storage).
-pub(super) fn reopen(path: &Path, keep: u64) -> io::Result<(fs::File, Index)> {
-    let file = fs::OpenOptions::new().read(true).write(true).open(path)?;
-    file.set_len(keep)?;
-    file.sync_all()?;
-    let index = read_back(&file, keep, path)?;
-    Ok((file, index))
-}
-
-/// Replays the first `keep` bytes of the log open as `file` into a fresh index.
-///
-/// # Errors
-///
-/// IO errors, and `InvalidData` unless those bytes are the magic and whole, valid records.
-pub(super) fn read_back(file: &fs::File, keep: u64, path: &Path) -> io::Result<Index> {
-    let mut bytes = vec![0u8; keep as usize];
-    std::os::unix::fs::FileExt::read_exact_at(file, &mut bytes, 0)?;
-    if !bytes.starts_with(&FILE_MAGIC) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: does not read back as written", path.display()),
-        ));
-    }
-    let mut index = Index::new();
-    let mut decoder = record::Decoder::new(&bytes[FILE_MAGIC.len()..]);
-    for rec in decoder.by_ref() {
-        index.apply(rec);
-    }
-    if let Some(stop) = decoder.stop() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: record at byte offset {} is bad ({}) after a failed write",
-                path.display(),
-                FILE_MAGIC.len() + decoder.good_len(),
-                stop_reason(stop)
-            ),
-        ));
-    }
-    index.set_log_bytes(keep);
-    Ok(index)
-}
-
-fn not_a_log(path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!(
-            "{} is not a partyring storage log (bad magic); refusing to touch it",
-            path.display()
-        ),
-    )
-}
-
-pub(super) fn compact_path(log: &Path) -> PathBuf {
-    let mut p = log.as_os_str().to_owned();
-    p.push(".compact");
-    PathBuf::from(p)
-}
-
-/// fsync a directory, so a created or renamed entry in it survives power loss.
-pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -989,13 +588,5 @@ mod tests {
             assert_eq!(s.flush().await, Ok(()));
             assert_eq!(s.close().await, Ok(()));
         });
-    }
-
-    #[test]
-    fn compact_path_appends_a_suffix() {
-        assert_eq!(
-            compact_path(Path::new("/d/core-3.log")),
-            PathBuf::from("/d/core-3.log.compact")
-        );
     }
 }

@@ -27,11 +27,17 @@
 //! - [`record`]: the file format, encode/decode, sans-IO (torn and corrupt tails).
 //! - `crc`: CRC-32C for the records.
 //! - `index`: the in-memory rooms, DO `list()` semantics, live/dead byte accounting.
-//! - `log`: [`Storage`] and [`Durable`]: open + replay, the write API, the in-memory mode.
+//! - `log`: [`Storage`] and [`Durable`]: open, the write API, the in-memory mode.
+//! - `state`: what the handles, the futures and the writer task share (`Inner`, `Disk`).
+//! - `replay`: reading a log file into an index (at open, and after a failed write), the
+//!   file names.
 //! - `writer`: the per-core writer task: group commit, fsync policy, failure recovery,
 //!   compaction.
+//!
+//! Dependencies run one way: `log -> writer -> {state, replay}`, `log -> {state, replay}`;
+//! `state` and `replay` name neither `log` nor `writer`.
 //! - [`faults`]: the test hook that makes log writes and fsyncs fail, or aborts mid-compaction.
-//! - `repair`: [`repair`], cutting a damaged log at its first bad record (offline).
+//! - `repair`: [`repair()`], cutting a damaged log at its first bad record (offline).
 
 use std::{fmt, io, time::Duration};
 
@@ -41,11 +47,14 @@ mod index;
 mod log;
 pub mod record;
 mod repair;
+mod replay;
+mod state;
 mod writer;
 
 pub use index::{Index, ListOptions, RoomData};
-pub use log::{Durable, Storage, StorageStats, WriteMark};
+pub use log::{Durable, Storage, WriteMark};
 pub use repair::{repair, Repaired};
+pub use state::StorageStats;
 
 /// Longest key, in UTF-8 bytes (Durable Objects' limit).
 pub const MAX_KEY_BYTES: usize = 2048;

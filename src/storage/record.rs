@@ -22,7 +22,7 @@
 //! last good record ended so the opener can truncate there.
 //!
 //! This file does no IO and knows nothing of rooms' state; `index.rs` applies decoded ops,
-//! `log.rs` owns the file.
+//! `log.rs`, `replay.rs` and `writer.rs` own the file.
 
 use super::crc;
 

@@ -1,6 +1,6 @@
 //! `partyring repair`: cuts each storage log in a data directory at its first bad record.
 //!
-//! A server refuses to open a log with damage in the middle (`log.rs`), because skipping a bad
+//! A server refuses to open a log with damage in the middle (`replay.rs`), because skipping a bad
 //! record would silently lose it and everything that depended on it. Repair is the explicit,
 //! offline decision to give up the damaged record and everything after it: the log is cut at
 //! the start of the first bad record, so what remains is exactly the history before the
@@ -14,8 +14,8 @@ use std::{
 };
 
 use super::{
-    log::stop_reason,
     record::{self, FILE_MAGIC},
+    replay::stop_reason,
 };
 
 /// What [`repair`] did to one log.

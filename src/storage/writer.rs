@@ -29,7 +29,7 @@
 //!   written.
 //!
 //! Either way the log is reopened through a fresh descriptor, cut, fsynced and read back into
-//! a fresh index (`log::reopen`), so reads stop showing what was discarded; then the writer
+//! a fresh index (`replay::reopen`), so reads stop showing what was discarded; then the writer
 //! carries on, and the next write tries the disk again (a full disk works again as soon as
 //! space is freed). If the reopen fails too, the storage is failed for good (every later write
 //! is refused); the index is still rebuilt from the durable part of the file, read through the
@@ -42,8 +42,9 @@ use monoio::buf::IoBuf;
 use super::{
     faults::{CompactStep, FaultOp},
     index::RoomData,
-    log::{self, compact_path, sync_dir, Disk, Inner},
     record::{self, Op, FILE_MAGIC},
+    replay::{self, compact_path, sync_dir},
+    state::{Disk, Inner},
     FsyncPolicy, StorageError,
 };
 
@@ -276,7 +277,7 @@ fn recover(inner: &Inner, log: &mut LogFile, what: Failed, e: &io::Error) -> boo
     episode.failures += 1;
     episode.lost += lost;
     disk.episode.set(Some(episode));
-    match log::reopen(&disk.path, keep).and_then(|(file, index)| {
+    match replay::reopen(&disk.path, keep).and_then(|(file, index)| {
         let twin = file.try_clone()?;
         Ok((monoio::fs::File::from_std(file)?, twin, index))
     }) {
@@ -296,7 +297,7 @@ fn recover(inner: &Inner, log: &mut LogFile, what: Failed, e: &io::Error) -> boo
         Err(e) => {
             // Reads must not show the discarded writes even so: rebuild from the file still
             // open, if its durable part reads back.
-            match log::read_back(&log.twin, keep, &disk.path) {
+            match replay::read_back(&log.twin, keep, &disk.path) {
                 Ok(index) => *inner.index.borrow_mut() = index,
                 Err(e) => tracing::error!(path = %disk.path.display(), error = %e,
                     "cannot read the log back either: until a restart, reads may show the \

@@ -1,12 +1,11 @@
-//! Close codes (RFC 6455 7.4) and the Close frame payload (5.5.1): the named codes the server
-//! sends, which codes a peer may put on the wire, and how a received Close payload is read.
+//! Close codes (RFC 6455 7.4): the named codes the server sends, and which codes a peer may put
+//! on the wire.
 //!
-//! Owns: the constants, `is_valid_wire_code` and `parse_close_payload`. Does not own: encoding
-//! the close frame (`frame::encode_close`), mapping protocol errors to codes
-//! (`error::WsError::close_code`) or the closing handshake itself (the connection echoes the
-//! peer's Close and then shuts the socket).
-
-use super::error::WsError;
+//! Owns: the constants and `is_valid_wire_code`. A leaf: it imports nothing, and the rest of
+//! `ws` builds on it. Does not own: encoding the close frame (`frame::encode_close`), mapping
+//! protocol errors to codes (`error::WsError::close_code`), reading a received Close payload
+//! (`message::parse_close_payload`, where the decoder checks it) or the closing handshake
+//! itself (the connection echoes the peer's Close and then shuts the socket).
 
 /// 1000: the purpose of the connection has been fulfilled.
 pub const NORMAL: u16 = 1000;
@@ -43,50 +42,9 @@ pub const fn is_valid_wire_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
-/// Reads a received Close payload: empty (no code, which the API reports as `None` rather than
-/// the local-only 1005), or a 2-byte big-endian code followed by a UTF-8 reason.
-///
-/// Errors: 1 byte is too short for a code (`InvalidClosePayload`, 1002); a code not valid on the
-/// wire is `InvalidCloseCode` (1002); a reason that is not UTF-8 is `InvalidCloseReason` (1007).
-/// The 125-byte limit is a frame rule, already enforced by the header parser.
-pub fn parse_close_payload(payload: &[u8]) -> Result<(Option<u16>, &str), WsError> {
-    match payload {
-        [] => Ok((None, "")),
-        [_] => Err(WsError::InvalidClosePayload),
-        [hi, lo, reason @ ..] => {
-            let code = u16::from_be_bytes([*hi, *lo]);
-            if !is_valid_wire_code(code) {
-                return Err(WsError::InvalidCloseCode);
-            }
-            let reason = std::str::from_utf8(reason).map_err(|_| WsError::InvalidCloseReason)?;
-            Ok((Some(code), reason))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn close_payload_table() {
-        type Want = Result<(Option<u16>, &'static str), WsError>;
-        let cases: &[(&[u8], Want)] = &[
-            (b"", Ok((None, ""))),
-            (b"\x03", Err(WsError::InvalidClosePayload)),
-            (b"\x03\xe8", Ok((Some(1000), ""))),
-            (b"\x0f\x9fbye", Ok((Some(3999), "bye"))),
-            (b"\x03\xe8\xce\xba", Ok((Some(1000), "\u{3ba}"))),
-            (b"\x03\xed", Err(WsError::InvalidCloseCode)),
-            (b"\x00\x00", Err(WsError::InvalidCloseCode)),
-            (b"\x03\xe8\xff", Err(WsError::InvalidCloseReason)),
-            // Code checked before reason: a bad code wins.
-            (b"\x03\xee\xff", Err(WsError::InvalidCloseCode)),
-        ];
-        for &(payload, want) in cases {
-            assert_eq!(parse_close_payload(payload), want, "{payload:x?}");
-        }
-    }
 
     #[test]
     fn wire_code_table() {

@@ -27,7 +27,7 @@
 //! The first error poisons the decoder: `feed` keeps returning it, and the caller closes with
 //! `err.close_code()`.
 
-use super::close::parse_close_payload;
+use super::close;
 use super::deflate;
 use super::error::WsError;
 use super::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
@@ -410,6 +410,26 @@ impl Decoder {
     }
 }
 
+/// Reads a received Close payload: empty (no code, which the API reports as `None` rather than
+/// the local-only 1005), or a 2-byte big-endian code followed by a UTF-8 reason.
+///
+/// Errors: 1 byte is too short for a code (`InvalidClosePayload`, 1002); a code not valid on the
+/// wire is `InvalidCloseCode` (1002); a reason that is not UTF-8 is `InvalidCloseReason` (1007).
+/// The 125-byte limit is a frame rule, already enforced by the header parser.
+fn parse_close_payload(payload: &[u8]) -> Result<(Option<u16>, &str), WsError> {
+    match payload {
+        [] => Ok((None, "")),
+        [_] => Err(WsError::InvalidClosePayload),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !close::is_valid_wire_code(code) {
+                return Err(WsError::InvalidCloseCode);
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| WsError::InvalidCloseReason)?;
+            Ok((Some(code), reason))
+        }
+    }
+}
+
 #[cfg(test)]
-#[path = "message_tests.rs"]
 mod tests;

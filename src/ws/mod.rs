@@ -37,11 +37,11 @@
 //! - `handshake`: `Sec-WebSocket-Key` check and `Sec-WebSocket-Accept` computation.
 //! - `frame`: opcodes, client header parsing (header-level rules), server frame encoding.
 //! - `mask`: XOR masking, a word at a time.
-//! - `message`: the streaming decoder: reassembly, UTF-8, size limit, delivery.
-//!   (`message_tests.rs` holds its unit tests: they outgrew the file.)
+//! - `message`: the streaming decoder: reassembly, UTF-8, size limit, the Close payload,
+//!   delivery. Its unit tests are `message/tests.rs` and the groups under `message/tests/`.
 //! - `session`: one connection's protocol state: the decoder, the closing handshake, ping
 //!   liveness, what it leaves its room with (`session_tests.rs` holds its unit tests).
-//! - `close`: close code constants, which codes are valid on the wire, the Close payload.
+//! - `close`: close code constants and which codes are valid on the wire (a leaf).
 //! - `error`: `WsError` and its close-code table.
 //! - `deflate`: permessage-deflate: the negotiation and the core's codec.
 //!
@@ -56,6 +56,7 @@ pub mod handshake;
 pub mod mask;
 pub mod message;
 pub mod session;
+pub mod upgrade;
 
 pub use error::WsError;
 pub use frame::{

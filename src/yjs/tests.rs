@@ -62,7 +62,13 @@ fn in_runtime(f: impl FnOnce()) {
 
 #[test]
 fn updates_are_applied_once_relayed_to_the_others_and_bad_ones_refused() {
-    let mut room = Room::new(0, "yjs".into(), "r", 10, Storage::memory());
+    let mut room = Room::new(
+        0,
+        "yjs".into(),
+        "r",
+        Storage::memory(),
+        crate::room::host::Detached::host(),
+    );
     let opts = Options::default();
     let (a, b) = (conn("a", 1), conn("b", 2));
     let c = conn("c", 3);
@@ -127,7 +133,13 @@ fn updates_are_applied_once_relayed_to_the_others_and_bad_ones_refused() {
 
 #[test]
 fn chunked_updates_are_reassembled() {
-    let mut room = Room::new(0, "yjs".into(), "r", 10, Storage::memory());
+    let mut room = Room::new(
+        0,
+        "yjs".into(),
+        "r",
+        Storage::memory(),
+        crate::room::host::Detached::host(),
+    );
     let opts = Options::default();
     let (a, b) = (conn("a", 1), conn("b", 2));
     join(&mut room, &a, &opts);
@@ -155,7 +167,13 @@ fn chunked_updates_are_reassembled() {
 
 #[test]
 fn awareness_is_relayed_and_removed_when_its_connection_leaves() {
-    let mut room = Room::new(0, "yjs".into(), "r", 10, Storage::memory());
+    let mut room = Room::new(
+        0,
+        "yjs".into(),
+        "r",
+        Storage::memory(),
+        crate::room::host::Detached::host(),
+    );
     let opts = Options::default();
     let (a, b) = (conn("a", 1), conn("b", 2));
     join(&mut room, &a, &opts);
@@ -191,7 +209,13 @@ fn awareness_is_relayed_and_removed_when_its_connection_leaves() {
 fn snapshot_written_when_the_last_member_leaves_then_unloaded_and_reloaded() {
     in_runtime(|| {
         let storage = Storage::memory();
-        let mut room = Room::new(0, "yjs".into(), "r", 10, storage.clone());
+        let mut room = Room::new(
+            0,
+            "yjs".into(),
+            "r",
+            storage.clone(),
+            crate::room::host::Detached::host(),
+        );
         let opts = Options {
             persist: Persistence::snapshot(),
             ..Options::default()
@@ -225,7 +249,13 @@ fn snapshot_written_when_the_last_member_leaves_then_unloaded_and_reloaded() {
 fn history_appends_and_compacts_past_its_bound() {
     in_runtime(|| {
         let storage = Storage::memory();
-        let mut room = Room::new(0, "yjs".into(), "r", 10, storage.clone());
+        let mut room = Room::new(
+            0,
+            "yjs".into(),
+            "r",
+            storage.clone(),
+            crate::room::host::Detached::host(),
+        );
         let opts = Options {
             persist: Persistence::History {
                 max_updates: 3,
@@ -258,7 +288,13 @@ fn history_appends_and_compacts_past_its_bound() {
 fn load_hook_seeds_only_an_empty_document_and_the_callback_runs_on_leave() {
     in_runtime(|| {
         let storage = Storage::memory();
-        let mut room = Room::new(0, "yjs".into(), "r", 10, storage.clone());
+        let mut room = Room::new(
+            0,
+            "yjs".into(),
+            "r",
+            storage.clone(),
+            crate::room::host::Detached::host(),
+        );
         let loads = Rc::new(Cell::new(0));
         let seen = Rc::new(RefCell::new(Vec::<String>::new()));
         let (l, s) = (loads.clone(), seen.clone());
@@ -327,7 +363,13 @@ fn mutated_updates_never_panic_and_never_change_the_document_when_refused() {
             1 => bytes.truncate(pos),
             _ => bytes.insert(pos, rand() as u8),
         }
-        let mut room = Room::new(0, "yjs".into(), "r", 10, Storage::memory());
+        let mut room = Room::new(
+            0,
+            "yjs".into(),
+            "r",
+            Storage::memory(),
+            crate::room::host::Detached::host(),
+        );
         let c = conn("c", 1);
         join(&mut room, &c, &Options::default());
         let before = shared_doc(&room)

@@ -1,7 +1,22 @@
 //! Shared helpers for the integration tests: an in-process server on port 0, raw TCP clients
-//! with timeouts (a broken server fails a test, never hangs it), HTTP response reading, and
-//! WebSocket client framing.
+//! with timeouts (a broken server fails a test, never hangs it), HTTP requests and response
+//! reading, a WebSocket client, polling for an event ([`eventually`]), and a monoio runtime for
+//! the storage tests ([`block_on`]). The submodules hold client frames ([`frames`]), temporary
+//! directories ([`tmp`]) and what a test can observe of a server ([`observe`]); all re-exported
+//! here, so `use common::*` brings everything.
 #![allow(dead_code)]
+
+pub mod frames;
+pub mod observe;
+pub mod tmp;
+
+// Not every test file uses every module.
+#[allow(unused_imports)]
+pub use frames::*;
+#[allow(unused_imports)]
+pub use observe::*;
+#[allow(unused_imports)]
+pub use tmp::*;
 
 use std::{
     io::{Read, Write},
@@ -10,7 +25,7 @@ use std::{
 };
 
 use partyring::{
-    ws::{self, OpCode},
+    ws::OpCode,
     Config, Server,
     {runtime::CoreStats, shard},
 };
@@ -40,12 +55,27 @@ impl TestServer {
 
 /// Polls `pred` every 10 ms until it holds; panics naming `what` after 10 s. For waiting on an
 /// event the test cannot be told about directly, instead of sleeping a guessed time.
-pub fn eventually(what: &str, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+pub fn eventually(what: &str, pred: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(10), pred);
+}
+
+/// [`eventually`], giving up after `limit` instead: for an event due at a known later time.
+pub fn eventually_within(what: &str, limit: Duration, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !pred() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Runs `f` to completion on a fresh monoio runtime (io_uring, or epoll where that is missing)
+/// with the timer on: the storage engine's tests drive it directly, without a server.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime")
+        .block_on(f)
 }
 
 /// `Config::test(threads)` in the ring mode that `PARTYRING_RING_MODE` names, if set: CI runs
@@ -224,8 +254,7 @@ impl Client {
     }
 
     pub fn ws_send(&mut self, opcode: OpCode, payload: &[u8]) {
-        let frame = ws::encode_client_frame(true, opcode, payload, [0x12, 0x34, 0x56, 0x78]);
-        self.send(&frame);
+        self.send(&frame(true, opcode, payload));
     }
 
     /// Reads one server frame: (fin, opcode byte, payload). Panics on EOF or timeout.
@@ -235,6 +264,13 @@ impl Client {
 
     /// Reads one server frame, or None at EOF.
     pub fn try_ws_frame(&mut self) -> Option<(bool, u8, Vec<u8>)> {
+        let (b0, payload) = self.try_ws_raw_frame()?;
+        Some((b0 & 0x80 != 0, b0 & 0x0f, payload))
+    }
+
+    /// Reads one server frame as its first byte (FIN, RSV bits, opcode) and payload, or None at
+    /// EOF. Panics on a read timeout.
+    pub fn try_ws_raw_frame(&mut self) -> Option<(u8, Vec<u8>)> {
         loop {
             if self.buf.len() >= 2 {
                 assert_eq!(self.buf[1] & 0x80, 0, "server frames are never masked");
@@ -250,16 +286,30 @@ impl Client {
                     _ => (usize::MAX, 0),
                 };
                 if hdr > 0 && self.buf.len() >= hdr + len {
-                    let fin = self.buf[0] & 0x80 != 0;
-                    let op = self.buf[0] & 0x0f;
+                    let b0 = self.buf[0];
                     let payload = self.buf[hdr..hdr + len].to_vec();
                     self.buf.drain(..hdr + len);
-                    return Some((fin, op, payload));
+                    return Some((b0, payload));
                 }
             }
             if self.fill() == 0 {
                 return None;
             }
+        }
+    }
+
+    /// Reads frames until one with `opcode` and returns its payload; the frames before it are
+    /// skipped, but a close frame before it fails the test.
+    pub fn ws_next(&mut self, opcode: u8) -> Vec<u8> {
+        loop {
+            let (_, op, payload) = self.ws_frame();
+            if op == opcode {
+                return payload;
+            }
+            assert_ne!(
+                op, 0x8,
+                "closed before a frame of opcode {opcode}: {payload:?}"
+            );
         }
     }
 
@@ -276,15 +326,39 @@ impl Client {
 
 /// A valid upgrade request for `path` (RFC 6455's example key).
 pub fn ws_upgrade(path: &str) -> String {
+    ws_upgrade_with(path, "")
+}
+
+/// [`ws_upgrade`] with `headers` (whole lines, each ending in CRLF) added.
+pub fn ws_upgrade_with(path: &str, headers: &str) -> String {
     format!(
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
     )
 }
 
 /// A GET request for `path`.
 pub fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
+}
+
+/// Sends `method path` with `body` (and its Content-Length) on a fresh connection; returns the
+/// response.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> HttpResponse {
+    Client::connect(addr).request(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+/// The message history of `main` room `room` (a GET on a fresh connection, which must be 200).
+pub fn history(addr: SocketAddr, room: &str) -> Vec<String> {
+    let r = Client::connect(addr).request(get(&format!("/parties/main/{room}")).as_bytes());
+    assert_eq!(r.status, 200, "history of {room}: {}", r.text());
+    serde_json::from_slice(&r.body).expect("history is a JSON array of strings")
 }
 
 /// A POST of `{"message": msg}` to `path`.
@@ -294,35 +368,6 @@ pub fn post_message(path: &str, msg: &str) -> String {
         "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
-}
-
-/// The mask the helpers put on client frames.
-pub const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
-
-/// A frame with first byte `b0` (FIN, RSV bits and opcode exactly as given), the shortest length
-/// form, and the payload masked with [`MASK`] if `masked`: for frames the crate's own encoder
-/// would refuse to build (RSV bits, unknown opcodes, unmasked).
-pub fn raw_frame(b0: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
-    let mask_bit = if masked { 0x80 } else { 0 };
-    let mut out = vec![b0];
-    match payload.len() {
-        n @ 0..=125 => out.push(mask_bit | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    if masked {
-        out.extend_from_slice(&MASK);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
 }
 
 /// A child server process, killed (if still running) when the test ends, even by a panic.
@@ -374,19 +419,4 @@ pub fn spawn_command(mut cmd: std::process::Command) -> (ChildServer, SocketAddr
         .parse()
         .unwrap_or_else(|_| panic!("no address printed: {line:?}"));
     (child, addr)
-}
-
-/// A fresh, empty directory under the system temp dir, unique to this process, `tag` and the
-/// moment (tests that persist run in parallel and must not share a data directory).
-pub fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "partyring-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
