@@ -25,8 +25,9 @@
 //!      compaction, repair, fault injection);
 //!    - `metrics`: per-core counters, the snapshot type and the Prometheus rendering.
 //! 2. **IO primitives**, `net`: listeners, raw non-blocking socket calls, each WebSocket's
-//!    bounded outbound queue with the core's flusher, and the epoll poller where open
-//!    WebSockets wait. They know sockets, not rooms or cores.
+//!    bounded outbound queue with the core's flusher, and `poller`, the epoll instance where
+//!    open WebSockets wait (generic over what waits: the runtime's WebSocket reader). They know
+//!    sockets, not rooms or cores.
 //! 3. **The application** (what a party author uses):
 //!    - [`room`]: the room handle parties get (connections, broadcast, storage, alarm, state,
 //!      other parties' rooms), the party-facing [`room::Connection`], the per-core room table,
@@ -56,7 +57,7 @@
 //!   -> router  /parties/:party/:room -> (party, room)
 //!   -> shard::owner(party, room) == k ?
 //!        no  -> runtime::handoff: fd + unanswered bytes -> owner's inbox; k forgets it
-//!        yes -> upgrade ? ws::upgrade: 101, join the room, park in the core's poller
+//!        yes -> upgrade ? ws::upgrade: 101, join the room, park in net::poller
 //!                       : body (http::body) -> party.on_request -> response -> one send per batch
 //!  ws: the core's epoll fd readable (one io_uring poll) -> epoll_wait: the ready sockets
 //!   -> each: recv into the core's buffer -> ws::session (decoder) -> party.on_message

@@ -46,7 +46,7 @@ thread_local! {
 }
 
 /// `Outbox::parked` of a connection that is not parked in the core's poller.
-pub const NOT_PARKED: u32 = u32::MAX;
+pub use super::poller::NOT_PARKED;
 
 /// What happened to a pushed frame.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

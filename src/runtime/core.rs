@@ -43,7 +43,7 @@ use super::{
     alarms::Alarms,
     handoff::{Inbound, Inbox, Inboxes},
     http_conn as conn,
-    ws_poll::WsPoller,
+    ws_conn::WsPoller,
 };
 
 thread_local! {
@@ -154,7 +154,7 @@ pub struct Core {
     pub alarms: Alarms,
     /// Open WebSockets waiting for their peers (`None` if the epoll instance could not be
     /// made: then every connection keeps a task of its own).
-    pub ws_poller: Option<WsPoller>,
+    pub(crate) ws_poller: Option<WsPoller>,
     /// What this core's rooms reach outside themselves (alarms, coming back, other rooms).
     pub host: Host,
 }
@@ -234,7 +234,7 @@ impl Core {
             storage,
             alarms: Alarms::default(),
             host,
-            ws_poller: match WsPoller::new() {
+            ws_poller: match WsPoller::new(id) {
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::warn!(core = id, error = %e, "no websocket poller: one task per connection");
@@ -429,7 +429,7 @@ pub fn run(
         let weak = Rc::downgrade(&core);
         core.flusher.on_unpark(Box::new(move |slot| {
             if let Some(poller) = weak.upgrade().as_ref().and_then(|c| c.ws_poller.as_ref()) {
-                poller.unpark_closing(slot);
+                poller.unpark(slot);
             }
         }));
         monoio::spawn(super::alarms::run(core.clone()));
@@ -437,8 +437,18 @@ pub fn run(
         monoio::spawn(core.flusher.clone().run());
         // Guarded: a panic there (a bug) must not take the core down; the poller then hands its
         // connections to tasks of their own.
-        spawn_guarded(id, WsPoller::run(core.clone()));
-        spawn_guarded(id, WsPoller::run_sweeps(core.clone()));
+        let c = core.clone();
+        spawn_guarded(id, async move {
+            if let Some(poller) = &c.ws_poller {
+                poller.run().await;
+            }
+        });
+        let c = core.clone();
+        spawn_guarded(id, async move {
+            if let (Some(poller), Some(interval)) = (&c.ws_poller, c.config.ws_ping_interval) {
+                poller.run_sweeps(interval).await;
+            }
+        });
         // The inbox loop runs beside the core's life (not spawned): it is dropped, and its
         // doorbell wait cancelled, while the ring still exists. A spawned task parked on a ring
         // op at the end of `block_on` would be leaked with the ring it references, and the
@@ -479,6 +489,11 @@ pub fn run(
         monoio::select! {
             _ = inbox => {},
             _ = life => {},
+        }
+        // Before the event loop goes: a poller task dropped unstopped would hand its
+        // connections to new tasks, which nothing would run.
+        if let Some(poller) = &core.ws_poller {
+            poller.stop();
         }
         CURRENT.with(|c| c.borrow_mut().take());
     });
@@ -552,7 +567,7 @@ async fn inbox_loop(core: Rc<Core>, inbox: Inbox) {
             Ok(msg) => {
                 taken += 1;
                 if taken.is_multiple_of(INBOX_BATCH) {
-                    crate::runtime::ws_poll::yield_once().await;
+                    crate::net::poller::yield_once().await;
                 }
                 msg
             }

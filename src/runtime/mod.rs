@@ -18,7 +18,6 @@ pub mod http_conn;
 pub mod metrics;
 pub mod ring;
 pub mod ws_conn;
-pub mod ws_poll;
 
 use std::{
     io,

@@ -3,20 +3,24 @@
 //!
 //! After the `101`, the connection is a member of its room ([`WsConn`] in the room's slab). The
 //! reader waits for readiness, reads into the core's shared buffer, and feeds the bytes to the
-//! connection's sans-IO [`ws::Decoder`], which keeps only partial frames; complete messages go to
-//! the party (`on_message`), pings are answered with pongs, and a close is echoed. Anything the
-//! connection sends goes through its [`Outbox`], drained by the core's flusher.
+//! connection's sans-IO [`Session`] (the decoder, the closing handshake, ping liveness), and
+//! performs what the session asks: complete messages go to the party (`on_message`), pongs and
+//! close frames go on the connection's [`Outbox`], drained by the core's flusher. This file is
+//! only the IO around the session: readiness, reads, timers, and where the connection waits.
 //!
-//! Closing (RFC 6455 §7): when the peer closes, its code is echoed, the echo is flushed and the
-//! TCP connection is closed. When we close (protocol error, message too big, outbound queue over
-//! its bound), our close frame is queued and the reader keeps reading (and ignoring data) until
-//! the peer's close frame, EOF, or `close_timeout`, whichever is first.
+//! Closing (RFC 6455 §7, decided by the session): when the peer closes, its code is echoed, the
+//! echo is flushed and the TCP connection is closed. When we close (protocol error, message too
+//! big, outbound queue over its bound, the party), our close frame is queued and the reader keeps
+//! reading until the peer's close frame, EOF, or `close_timeout`, whichever is first.
+//!
+//! Ping liveness (`ws_ping_interval`) is the session's one rule on both paths: a parked
+//! connection is ticked by the poller's sweep, a connection in its task by its own timer.
 
 use std::{
     io,
     os::fd::{AsRawFd, RawFd},
     rc::Rc,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use monoio::net::TcpStream;
@@ -24,13 +28,18 @@ use monoio::net::TcpStream;
 use crate::{
     http::Method,
     net::{
+        poller::{Next, Parked, Poller, Tick},
         sock,
         writer::{OutState, Outbox},
     },
     party::{ConnectContext, Request},
     room::connection::WsConn,
-    runtime::core::{BusyGuard, ConnGuard, Core},
-    ws::{self, close, Decoder, Message, OpCode},
+    runtime::core::{spawn_guarded, BusyGuard, ConnGuard, Core},
+    ws::{
+        self, close,
+        session::{Action, Leave, Liveness, Outbound, Session, Step},
+        Decoder, OpCode,
+    },
 };
 
 /// Reads (of the core's 64 KiB buffer) per readiness wake-up at most.
@@ -53,7 +62,7 @@ pub struct Joined {
 /// Joins the room (the party's `connection_tags` and `on_connect` run now, before this
 /// returns) and decodes `leftover` (bytes the client sent right after its handshake:
 /// partysocket flushes its queued messages immediately). Then the connection waits for its
-/// peer in the core's poller ([`WsPoller`](super::ws_poll::WsPoller)), which costs no task;
+/// peer in the core's poller ([`WsPoller`]), which costs no task;
 /// only when that is not possible (it is already closing, or the poller is missing) is the
 /// connection's task returned, which reads until the connection closes and then leaves the
 /// room.
@@ -114,23 +123,18 @@ pub fn serve(
     drop((target, head));
 
     let mut reader = Reader {
-        decoder: Decoder::with_deflate(core.config.max_message_bytes, deflate.is_some()),
+        session: Session::new(Decoder::with_deflate(
+            core.config.max_message_bytes,
+            deflate.is_some(),
+        )),
         core,
         conn,
         party,
         room: room_id,
         stream,
-        fd,
-        peer_closed: false,
-        failed: false,
-        heard: false,
-        pinged: false,
-        peer_close: None,
-        error: None,
         _guards: (held, busy),
     };
     if !leftover.is_empty() {
-        reader.heard = true;
         reader.feed(&mut leftover);
     }
     drop(leftover);
@@ -153,23 +157,12 @@ pub fn serve(
     Some(reader.run())
 }
 
-/// What a reader does after [`Reader::on_ready`].
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Next {
-    /// Still open: wait in the poller for more.
-    Park,
-    /// EOF or a read error: leave the room now.
-    Leave,
-    /// Closing: run the closing handshake in a task ([`Reader::run`]).
-    Task,
-}
+/// The core's poller, where open connections wait (see `net::poller`).
+pub(crate) type WsPoller = Poller<Reader>;
 
-/// What the poller's sweep does with a parked connection.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Sweep {
-    Alive,
-    Ping,
-    Dead,
+thread_local! {
+    /// The core's ping frame (empty payload), shared by every ping it sends.
+    static PING: Rc<[u8]> = ws::encode_frame(OpCode::Ping, b"").into();
 }
 
 /// The reading side of one connection, in the core's poller or in the connection's task.
@@ -178,26 +171,17 @@ pub(crate) struct Reader {
     conn: Rc<WsConn>,
     party: usize,
     room: Box<str>,
-    decoder: Decoder,
-    /// The socket (shared with the outbox; the last holder closes it) and its fd.
+    /// The protocol state: decoder, closing handshake, liveness.
+    session: Session,
+    /// The socket (shared with the outbox; the last holder closes it).
     stream: Rc<TcpStream>,
-    fd: RawFd,
-    /// The peer's close frame has arrived, or the connection failed: flush and close TCP.
-    peer_closed: bool,
-    /// The connection failed (protocol error): the peer may still be sending.
-    failed: bool,
-    /// While parked, with `ws_ping_interval`: something arrived since the poller's last sweep,
-    /// and the sweep before sent a ping that nothing has answered yet (see `WsPoller::sweep`).
-    heard: bool,
-    pinged: bool,
-    /// The peer's close frame: its code (1005 if it had none) and reason. Boxed: most
-    /// connections never need it, and it would sit in every connection's reader.
-    peer_close: Option<Box<(u16, String)>>,
-    /// Why the connection failed, for `on_error`.
-    error: Option<Box<str>>,
     /// The connection counts against the core's cap, and a shutdown waits for it.
     _guards: (ConnGuard, BusyGuard),
 }
+
+// One per open WebSocket, most of them idle (parked in the poller): keep it from growing
+// (184 bytes on 64-bit Linux, the decoder's 104 included).
+const _: () = assert!(std::mem::size_of::<Reader>() <= 184);
 
 impl Drop for Reader {
     fn drop(&mut self) {
@@ -206,142 +190,143 @@ impl Drop for Reader {
 }
 
 impl Reader {
-    pub(crate) fn fd(&self) -> RawFd {
-        self.fd
-    }
-
-    pub(crate) fn conn(&self) -> &WsConn {
-        &self.conn
-    }
-
-    pub(crate) fn core_id(&self) -> usize {
-        self.core.id
-    }
-
-    /// The poller's periodic check (with `ws_ping_interval`): silence since the last check
-    /// gets a ping; more silence after a ping means the peer is gone.
-    pub(crate) fn sweep(&mut self) -> Sweep {
-        if std::mem::take(&mut self.heard) {
-            self.pinged = false;
-            Sweep::Alive
-        } else if self.pinged {
+    /// One liveness tick (the poller's sweep, or the task's timer, once per
+    /// `ws_ping_interval`): the session decides; a ping is sent by the caller (the sweep sends
+    /// them after its walk).
+    fn liveness(&mut self) -> Liveness {
+        let live = self.session.tick();
+        if live == Liveness::Dead {
             tracing::info!(conn = %self.conn.id(), "no answer to ping: closing dead connection");
-            Sweep::Dead
-        } else {
-            self.pinged = true;
-            Sweep::Ping
         }
+        live
     }
 
-    pub(crate) fn conn_rc(&self) -> Rc<WsConn> {
-        self.conn.clone()
+    /// Queues a ping (after a [`Liveness::Ping`] tick).
+    fn send_ping(&self) {
+        self.conn.send_frame(PING.with(Rc::clone));
+    }
+
+    /// Where our sending side stands, for the session.
+    fn outbound(&self) -> Outbound {
+        outbound(&self.conn)
+    }
+
+    /// Tells the session if our side closed since it last heard (the party, a full queue, a
+    /// shutdown: anything that closed the outbox from outside this reader).
+    fn sync_outbound(&mut self) {
+        if let Outbound::Closed(code) = self.outbound() {
+            self.session.on_local_close(code);
+        }
     }
 
     /// Neither side has started to close.
-    fn is_open(&self) -> bool {
-        !self.peer_closed && self.conn.outbox.state() == OutState::Open
+    fn is_open(&mut self) -> bool {
+        self.sync_outbound();
+        self.session.is_open()
     }
 
-    /// The socket is readable (the poller's call): reads what is there and decodes it.
-    pub(crate) fn on_ready(&mut self) -> Next {
-        match self.read_some(self.fd) {
-            Ok(true) => self.heard = true,
-            Ok(false) => return Next::Leave, // EOF
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => {
-                tracing::debug!(conn = %self.conn.id(), error = %e, "websocket read failed");
-                self.error = Some(format!("read failed: {e}").into());
-                return Next::Leave;
-            }
-        }
+    /// Where a reader that is still going goes: back to the poller while open, to a task of
+    /// its own for the closing handshake.
+    fn next(&mut self) -> Next {
         if self.is_open() {
             Next::Park
         } else {
-            Next::Task
+            Next::Detach
         }
     }
 
     /// The connection's task: reads until the connection closes, then leaves the room.
-    pub(crate) async fn run(mut self) {
+    async fn run(mut self) {
         let stream = self.stream.clone();
-        self.read_until_closed(&stream, self.fd).await;
+        self.read_until_closed(&stream).await;
         self.leave();
     }
 
     /// Leaves the room (by slot: another connection may have the same id), runs `on_error` and
     /// `on_close`, then releases the socket from the outbox (the last holder closes it).
-    pub(crate) fn leave(&mut self) {
-        let (code, reason) = match self.peer_close.take() {
-            Some(b) => *b,
-            None => match self.conn.sent_close.get() {
-                0 => (close::ABNORMAL, String::new()),
-                code => (code, String::new()),
-            },
-        };
-        let error = self.error.take();
+    fn leave(&mut self) {
+        self.sync_outbound();
+        let Leave {
+            code,
+            reason,
+            error,
+        } = self.session.leave();
         let (core, conn, party) = (&self.core, &self.conn, self.party);
         core.with_existing_room(party, &self.room, |room| {
             room.conns.try_remove(conn.slot.get());
             if let Some(error) = &error {
-                core.parties.error(party, room, conn, error);
+                core.parties.error(party, room, conn, &error.to_string());
             }
             core.parties.close(party, room, conn, code, &reason);
         });
         conn.outbox.shut();
     }
+
+    /// The task path: waits for readability (or our close, or a liveness tick), reads, and
+    /// does what the session says, until it says leave.
+    ///
     /// The timeouts here are boxed: monoio's `Sleep` is 640 bytes, and inline it would sit in
     /// the state of every idle connection's task, which waits on none of them.
-    async fn read_until_closed(&mut self, stream: &TcpStream, fd: RawFd) {
+    async fn read_until_closed(&mut self, stream: &TcpStream) {
         let outbox = self.conn.outbox.clone();
+        let close_timeout = self.core.config.close_timeout;
+        let interval = self.core.config.ws_ping_interval;
+        // The next liveness tick, on the same period as the poller's sweep.
+        let mut next_tick = interval.map(|i| Instant::now() + i);
         let mut closing_since: Option<Instant> = None;
-        // A ping was sent (ws_ping_interval) and nothing has arrived since.
-        let mut ping_outstanding = false;
         loop {
-            if self.peer_closed {
-                // Our echo (or our own earlier close) is queued: let it out, then close TCP.
-                let wait = self.core.config.close_timeout;
-                let _ = Box::pin(monoio::time::timeout(wait, outbox.drained())).await;
-                if self.failed {
-                    Box::pin(self.linger(stream, fd)).await;
-                }
-                return;
+            self.sync_outbound();
+            if outbox.state() == OutState::Closed && self.session.step().reads() {
+                // The socket is gone (a write failed, or the outbox was shut): nothing more
+                // will come that matters.
+                self.session.on_eof();
             }
-            match outbox.state() {
-                OutState::Closed => return,
-                OutState::Closing => {
+            match self.session.step() {
+                Step::Leave => return,
+                step @ (Step::Flush | Step::FlushAndLinger) => {
+                    // Our echo (or our own earlier close) is queued: let it out, then close TCP.
+                    let _ = Box::pin(monoio::time::timeout(close_timeout, outbox.drained())).await;
+                    if step == Step::FlushAndLinger {
+                        Box::pin(self.linger(stream)).await;
+                    }
+                    return;
+                }
+                Step::AwaitClose => {
                     let since = *closing_since.get_or_insert_with(Instant::now);
-                    let left = (since + self.core.config.close_timeout)
-                        .saturating_duration_since(Instant::now());
+                    let left = (since + close_timeout).saturating_duration_since(Instant::now());
                     match Box::pin(monoio::time::timeout(left, stream.readable(false))).await {
                         Ok(Ok(())) => {}
-                        _ => return,
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            self.session.on_close_timeout();
+                            continue;
+                        }
                     }
                 }
-                OutState::Open => {
+                Step::Read => {
                     let wait = async {
                         monoio::select! {
                             r = stream.readable(false) => r.is_ok(),
                             _ = outbox.closing() => true,
                         }
                     };
-                    let alive = match self.core.config.ws_ping_interval {
-                        None => wait.await,
-                        Some(interval) => {
-                            match Box::pin(monoio::time::timeout(interval, wait)).await {
+                    let alive = match (next_tick, interval) {
+                        (Some(at), Some(interval)) => {
+                            let left = at.saturating_duration_since(Instant::now());
+                            match Box::pin(monoio::time::timeout(left, wait)).await {
                                 Ok(alive) => alive,
-                                // Silence for a whole interval: ping once; a second silent interval
-                                // means the peer is gone.
-                                Err(_) if ping_outstanding => {
-                                    tracing::info!(conn = %self.conn.id(), "no answer to ping: closing dead connection");
-                                    return;
-                                }
                                 Err(_) => {
-                                    ping_outstanding = true;
-                                    self.conn.send(OpCode::Ping, b"");
+                                    next_tick = Some(tick_after(at, interval));
+                                    match self.liveness() {
+                                        Liveness::Alive => {}
+                                        Liveness::Ping => self.send_ping(),
+                                        Liveness::Dead => return,
+                                    }
                                     continue;
                                 }
                             }
                         }
+                        _ => wait.await,
                     };
                     if !alive {
                         return;
@@ -349,18 +334,10 @@ impl Reader {
                     if outbox.state() != OutState::Open {
                         continue;
                     }
-                    ping_outstanding = false;
                 }
             }
-            match self.read_some(fd) {
-                Ok(true) => {}
-                Ok(false) => return, // EOF
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    tracing::debug!(conn = %self.conn.id(), error = %e, "websocket read failed");
-                    self.error = Some(format!("read failed: {e}").into());
-                    return;
-                }
+            if self.read_some().is_err() {
+                return;
             }
         }
     }
@@ -370,7 +347,8 @@ impl Reader {
     /// with its bytes unread, would make the kernel answer with a reset that can destroy our
     /// close frame before the peer reads it. So read and drop until the peer closes, at most
     /// `close_timeout`.
-    async fn linger(&self, stream: &TcpStream, fd: RawFd) {
+    async fn linger(&self, stream: &TcpStream) {
+        let fd = stream.as_raw_fd();
         let deadline = Instant::now() + self.core.config.close_timeout;
         loop {
             let read = sock::recv(fd, &mut self.core.read_buf.borrow_mut());
@@ -391,86 +369,130 @@ impl Reader {
         }
     }
 
-    /// Reads what is available into the core's buffer and decodes it. Ok(false) on EOF.
-    fn read_some(&mut self, fd: RawFd) -> io::Result<bool> {
+    /// Reads what is available into the core's buffer and feeds it to the session.
+    /// `Err(Step::Leave)` on EOF or a read error (the session knows which).
+    fn read_some(&mut self) -> Result<(), Step> {
         let core = self.core.clone();
+        let fd = self.stream.as_raw_fd();
         let mut buf = core.read_buf.borrow_mut();
         // A full buffer means more is waiting; read on, but at most READS_PER_WAKE times, so one
         // busy sender cannot keep its core from everyone else.
-        for i in 0..READS_PER_WAKE {
+        for _ in 0..READS_PER_WAKE {
             let n = match sock::recv(fd, &mut buf) {
+                Ok(0) => return Err(self.session.on_eof()),
                 Ok(n) => n,
-                // The last read filled the buffer exactly and nothing more came: data was read.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && i > 0 => break,
-                Err(e) => return Err(e),
+                // Nothing (more) to read now: a spurious wake-up, or the last read filled the
+                // buffer exactly.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(conn = %self.conn.id(), error = %e, "websocket read failed");
+                    return Err(self.session.on_read_error(e));
+                }
             };
-            if n == 0 {
-                return Ok(false);
-            }
             core.metrics.received_bytes.add(n as u64);
-            self.feed(&mut buf[..n]);
-            if n < buf.len() || self.peer_closed {
+            let step = self.feed(&mut buf[..n]);
+            if n < buf.len() || !step.reads() {
                 break;
             }
         }
-        Ok(true)
+        Ok(())
     }
 
-    /// Decodes `data` and acts on every message in it.
-    fn feed(&mut self, data: &mut [u8]) {
+    /// Feeds `data` to the session and performs what it asks.
+    fn feed(&mut self, data: &mut [u8]) -> Step {
         let core = &*self.core;
         let conn = &self.conn;
         let (party_idx, room_id) = (self.party, &*self.room);
-        let mut peer_closed = false;
-        let mut peer_close = None;
-        let result = self.decoder.feed(data, &mut |msg| match msg {
-            Message::Text(_) | Message::Binary(_) => {
-                core.metrics.ws_messages_received.inc();
-                if conn.outbox.state() != OutState::Open {
-                    return; // closing: data is ignored until the peer's close frame
+        self.session.feed(data, |action| {
+            match action {
+                Action::Deliver(msg) => {
+                    core.metrics.ws_messages_received.inc();
+                    let mut rooms = core.rooms.borrow_mut();
+                    if let Some(room) = rooms.get_mut(party_idx, room_id) {
+                        core.parties.message(party_idx, room, msg, conn);
+                    }
                 }
-                let mut rooms = core.rooms.borrow_mut();
-                if let Some(room) = rooms.get_mut(party_idx, room_id) {
-                    core.parties.message(party_idx, room, msg, conn);
-                }
-            }
-            Message::Ping(payload) => {
-                if conn.outbox.state() == OutState::Open {
-                    conn.send(OpCode::Pong, payload);
-                }
-            }
-            Message::Pong(_) => {}
-            Message::Close { code, reason } => {
-                peer_closed = true;
-                peer_close = Some(Box::new((
-                    code.unwrap_or(close::NO_STATUS),
-                    reason.to_owned(),
-                )));
-                if conn.outbox.state() == OutState::Open {
-                    // Echo the peer's code (RFC 6455 §5.5.1); an empty close gets an empty one.
+                // Closing: data is counted, not delivered, until the peer's close frame.
+                Action::Dropped => core.metrics.ws_messages_received.inc(),
+                Action::Pong(payload) => conn.send(OpCode::Pong, payload),
+                Action::EchoClose(code) => {
                     let echo: Rc<[u8]> = match code {
                         Some(code) => ws::encode_close(code, "").into(),
                         None => ws::encode_frame(OpCode::Close, &[]).into(),
                     };
                     conn.outbox.close_with(echo, false);
                 }
+                Action::Fail(e) => {
+                    tracing::info!(conn = %conn.id(), error = %e, code = e.close_code(), "websocket protocol error: closing");
+                    core.metrics.ws_protocol_close(e.close_code());
+                    conn.close_with(e.close_code(), e.reason(), false);
+                }
             }
-        });
-        self.peer_closed |= peer_closed;
-        if peer_close.is_some() {
-            self.peer_close = peer_close;
+            outbound(conn)
+        })
+    }
+}
+
+/// A reader waiting in the core's poller: the poller's calls map onto the session's events.
+impl Parked for Reader {
+    fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    fn set_slot(&self, slot: u32) {
+        self.conn.outbox.set_parked(slot);
+    }
+
+    /// The socket is readable: reads what is there and feeds it to the session.
+    fn on_ready(&mut self) -> Next {
+        if let Err(step) = self.read_some() {
+            debug_assert_eq!(step, Step::Leave);
+            return Next::Finish;
         }
-        if let Err(e) = result {
-            if conn.outbox.state() == OutState::Open {
-                tracing::info!(conn = %conn.id(), error = %e, code = e.close_code(), "websocket protocol error: closing");
-                core.metrics.ws_protocol_close(e.close_code());
-                conn.close_with(e.close_code(), e.reason(), false);
-            }
-            self.error = Some(e.to_string().into());
-            // "Fail the WebSocket Connection" (RFC 6455 §7.1.7): send our close frame and close
-            // TCP without waiting for the peer's; nothing after the error can be trusted.
-            self.peer_closed = true;
-            self.failed = true;
+        self.next()
+    }
+
+    fn tick(&mut self) -> Tick {
+        match self.liveness() {
+            Liveness::Alive => Tick::Alive,
+            Liveness::Ping => Tick::Ping,
+            Liveness::Dead => Tick::Dead,
         }
+    }
+
+    fn ping(&mut self) -> Next {
+        self.send_ping();
+        self.next()
+    }
+
+    fn finish(mut self) {
+        self.leave();
+    }
+
+    fn detach(self) {
+        spawn_guarded(self.core.id, self.run());
+    }
+}
+
+/// Where `conn`'s sending side stands: open, or closed with the code it sent (if any).
+fn outbound(conn: &WsConn) -> Outbound {
+    match conn.outbox.state() {
+        OutState::Open => Outbound::Open,
+        _ => Outbound::Closed(match conn.sent_close.get() {
+            0 => None,
+            code => Some(code),
+        }),
+    }
+}
+
+/// The tick after the one due `at`: one period on, or one period from now if the task fell
+/// further behind than that (a tick is a period of silence, never a burst of catch-up ticks).
+fn tick_after(at: Instant, interval: Duration) -> Instant {
+    let next = at + interval;
+    let now = Instant::now();
+    if next <= now {
+        now + interval
+    } else {
+        next
     }
 }

@@ -13,7 +13,8 @@
 //! - Text is validated as UTF-8 incrementally: a connection fails as soon as the first invalid
 //!   byte arrives, even mid-frame or across fragments (Autobahn's "fail fast" cases).
 //! - Control frames (ping, pong, close) may arrive between the fragments of a message and are
-//!   delivered immediately. Answering a ping with a pong and echoing a close is the caller's job.
+//!   delivered immediately. Answering a ping with a pong and echoing a close is the session's
+//!   job (`session`), performing them its driver's.
 //!
 //! # Limits
 //!
@@ -38,6 +39,8 @@
 //! - `mask`: XOR masking, a word at a time.
 //! - `message`: the streaming decoder: reassembly, UTF-8, size limit, the Close payload,
 //!   delivery. Its unit tests are `message/tests.rs` and the groups under `message/tests/`.
+//! - `session`: one connection's protocol state: the decoder, the closing handshake, ping
+//!   liveness, what it leaves its room with (`session_tests.rs` holds its unit tests).
 //! - `close`: close code constants and which codes are valid on the wire (a leaf).
 //! - `error`: `WsError` and its close-code table.
 //! - `deflate`: permessage-deflate: the negotiation and the core's codec.
@@ -52,6 +55,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod session;
 pub mod upgrade;
 
 pub use frame::{encode_close, encode_frame, OpCode};
