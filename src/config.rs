@@ -80,8 +80,10 @@ pub struct Config {
     /// core.)
     pub max_connections_per_core: usize,
     /// Ping WebSockets that stay silent: each core sweeps its connections once per interval,
-    /// pings those it has not heard from since the last sweep (so after one to two intervals of
-    /// silence), and closes those still silent at the sweep after (a dead peer). Off by
+    /// pings those it has not heard from since the last sweep (or since they connected: a new
+    /// connection may be pinged at the first sweep), and closes those still silent at the sweep
+    /// after (a dead peer): a silent peer is dropped one to two intervals after it connected or
+    /// last spoke (`ws/session.rs`, `Session::tick`). Off by
     /// default, like PartyKit (partysocket sends no heartbeat and needs none).
     pub ws_ping_interval: Option<Duration>,
     /// Capacity of each core's handoff inbox: when full, the connection is answered 503.

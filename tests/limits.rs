@@ -36,7 +36,7 @@ fn connections_over_the_cap_get_503_or_close_1013() {
     assert_eq!(b.request(get("/party/cap").as_bytes()).status, 200);
 }
 
-// `ws_ping_interval` I (src/runtime/ws_poll.rs, src/runtime/ws_conn.rs): every I, each core sweeps its
+// `ws_ping_interval` I (src/ws/session.rs, src/net/poller.rs): every I, each core sweeps its
 // WebSockets; one it has not heard from since the sweep before is pinged, and one still silent
 // at the sweep after its ping is dropped. A fresh connection may be pinged at the first sweep,
 // so a silent peer is dropped between I and 2I after it connected; what holds however slow the
