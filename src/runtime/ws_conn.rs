@@ -400,6 +400,9 @@ impl Reader {
 
     /// Feeds `data` to the session and performs what it asks.
     fn feed(&mut self, data: &mut [u8]) -> Step {
+        // Our side may have closed since the last read (a party's `close` in `on_connect` or
+        // from another connection's handler): nothing read after that reaches the party.
+        self.sync_outbound();
         let core = &*self.core;
         let conn = &self.conn;
         let (party_idx, room_id) = (self.party, &*self.room);
