@@ -584,3 +584,42 @@ fn a_reader_that_stalls_mid_file_holds_up_no_one_else() {
     assert!(r.body == big, "{} bytes", r.body.len());
     std::fs::remove_dir_all(root.parent().unwrap()).unwrap();
 }
+
+/// A file that is not in the page cache (evicted with `posix_fadvise(DONTNEED)`, on a disk
+/// file system: target/tmp) is read from disk and sent whole. (The server clears the
+/// O_NONBLOCK it opens files with, since an io_uring read of an O_NONBLOCK file may end with
+/// EAGAIN on a cache miss; on ext4, which waits for such reads anyway, this test passes either
+/// way: what it guards here is the cold-cache path itself.)
+#[test]
+fn a_file_not_in_the_page_cache_is_sent_whole() {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cold-{}", std::process::id()));
+    let root = base.join("site");
+    std::fs::create_dir_all(&root).unwrap();
+    let big = noise(4 * 1024 * 1024 + 17);
+    let path = root.join("cold.bin");
+    std::fs::write(&path, &big).unwrap();
+    let s = serve(&root);
+    for round in 0..2 {
+        let file = std::fs::File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        // SAFETY: the descriptor is open for the call; fadvise only drops clean cached pages.
+        let rc = unsafe {
+            libc::posix_fadvise(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                0,
+                0,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        assert_eq!(rc, 0, "posix_fadvise");
+        let r = fetch(s.addr, "/cold.bin");
+        assert_eq!(r.status, 200);
+        assert!(
+            r.body == big,
+            "round {round}: got {} of {} bytes",
+            r.body.len(),
+            big.len()
+        );
+    }
+    std::fs::remove_dir_all(&base).unwrap();
+}

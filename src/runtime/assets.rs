@@ -171,6 +171,9 @@ fn lookup(site: &Serve, mapped: &Mapped, path: &str, head: &[u8], status: u16) -
         .ok()?;
     // The opened file's own metadata: the size sent is the size of what is open.
     let meta = file.metadata().ok().filter(|m| m.is_file())?;
+    // A regular file: reads go through the ring, and an io_uring read of an O_NONBLOCK file
+    // ends with EAGAIN on a page-cache miss instead of waiting for the disk.
+    clear_nonblock(&file).ok()?;
     let len = meta.len();
     let modified = meta.modified().unwrap_or(UNIX_EPOCH);
     let etag = static_files::etag(len, modified);
@@ -222,6 +225,23 @@ fn lookup(site: &Serve, mapped: &Mapped, path: &str, head: &[u8], status: u16) -
         len,
         file,
     }))
+}
+
+/// Clears `O_NONBLOCK` on an open file.
+fn clear_nonblock(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is the open descriptor `file` owns for this whole call; F_GETFL and F_SETFL
+    // only read and set its status flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `path` resolved (symlinks, `..`), if it exists and the result is under `root` (resolved)
