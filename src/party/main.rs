@@ -191,7 +191,7 @@ fn history_key(seq: u64) -> String {
 /// Replays the history from storage. Keeps the newest `limit` messages; older ones left by a
 /// crash between a put and its delete are deleted now. The room keeps it only if there is any.
 fn load_history(room: &mut Room, limit: usize) {
-    let mut history = read_history(room, limit);
+    let mut history = read_history(room, limit, true);
     if history.messages.is_empty() {
         room.clear_state();
     } else {
@@ -200,8 +200,10 @@ fn load_history(room: &mut Room, limit: usize) {
     }
 }
 
-/// The history as storage has it now (see [`load_history`]).
-fn read_history(room: &mut Room, limit: usize) -> History {
+/// The history as storage has it now, its newest `limit` messages; with `delete_stale`, older
+/// ones left by a crash between a put and its delete are deleted (only on start: a GET must not
+/// write, or wait for a write).
+fn read_history(room: &mut Room, limit: usize, delete_stale: bool) -> History {
     let epoch = room.storage_epoch();
     let store = room.storage();
     let opts = ListOptions {
@@ -210,7 +212,7 @@ fn read_history(room: &mut Room, limit: usize) -> History {
     };
     let entries = store.list(&opts).unwrap_or_default();
     let extra = entries.len().saturating_sub(limit);
-    if extra > 0 {
+    if extra > 0 && delete_stale {
         let stale: Vec<String> = entries[..extra].iter().map(|(k, _)| k.clone()).collect();
         for chunk in stale.chunks(crate::storage::MAX_KEYS_PER_OP) {
             drop(store.delete_many(chunk.to_vec()));
@@ -244,7 +246,7 @@ fn refresh(room: &mut Room) {
     else {
         return;
     };
-    let fresh = read_history(room, limit);
+    let fresh = read_history(room, limit, false);
     if let Some(h) = room.state_mut::<History>() {
         h.messages = fresh.messages;
         h.next_seq = h.next_seq.max(fresh.next_seq);
@@ -255,7 +257,8 @@ fn refresh(room: &mut Room) {
 }
 
 /// The durable messages of `room`, oldest first.
-pub fn history(room: &Room) -> Vec<&str> {
+#[cfg(test)]
+fn history(room: &Room) -> Vec<&str> {
     room.state_ref::<History>()
         .map(|h| h.messages.iter().map(|(_, m)| m.as_str()).collect())
         .unwrap_or_default()
@@ -284,7 +287,7 @@ fn history_json(room: &mut Room) -> Rc<[u8]> {
 /// is closed with 1013. Resolves when the write is durable, or to why it failed. The oldest
 /// messages beyond `limit` are deleted as new ones are shown. With `limit` 0 nothing is stored
 /// and the broadcast goes out at once.
-pub fn publish(
+pub(crate) fn publish(
     room: &mut Room,
     limit: usize,
     message: String,
@@ -296,12 +299,10 @@ pub fn publish(
     }
     refresh(room);
     if room.state_ref::<History>().is_none() {
-        let epoch = room.storage_epoch();
-        room.set_state(History {
-            limit,
-            epoch,
-            ..History::default()
-        });
+        // Numbering goes on from what storage has (the state may have been lost to a panic in
+        // a handler, or never loaded): a stored number is never written over.
+        let history = read_history(room, limit, false);
+        room.set_state(history);
     }
     let durable = room.with_state(|h: &mut History, room| {
         let seq = h.next_seq;
@@ -336,7 +337,12 @@ pub fn publish(
 
 /// Sends a message that is not stored to every connection but `sender`: at once, or, if
 /// published messages are held in the gate, after them (so every member sees one order).
-pub fn relay(room: &mut Room, opcode: ws::OpCode, payload: &[u8], sender: Option<&Connection>) {
+pub(crate) fn relay(
+    room: &mut Room,
+    opcode: ws::OpCode,
+    payload: &[u8],
+    sender: Option<&Connection>,
+) {
     match room.state_mut::<History>() {
         Some(h) if !h.gate.is_empty() => h.gate.push_back(Held {
             durable: None,
@@ -350,7 +356,7 @@ pub fn relay(room: &mut Room, opcode: ws::OpCode, payload: &[u8], sender: Option
 
 /// Releases every message at the front of the gate whose write has an outcome: shown if
 /// durable, dropped (sender closed with 1013) if not. Stops at the first one still waiting.
-pub fn release_gate(room: &mut Room) {
+pub(crate) fn release_gate(room: &mut Room) {
     room.with_state(|h: &mut History, room| h.release(room));
     tidy(room);
 }

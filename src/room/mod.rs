@@ -149,19 +149,39 @@ impl Room {
     }
 
     /// Runs `f` with the party's per-room value (if it is a `T`) and the room beside it, for
-    /// work that needs both (say, broadcasting from the state). `None` if there is no `T`. A
-    /// state that `f` sets on the room replaces the one it was given.
+    /// work that needs both (say, broadcasting from the state). `None` if there is no `T`.
+    ///
+    /// While `f` runs the value is out of the room: the room's own `state_ref`/`state_mut`
+    /// see none, a `clear_state` is undone when `f` returns, and a `set_state` replaces the
+    /// value `f` was given. If `f` panics the value goes back into the room.
     pub fn with_state<T: Any, R>(&mut self, f: impl FnOnce(&mut T, &mut Room) -> R) -> Option<R> {
-        let mut boxed = self.state.take()?;
-        let Some(value) = boxed.downcast_mut::<T>() else {
+        /// Puts the value back when dropped, also on unwind, unless `f` set a new one.
+        struct Back<'r> {
+            room: &'r mut Room,
+            boxed: Option<Box<dyn Any>>,
+        }
+        impl Drop for Back<'_> {
+            fn drop(&mut self) {
+                if self.room.state.is_none() {
+                    self.room.state = self.boxed.take();
+                }
+            }
+        }
+        let boxed = self.state.take()?;
+        if !boxed.is::<T>() {
             self.state = Some(boxed);
             return None;
-        };
-        let r = f(value, self);
-        if self.state.is_none() {
-            self.state = Some(boxed);
         }
-        Some(r)
+        let mut back = Back {
+            room: self,
+            boxed: Some(boxed),
+        };
+        let value = back
+            .boxed
+            .as_mut()
+            .and_then(|b| b.downcast_mut::<T>())
+            .expect("checked above");
+        Some(f(value, back.room))
     }
 
     // ---- connections ----
@@ -553,6 +573,33 @@ mod tests {
 
     fn join(room: &mut Room, c: &Rc<WsConn>) {
         c.slot.set(room.conns.insert(c.clone()));
+    }
+
+    #[test]
+    fn with_state_lends_the_value_and_keeps_it_through_a_panic() {
+        let mut room = room();
+        assert_eq!(room.with_state(|n: &mut u32, _| *n), None, "no state yet");
+        room.set_state(5u32);
+        assert_eq!(
+            room.with_state(|n: &mut String, _| n.len()),
+            None,
+            "another type"
+        );
+        assert_eq!(
+            room.with_state(|n: &mut u32, r| {
+                assert!(r.state_ref::<u32>().is_none(), "lent out");
+                *n += 1;
+                *n
+            }),
+            Some(6)
+        );
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            room.with_state(|_: &mut u32, _| panic!("a handler bug"));
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(room.state_ref::<u32>(), Some(&6), "back in the room");
+        room.with_state(|_: &mut u32, r| r.set_state("replaced"));
+        assert_eq!(room.state_ref::<&str>(), Some(&"replaced"));
     }
 
     #[test]

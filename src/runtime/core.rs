@@ -46,17 +46,6 @@ use super::{
     ws_conn::WsPoller,
 };
 
-thread_local! {
-    /// The core running on this thread, for the party API's handles (`RoomRef`, alarms,
-    /// party fetch) that are not handed a core. Set for the life of the core's event loop.
-    static CURRENT: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
-}
-
-/// The core running on this thread, if any.
-pub fn current() -> Option<Rc<Core>> {
-    CURRENT.with(|c| c.borrow().clone())
-}
-
 /// Per-core counters readable from any thread (tests, metrics). Touched once per connection
 /// event, never per message, so relaxed atomics cost nothing that matters.
 #[derive(Debug, Default)]
@@ -424,7 +413,6 @@ pub fn run(
             )
         });
         let _ = ready.send(Ok(ring_mode));
-        CURRENT.with(|c| *c.borrow_mut() = Some(core.clone()));
         // A parked connection that our side starts closing goes back to a task of its own.
         let weak = Rc::downgrade(&core);
         core.flusher.on_unpark(Box::new(move |slot| {
@@ -495,7 +483,6 @@ pub fn run(
         if let Some(poller) = &core.ws_poller {
             poller.stop();
         }
-        CURRENT.with(|c| c.borrow_mut().take());
     });
 }
 

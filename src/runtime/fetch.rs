@@ -24,7 +24,7 @@ use std::{
 };
 
 use super::{
-    core::{current, spawn_guarded, Core},
+    core::{spawn_guarded, Core},
     http_conn::flush_all,
 };
 use crate::{
@@ -47,10 +47,12 @@ pub struct FetchJob {
 }
 
 /// See [`crate::room::RoomStub::fetch`].
-pub async fn fetch(party: Box<str>, room: Box<str>, req: FetchRequest) -> Response {
-    let Some(core) = current() else {
-        return Response::text(500, "Party fetch used outside a server core");
-    };
+pub(crate) async fn fetch(
+    core: Rc<Core>,
+    party: Box<str>,
+    room: Box<str>,
+    req: FetchRequest,
+) -> Response {
     if !(req.path.is_empty() || req.path.starts_with('/') || req.path.starts_with('?')) {
         return Response::text(400, "Party fetch path must start with / or ?");
     }

@@ -48,6 +48,11 @@ impl RoomHost for CoreHost {
         room: Box<str>,
         req: FetchRequest,
     ) -> Pin<Box<dyn Future<Output = Response>>> {
-        Box::pin(super::fetch::fetch(party, room, req))
+        match self.0.upgrade() {
+            Some(core) => Box::pin(super::fetch::fetch(core, party, room, req)),
+            None => Box::pin(async {
+                Response::text(503, "Server shutting down: party fetch not sent")
+            }),
+        }
     }
 }
