@@ -381,7 +381,7 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
             }
         }
         match sched.tick(now, ctx.coord) {
-            Tick::Start(_) => f.c.start(),
+            Tick::Start(_) => f.c.start(&net.stats),
             Tick::End(step) => {
                 let (wall, cpu) = sched.window(now);
                 let label = if open_loop {
@@ -389,7 +389,7 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
                 } else {
                     format!("closed batch {}", a.batch)
                 };
-                let sp = f.c.finish(label, wall, cpu);
+                let sp = f.c.finish(label, wall, cpu, &net.stats);
                 f.part.steps.push(sp);
             }
             Tick::Nothing => {}
@@ -435,6 +435,8 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
     f.part.duplicate = f.seq.duplicate;
     f.part.reordered = f.seq.reordered;
     f.part.bad += net.stats.protocol_errors;
+    f.part.deflate_accepted += net.stats.deflate_accepted;
+    f.part.deflate_declined += net.stats.deflate_declined;
     Ok(f.part)
 }
 
