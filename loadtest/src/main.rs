@@ -15,6 +15,7 @@ mod exec;
 mod fanout;
 mod http;
 mod net;
+mod payload;
 mod perf;
 mod phase;
 mod report;
