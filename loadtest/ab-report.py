@@ -8,7 +8,9 @@ markdown:
   1. per shape and side: the median per-server-CPU-second figure over the saturated rounds with
      its spread (min-max), how many rounds were saturated (server >= PCT, default 90, % of a
      CPU), the median server CPU share, and the median kernel events per op on the server's
-     side (RES IPIs on its CPU, context switches, cycles where perf counts them);
+     side (RES IPIs on its CPU, context switches, cycles where perf counts them), and the
+     bytes on the wire per op the generator received (what the server sent: the
+     permessage-deflate shapes compare these);
   2. per shape: NEW/OLD, NEW/Bun (and NEW/floor) as the ratio of the medians, the spread of the
      per-round ratios (rounds where both sides were saturated), and for NEW/OLD how many rounds
      NEW won and the verdict: "NEW faster" only if NEW won every paired round (with 5 rounds a
@@ -90,8 +92,9 @@ def main():
         print("```\n" + meta.read_text().strip() + "\n```\n")
     print(f"Per side: medians over the saturated rounds (server >= {min_cpu:g}% of a CPU), spread min-max; "
           "kernel events on the server's side per op.\n")
-    print("| shape | side | saturated rounds | per server-CPU-s | server CPU % | RES/op | cs/op | cycles/op |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| shape | side | saturated rounds | per server-CPU-s | server CPU % | RES/op | cs/op | cycles/op "
+          "| B in/op |")
+    print("|---|---|---|---|---|---|---|---|---|")
     sat = {}
     for shape in shapes:
         for side in sides:
@@ -105,7 +108,8 @@ def main():
             col = lambda key, f: spread([v[key] for v in good.values() if v[key] is not None], f)
             print(f"| {shape} | {side} | {len(good)}/{len(by_round)} | {col('per_cpu', fmt)} | "
                   f"{spread([v['srv_pct'] for v in by_round.values() if v['srv_pct'] is not None], f0)} | "
-                  f"{col('res', f3)} | {col('cs', f3)} | {col('cycles', f0)} |")
+                  f"{col('res', f3)} | {col('cs', f3)} | {col('cycles', f0)} | "
+                  f"{spread([v['wire_in'] for v in by_round.values() if v.get('wire_in') is not None], f0)} |")
 
     peers = [s for s in ("old", "bun", "floor") if s in sides]
     print("\nRatios of the medians; per-round ratios (min-max) over rounds where both sides were "

@@ -14,6 +14,8 @@
 # figure per server-CPU-second, the server's CPU share and the kernel events per op. Then
 # loadtest/ab-report.py prints the medians (min-max), the ratios, whether NEW beat OLD in every
 # round, and writes a ratio plot per shape (DIR/ratio-<shape>.svg).
+# The permessage-deflate shapes (fanout-deflate-{on,off}-{512,4096}, echo-deflate-{on,off}-512)
+# run only when --shapes names them, e.g. `--shapes fanout-deflate-on-512,fanout-deflate-off-512`.
 # Defaults: 5 rounds of 4 s (+1 s warm-up), every shape: ~25 minutes. --shapes picks some, e.g.
 # `--shapes wrk-get-c20,wrk-post-c20 --rounds 8` for many cheap rounds of the HTTP headline.
 # Fewer than 5 rounds is refused: the protocol's smallest sample.
@@ -63,10 +65,21 @@ SHAPES=(
   "load-get-c20|load-get-c20|"
   "load-post-c20|load-post-c20|"
 )
+# Run only when --shapes names them: permessage-deflate (compare's KIND-deflate-MODE-SIZE
+# shapes), chat JSON, server compression on (the generator requires the extension) and off (it
+# offers, the server declines).
+OPT_SHAPES=(
+  "fanout-deflate-on-512|fanout-deflate-on-512|"
+  "fanout-deflate-off-512|fanout-deflate-off-512|"
+  "fanout-deflate-on-4096|fanout-deflate-on-4096|"
+  "fanout-deflate-off-4096|fanout-deflate-off-4096|"
+  "echo-deflate-on-512|echo-deflate-on-512|"
+  "echo-deflate-off-512|echo-deflate-off-512|"
+)
 if [ -n "$ONLY" ]; then
   for want in ${ONLY//,/ }; do
     found=0
-    for shape in "${SHAPES[@]}"; do [ "${shape%%|*}" = "$want" ] && found=1; done
+    for shape in "${SHAPES[@]}" "${OPT_SHAPES[@]}"; do [ "${shape%%|*}" = "$want" ] && found=1; done
     [ "$found" = 1 ] || { echo "ab-run: unknown shape $want" >&2; exit 2; }
   done
 fi
@@ -92,7 +105,7 @@ for round in $(seq 1 "$ROUNDS"); do
   # Rotate the order of the sides by one each round.
   k=$(( (round - 1) % ${#SIDES[@]} ))
   order=("${SIDES[@]:k}" "${SIDES[@]:0:k}")
-  for shape in "${SHAPES[@]}"; do
+  for shape in "${SHAPES[@]}" ${ONLY:+"${OPT_SHAPES[@]}"}; do
     IFS='|' read -r name scenario args <<<"$shape"
     [ -n "$ONLY" ] && [[ "$ONLY" != *",$name,"* ]] && continue
     for side in "${order[@]}"; do
@@ -103,9 +116,12 @@ for round in $(seq 1 "$ROUNDS"); do
       [ "$side" = floor ] && server=floor
       bin="$OLD"
       [ "$side" = new ] && bin="$NEW"
+      # Empty arguments: compare's own defaults for the shape.
+      over=()
+      [ -n "$args" ] && over=("--$scenario-args" "$args")
       PARTYRING_BIN="$bin" bash loadtest/compare --no-build --duration "$DURATION" \
         --warmup "$WARMUP" --min-cpu "$MIN_CPU" --servers "$server" --scenarios "$scenario" \
-        "--$scenario-args" "$args" --out "$dir" >"$dir.log" 2>&1 || echo "  (run failed: see $dir.log)"
+        ${over[@]+"${over[@]}"} --out "$dir" >"$dir.log" 2>&1 || echo "  (run failed: see $dir.log)"
       if grep -q ": skipped (" "$dir.log"; then
         rm -rf "$dir" "$dir.log" # the floor does not serve this shape
         continue

@@ -5,8 +5,10 @@ Usage: compare_report.py OUT_DIR SERVERS SCENARIOS [MIN_CPU]   (lists comma-sepa
 
 Reads OUT_DIR/<server>-<scenario>.json (partyring-load --json) and prints:
   1. every run: rate per wall second and per server-CPU-second, the server's and the
-     generator's CPU share, and the server-side kernel events per counted unit (RES IPIs on
-     the server's CPU, context switches, cycles);
+     generator's CPU share, the server-side kernel events per counted unit (RES IPIs on
+     the server's CPU, context switches, cycles), and the bytes on the wire per counted unit
+     that the generator received ("B in/op": what the server sent) and sent ("B out/op");
+     for idle, the server's RSS growth per connection ("RSS B/conn");
   2. partyring/peer per server-CPU-second, or "unsaturated" when either server used less than
      MIN_CPU (default 90) % of a CPU over its window.
 """
@@ -45,6 +47,9 @@ def load_run(path):
         "res": num("res_per_op"),
         "cs": num("ctx_switches_per_op"),
         "cycles": num("cycles_per_op"),
+        "wire_in": num("wire_in_per_op"),
+        "wire_out": num("wire_out_per_op"),
+        "rss_per_conn": num("server_rss_bytes_per_conn", d.get("memory")),
         "res_cpu": (last.get("kernel") or {}).get("res_cpu") if isinstance(last, dict) else None,
         "ok": integrity.get("ok") is not False,
     }
@@ -52,6 +57,10 @@ def load_run(path):
 
 def saturated(run, min_cpu):
     return run is not None and run["srv_pct"] is not None and run["srv_pct"] >= min_cpu
+
+
+def fmt_bytes(v):
+    return "-" if v is None else f"{v:.0f}"
 
 
 def fmt(v, digits=2):
@@ -97,11 +106,12 @@ def main():
                 continue
             rows.append([sc, s, r["unit"] or "ops", fmt(r["rate"]), fmt(r["per_cpu"]),
                          fmt(r["srv_pct"], 0), fmt(r["gen_pct"], 0), fmt(r["res"], 3),
-                         fmt(r["cs"], 3), fmt(r["cycles"], 0),
+                         fmt(r["cs"], 3), fmt(r["cycles"], 0), fmt_bytes(r["wire_in"]),
+                         fmt_bytes(r["wire_out"]), fmt_bytes(r["rss_per_conn"]),
                          ("ok" if r["ok"] else "FAILED")
                          + ("" if saturated(r, min_cpu) else " unsaturated")])
     print(table(["scenario", "server", "unit", "rate/s", "per cpu-s", "srv%", "gen%", "RES/op",
-                 "cs/op", "cycles/op", "integrity"], rows))
+                 "cs/op", "cycles/op", "B in/op", "B out/op", "RSS B/conn", "integrity"], rows))
 
     if "partyring" in servers:
         peers = [s for s in servers if s != "partyring"]

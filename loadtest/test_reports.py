@@ -16,10 +16,11 @@ from compare_report import load_run, saturated  # noqa: E402
 from svgplot import PERCENTILE_DASHES, colour_of, line_plot  # noqa: E402
 
 
-def result(per_cpu, srv_pct, ok=True, res=0.5):
+def result(per_cpu, srv_pct, ok=True, res=0.5, wire_in=None):
     return {"per_server_cpu_sec": per_cpu, "rate": per_cpu * srv_pct / 100, "unit": "operations",
             "server_cpu_pct": srv_pct, "res_per_op": res, "ctx_switches_per_op": 0.01,
-            "cycles_per_op": None, "integrity": {"ok": ok},
+            "cycles_per_op": None, "integrity": {"ok": ok}, "wire_in_per_op": wire_in,
+            "wire_out_per_op": None,
             "steps": [{"gen_cpu_pct": 50, "kernel": {"res_cpu": 0}}]}
 
 
@@ -61,19 +62,26 @@ class CompareReport(unittest.TestCase):
             write(p, result(1000, 91, res=0.44))
             r = load_run(p)
         self.assertEqual((r["res"], r["srv_pct"], r["gen_pct"]), (0.44, 91, 50))
+        self.assertEqual((r["wire_in"], r["wire_out"], r["rss_per_conn"]), (None, None, None))
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "r.json")
+            write(p, dict(result(1000, 91, wire_in=123.5),
+                          memory={"server_rss_bytes_per_conn": 2048.0}))
+            r = load_run(p)
+            self.assertEqual((r["wire_in"], r["rss_per_conn"]), (123.5, 2048.0))
         self.assertTrue(saturated(r, 90))
         self.assertFalse(saturated(r, 95))
 
 
 class AbReport(unittest.TestCase):
-    def report(self, rounds):
+    def report(self, rounds, wire_in=None):
         """rounds: list of {side: (per_cpu, srv_pct)} for one shape."""
         with tempfile.TemporaryDirectory() as d:
             for i, sides in enumerate(rounds, 1):
                 for side, (v, pct) in sides.items():
                     server = "bun" if side == "bun" else "partyring"
                     write(os.path.join(d, f"r{i}", side, "wrk-get-c20", f"{server}-wrk-get-c20.json"),
-                          result(v, pct))
+                          result(v, pct, wire_in=wire_in and wire_in[side] + i))
             return subprocess.run([sys.executable, os.path.join(HERE, "ab-report.py"), d],
                                   capture_output=True, text=True, check=True).stdout
 
@@ -94,6 +102,15 @@ class AbReport(unittest.TestCase):
         self.assertIn("| wrk-get-c20 | new | 4/5 | 110.0k (110.0k-110.0k)", out)
         self.assertIn("round 1 new wrk-get-c20: unsaturated (server 50% of a CPU)", out)
         self.assertIn("no difference shown", out)  # 4 paired rounds: too few for a verdict
+
+    def test_bytes_on_the_wire_are_medians_per_side(self):
+        rounds = [{"old": (100e3, 95), "new": (110e3, 95), "bun": (90e3, 95)} for _ in range(5)]
+        out = self.report(rounds, wire_in={"old": 500, "new": 100, "bun": 200})
+        # Rounds add 1..5 to each side's figure: the median is round 3's.
+        self.assertRegex(out, r"\| wrk-get-c20 \| new \| 5/5 \|.*\| 103 \(101-105\) \|")
+        self.assertRegex(out, r"\| wrk-get-c20 \| bun \| 5/5 \|.*\| 203 \(201-205\) \|")
+        out = self.report(rounds)
+        self.assertRegex(out, r"\| wrk-get-c20 \| new \| 5/5 \|.*\| - \|")
 
     def test_too_few_saturated_rounds_give_no_ratio(self):
         rounds = [{"old": (100e3, 95), "new": (110e3, 60 if i < 3 else 95)} for i in range(5)]

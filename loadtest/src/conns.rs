@@ -129,6 +129,8 @@ pub fn idle(ctx: &mut Ctx, a: &IdleArgs) -> std::io::Result<Part> {
     // Turn once so anything the server sent meanwhile (a ping) is handled, then close all.
     net.turn(&mut h, Duration::ZERO)?;
     h.part.bad += net.stats.protocol_errors;
+    h.part.deflate_accepted += net.stats.deflate_accepted;
+    h.part.deflate_declined += net.stats.deflate_declined;
     drop(net);
     Ok(h.part)
 }
@@ -187,5 +189,7 @@ pub fn churn(ctx: &mut Ctx, a: &ChurnArgs) -> std::io::Result<Part> {
         ..StepPart::default()
     });
     h.part.bad += net.stats.protocol_errors;
+    h.part.deflate_accepted += net.stats.deflate_accepted;
+    h.part.deflate_declined += net.stats.deflate_declined;
     Ok(h.part)
 }

@@ -6,8 +6,8 @@
 use clap::Args;
 use serde::Serialize;
 
-use crate::fanout::{make_payload, parse_payload};
 use crate::net::{Handler, Out, SendMode};
+use crate::payload::{self, Payload};
 use crate::phase::{closed_loop, connect_all, ClosedLoop, LoopState};
 use crate::stats::{now_ns, record, Part};
 use crate::Ctx;
@@ -20,6 +20,9 @@ pub struct EchoArgs {
     /// Message size in bytes (at least 32).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// The message body: dots (default), chat json, random (binary, incompressible), zeros.
+    #[arg(long, value_enum, default_value_t = payload::Kind::Dots)]
+    pub payload: payload::Kind,
     /// Room names are <prefix>-<index>.
     #[arg(long, default_value = "echo")]
     pub room_prefix: String,
@@ -28,8 +31,8 @@ pub struct EchoArgs {
     pub send: SendMode,
 }
 
-struct Echo<'a> {
-    a: &'a EchoArgs,
+struct Echo {
+    payload: Payload,
     /// Per connection: global index, next sequence number, the payload in flight.
     conns: Vec<(u32, u32, Vec<u8>)>,
     conn_of: Vec<usize>,
@@ -37,18 +40,18 @@ struct Echo<'a> {
     st: LoopState,
 }
 
-impl Echo<'_> {
+impl Echo {
     fn send(&mut self, out: &mut Out, id: usize, now: u64) {
         let i = self.conn_of[id];
         let (g, seq, buf) = &mut self.conns[i];
-        make_payload(buf, *g, *seq, now, self.a.size);
+        self.payload.fill(buf, *g, *seq, now);
         *seq += 1;
-        out.ws_frame(id, 1, buf);
+        out.ws_frame(id, self.payload.opcode, buf);
         self.st.inflight += 1;
     }
 }
 
-impl Handler for Echo<'_> {
+impl Handler for Echo {
     fn on_open(&mut self, _out: &mut Out, _id: usize, _now: u64) {
         self.st.part.conns_ok += 1;
     }
@@ -65,7 +68,7 @@ impl Handler for Echo<'_> {
     fn on_frame(&mut self, out: &mut Out, id: usize, op: u8, payload: &[u8], now: u64) {
         self.st.inflight = self.st.inflight.saturating_sub(1);
         let i = self.conn_of[id];
-        if op != 1 || payload != self.conns[i].2.as_slice() {
+        if op != self.payload.opcode || payload != self.conns[i].2.as_slice() {
             self.st.part.bad += 1;
             self.st
                 .part
@@ -77,7 +80,7 @@ impl Handler for Echo<'_> {
         if self.st.c.on {
             self.st.c.ops += 1;
             self.st.c.bytes += payload.len() as u64;
-            if let Some((_, _, ts)) = parse_payload(payload) {
+            if let Some((_, _, ts)) = self.payload.parse(payload) {
                 record(&mut self.st.c.hist, now.saturating_sub(ts));
             }
         }
@@ -87,7 +90,7 @@ impl Handler for Echo<'_> {
     }
 }
 
-impl ClosedLoop for Echo<'_> {
+impl ClosedLoop for Echo {
     fn state(&self) -> &LoopState {
         &self.st
     }
@@ -100,8 +103,17 @@ pub fn run(ctx: &mut Ctx, a: &EchoArgs) -> std::io::Result<Part> {
     let mine = ctx.slice(a.conns);
     let mut net = ctx.net(mine.start)?;
     net.set_send(a.send);
+    let payload = match Payload::new(a.payload, a.size) {
+        Ok(p) => p,
+        Err(e) => {
+            let mut part = Part::default();
+            part.bad += 1;
+            part.note(e);
+            return Ok(part);
+        }
+    };
     let mut e = Echo {
-        a,
+        payload,
         conns: Vec::new(),
         conn_of: Vec::new(),
         st: LoopState::new(),

@@ -1,7 +1,7 @@
 //! `fanout`: R rooms x M members of `/parties/main/<room>`, one publisher per room per round.
 //!
-//! Payload (ASCII, `--size` bytes): 8 hex digits publisher id, 8 hex digits sequence number,
-//! 16 hex digits send time (CLOCK_MONOTONIC ns), then `.` padding. The publisher id is
+//! Payload (`--size` bytes, `--payload` picks the body, `payload.rs`): a header of publisher
+//! id, sequence number and send time inside a fixed template. The publisher id is
 //! `room * (M + 1) + slot`: slot `0..M` is a member publishing over WebSocket, slot `M` the
 //! room's HTTP publisher. Every receiver expects each publisher's numbers as 0, 1, 2, ...
 
@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::net::{Handler, Out};
+use crate::payload::{self, Payload};
 use crate::phase::{connect_all, Counters, Opened, Progress, Schedule, Tick};
 use crate::stats::{now_ns, record, Part, SeqCheck};
 use crate::Ctx;
@@ -34,6 +35,9 @@ pub struct FanoutArgs {
     /// Message size in bytes (at least 32: the header).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// The message body: dots (default), chat json, random (binary, incompressible), zeros.
+    #[arg(long, value_enum, default_value_t = payload::Kind::Dots)]
+    pub payload: payload::Kind,
     /// Closed loop: messages per room per round.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
@@ -55,7 +59,6 @@ pub struct FanoutArgs {
     pub room_prefix: String,
 }
 
-const HEADER: usize = 32;
 const HTTP_BIT: u32 = 1 << 31;
 
 struct Room {
@@ -90,47 +93,7 @@ struct Fanout<'a> {
     buf: Vec<u8>,
     body: Vec<u8>,
     http_inflight: u64,
-}
-
-fn put_hex(out: &mut Vec<u8>, v: u64, digits: usize) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..digits).rev() {
-        out.push(HEX[((v >> (i * 4)) & 0xF) as usize]);
-    }
-}
-
-fn get_hex(b: &[u8]) -> Option<u64> {
-    let mut v = 0u64;
-    for &c in b {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => return None,
-        };
-        v = (v << 4) | u64::from(d);
-    }
-    Some(v)
-}
-
-/// Writes a payload of `size` bytes into `out` (cleared first).
-pub fn make_payload(out: &mut Vec<u8>, publisher: u32, seq: u32, ts: u64, size: usize) {
-    out.clear();
-    put_hex(out, u64::from(publisher), 8);
-    put_hex(out, u64::from(seq), 8);
-    put_hex(out, ts, 16);
-    out.resize(size.max(HEADER), b'.');
-}
-
-/// (publisher, seq, ts) from a payload.
-pub fn parse_payload(p: &[u8]) -> Option<(u32, u32, u64)> {
-    if p.len() < HEADER {
-        return None;
-    }
-    Some((
-        get_hex(&p[..8])? as u32,
-        get_hex(&p[8..16])? as u32,
-        get_hex(&p[16..32])?,
-    ))
+    payload: Payload,
 }
 
 impl Fanout<'_> {
@@ -162,14 +125,16 @@ impl Fanout<'_> {
         let pub_id = (room.global * (m + 1) + slot) as u32;
         let seq = room.sent[slot];
         room.sent[slot] += 1;
-        make_payload(&mut self.buf, pub_id, seq, ts, self.a.size);
+        self.payload.fill(&mut self.buf, pub_id, seq, ts);
         match self.a.publish {
-            Publish::Ws => out.ws_frame(conn, 1, &self.buf),
+            Publish::Ws => out.ws_frame(conn, self.payload.opcode, &self.buf),
             Publish::Http => {
                 self.body.clear();
-                self.body.extend_from_slice(b"{\"message\":\"");
-                self.body.extend_from_slice(&self.buf);
-                self.body.extend_from_slice(b"\"}");
+                self.body.extend_from_slice(b"{\"message\":");
+                // The payload is UTF-8 text here (`run` refuses binary kinds with HTTP).
+                let text = std::str::from_utf8(&self.buf).unwrap_or_default();
+                serde_json::to_writer(&mut self.body, text).expect("a Vec takes any write");
+                self.body.extend_from_slice(b"}");
                 out.raw(conn, room.post_head.as_bytes());
                 out.raw(conn, format!("{}\r\n\r\n", self.body.len()).as_bytes());
                 out.raw(conn, &self.body);
@@ -232,18 +197,25 @@ impl Handler for Fanout<'_> {
         }
     }
 
-    fn on_frame(&mut self, out: &mut Out, id: usize, _op: u8, payload: &[u8], now: u64) {
+    fn on_frame(&mut self, out: &mut Out, id: usize, op: u8, payload: &[u8], now: u64) {
         let mi = self.conn_member[id] as usize;
         let m = self.m();
         let member = &mut self.members[mi];
         let room_global = self.rooms[member.room].global;
-        let Some((pub_id, seq, ts)) = parse_payload(payload) else {
+        let Some((pub_id, seq, ts)) = self
+            .payload
+            .parse(payload)
+            .filter(|_| op == self.payload.opcode)
+        else {
             self.part.bad += 1;
-            self.part.note("unparsable payload".into());
+            self.part.note(format!(
+                "a message that is not one of ours ({} bytes)",
+                payload.len()
+            ));
             return;
         };
         let (pr, slot) = (pub_id as usize / (m + 1), pub_id as usize % (m + 1));
-        if pr != room_global || payload.len() != self.a.size.max(HEADER) || slot == member.slot {
+        if pr != room_global || slot == member.slot {
             self.part.bad += 1;
             self.part.note(format!(
                 "foreign or malformed message (publisher {pub_id}) in room {room_global}"
@@ -275,6 +247,19 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
         part.note("need --rooms >= 1 and --members >= 2 (>= 1 with --publish http)".into());
         return Ok(part);
     }
+    let payload = match Payload::new(a.payload, a.size) {
+        Ok(p) if a.publish == Publish::Http && p.opcode != 1 => {
+            part.bad += 1;
+            part.note("--publish http sends text: --payload random is binary".into());
+            return Ok(part);
+        }
+        Ok(p) => p,
+        Err(e) => {
+            part.bad += 1;
+            part.note(e);
+            return Ok(part);
+        }
+    };
     let open_loop = a.rate.is_some() || !a.sweep.is_empty();
     let rates: Vec<f64> = if !a.sweep.is_empty() {
         a.sweep.clone()
@@ -296,9 +281,10 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
         expected: 0,
         received: 0,
         closed_loop_running: false,
-        buf: Vec::with_capacity(a.size.max(HEADER)),
+        buf: Vec::with_capacity(payload.len()),
         body: Vec::new(),
         http_inflight: 0,
+        payload,
     };
     for (r, global) in my_rooms.clone().enumerate() {
         let path = format!("/parties/main/{}-{global}", a.room_prefix);
@@ -381,7 +367,7 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
             }
         }
         match sched.tick(now, ctx.coord) {
-            Tick::Start(_) => f.c.start(),
+            Tick::Start(_) => f.c.start(&net.stats),
             Tick::End(step) => {
                 let (wall, cpu) = sched.window(now);
                 let label = if open_loop {
@@ -389,7 +375,7 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
                 } else {
                     format!("closed batch {}", a.batch)
                 };
-                let sp = f.c.finish(label, wall, cpu);
+                let sp = f.c.finish(label, wall, cpu, &net.stats);
                 f.part.steps.push(sp);
             }
             Tick::Nothing => {}
@@ -435,6 +421,8 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
     f.part.duplicate = f.seq.duplicate;
     f.part.reordered = f.seq.reordered;
     f.part.bad += net.stats.protocol_errors;
+    f.part.deflate_accepted += net.stats.deflate_accepted;
+    f.part.deflate_declined += net.stats.deflate_declined;
     Ok(f.part)
 }
 
@@ -449,21 +437,5 @@ impl Opened for Fanout<'_> {
     fn timed_out(&mut self, n: u64) {
         self.part.conns_failed += n;
         self.part.note(format!("{n} connections not open in time"));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payload_round_trip() {
-        let mut b = Vec::new();
-        make_payload(&mut b, 0xABCD, 7, 123_456_789_012, 64);
-        assert_eq!(b.len(), 64);
-        assert_eq!(parse_payload(&b), Some((0xABCD, 7, 123_456_789_012)));
-        make_payload(&mut b, 1, 2, 3, 10);
-        assert_eq!(b.len(), HEADER);
-        assert_eq!(parse_payload(b"zz"), None);
     }
 }

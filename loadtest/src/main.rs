@@ -9,11 +9,13 @@
 //! attached to the server for the measured windows.
 
 mod conns;
+mod deflate;
 mod echo;
 mod exec;
 mod fanout;
 mod http;
 mod net;
+mod payload;
 mod perf;
 mod phase;
 mod report;
@@ -96,9 +98,30 @@ pub struct Common {
     /// window (`auto`: when perf is installed and may attach; `off`: never).
     #[arg(long, global = true, value_enum, default_value_t = PerfMode::Auto)]
     pub perf: PerfMode,
+    /// Offer permessage-deflate on every WebSocket (`permessage-deflate;
+    /// client_max_window_bits`); once accepted, every message sent is compressed and every
+    /// compressed message received is inflated before it is checked. A server that declines
+    /// fails the connection.
+    #[arg(long, global = true)]
+    pub deflate: bool,
+    /// With --deflate: a server that declines is counted, and the connection goes on
+    /// uncompressed.
+    #[arg(long, global = true)]
+    pub deflate_optional: bool,
     /// Internal: this process is child K of --procs.
     #[arg(long, global = true, hide = true)]
     pub child: Option<usize>,
+}
+
+impl Common {
+    /// What `--deflate` and `--deflate-optional` ask of the upgrades.
+    pub fn deflate_mode(&self) -> net::Deflate {
+        match (self.deflate, self.deflate_optional) {
+            (_, true) => net::Deflate::Optional,
+            (true, false) => net::Deflate::Require,
+            (false, false) => net::Deflate::Off,
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -276,12 +299,14 @@ impl Ctx<'_> {
 
     /// An event loop whose source addresses continue the global round-robin at `first`.
     pub fn net(&self, first: usize) -> std::io::Result<Net> {
-        Net::new(
+        let mut net = Net::new(
             self.server,
             self.common.source_ips.clone(),
             first,
             self.common.connect_batch,
-        )
+        )?;
+        net.set_deflate(self.common.deflate_mode());
+        Ok(net)
     }
 
     /// Bounded duration in seconds from a flag.

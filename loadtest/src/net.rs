@@ -12,6 +12,11 @@
 //! on its next poll pass, which returns at once). The server then sees a steady trickle of
 //! single requests instead of bursts, and pays for every wake-up. Reads go through one shared
 //! scratch buffer; only a partial frame or response is copied to the connection.
+//!
+//! With [`Net::set_deflate`] every upgrade offers permessage-deflate (`deflate.rs`); a
+//! connection whose 101 accepts it gets its data frames compressed by [`Out::ws_frame`] and
+//! has every RSV1 frame it receives inflated before its handler sees it. The loop counts the
+//! bytes read from and written to its sockets ([`NetStats`]), the wire cost of a message.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -26,6 +31,9 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Socket, Type};
 
+use flate2::Decompress;
+
+use crate::deflate::{self, Agreed, Deflater};
 use crate::stats::now_ns;
 
 /// When queued bytes leave (see the module note).
@@ -71,6 +79,22 @@ pub struct Conn {
     close_received: bool,
     /// The scenario's own index for this connection.
     pub user: u32,
+    /// permessage-deflate as the server's 101 agreed to it.
+    pub deflate: Option<Agreed>,
+    /// An inflater of its own, for a server that keeps its context between messages.
+    inflater: Option<Box<Decompress>>,
+}
+
+/// Whether upgrades offer permessage-deflate, and what a decline means.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Deflate {
+    /// No offer.
+    #[default]
+    Off,
+    /// Offer; a server that declines fails the connection.
+    Require,
+    /// Offer; a decline is counted and the connection goes on uncompressed.
+    Optional,
 }
 
 /// Callbacks from [`Net::turn`]. `now` is the monotonic clock in ns, read once per read batch.
@@ -91,6 +115,9 @@ pub struct Out {
     is_dirty: Vec<bool>,
     to_close: Vec<usize>,
     closing: Vec<usize>,
+    /// Per connection: our compressor's window bits, 0 to send plain.
+    compress_bits: Vec<u8>,
+    deflater: Deflater,
 }
 
 impl Out {
@@ -102,14 +129,30 @@ impl Out {
     }
 
     /// Queues one masked, final client frame. The key varies per connection; masking is a
-    /// 4-byte XOR, as the RFC requires of clients.
+    /// 4-byte XOR, as the RFC requires of clients. A data frame to a connection that
+    /// negotiated permessage-deflate goes compressed, with RSV1 set, whatever its size.
     pub fn ws_frame(&mut self, id: usize, opcode: u8, payload: &[u8]) {
+        let bits = self.compress_bits[id];
+        if bits != 0 && (opcode == 1 || opcode == 2) {
+            let mut d = std::mem::take(&mut self.deflater);
+            if d.compress(payload, bits).is_ok() {
+                self.put_frame(id, 0xC0 | opcode, &d.out);
+                self.deflater = d;
+                return;
+            }
+            self.deflater = d;
+        }
+        self.put_frame(id, 0x80 | opcode, payload);
+    }
+
+    /// Queues a masked frame whose first byte is `b0`.
+    fn put_frame(&mut self, id: usize, b0: u8, payload: &[u8]) {
         let key = (id as u32)
             .wrapping_mul(0x9E37_79B9)
             .wrapping_add(0x7F4A_7C15)
             .to_be_bytes();
         let b = &mut self.wbufs[id];
-        b.push(0x80 | opcode);
+        b.push(b0);
         let len = payload.len();
         if len <= 125 {
             b.push(0x80 | len as u8);
@@ -161,6 +204,12 @@ pub struct NetStats {
     pub protocol_errors: u64,
     /// `write` calls that sent bytes (the send pattern the server sees).
     pub writes: u64,
+    /// Bytes read from and written to the sockets (TCP payload: frames, HTTP, handshakes).
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Upgrades whose 101 accepted (or declined) the permessage-deflate offer.
+    pub deflate_accepted: u64,
+    pub deflate_declined: u64,
 }
 
 pub struct Net {
@@ -183,6 +232,10 @@ pub struct Net {
     /// A timerfd on the poll, for pacing finer than epoll's 1 ms timeout.
     timer: File,
     send: SendMode,
+    deflate: Deflate,
+    /// The inflater of every server that keeps no context, reset per message, and its output.
+    inflater: Decompress,
+    inflated: Vec<u8>,
 }
 
 const TIMER: Token = Token(usize::MAX);
@@ -226,6 +279,8 @@ impl Net {
                 is_dirty: Vec::new(),
                 to_close: Vec::new(),
                 closing: Vec::new(),
+                compress_bits: Vec::new(),
+                deflater: Deflater::default(),
             },
             scratch: vec![0; SCRATCH],
             server,
@@ -239,7 +294,15 @@ impl Net {
             ready: Vec::new(),
             stats: NetStats::default(),
             send: SendMode::Batch,
+            deflate: Deflate::Off,
+            inflater: Decompress::new(false),
+            inflated: Vec::new(),
         })
+    }
+
+    /// Whether WebSocket upgrades offer permessage-deflate (see the module note).
+    pub fn set_deflate(&mut self, deflate: Deflate) {
+        self.deflate = deflate;
     }
 
     /// Chooses when queued bytes leave (see the module note); `Batch` until called.
@@ -292,6 +355,8 @@ impl Net {
             close_sent: false,
             close_received: false,
             user,
+            deflate: None,
+            inflater: None,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -302,10 +367,12 @@ impl Net {
                 self.conns.push(Some(conn));
                 self.out.wbufs.push(Vec::new());
                 self.out.is_dirty.push(false);
+                self.out.compress_bits.push(0);
                 self.conns.len() - 1
             }
         };
         self.out.wbufs[id].clear();
+        self.out.compress_bits[id] = 0;
         self.queue.push_back(id);
         id
     }
@@ -461,9 +528,14 @@ impl Net {
         match c.kind {
             Kind::Ws => {
                 c.state = State::Handshake;
+                let ext = if self.deflate == Deflate::Off {
+                    String::new()
+                } else {
+                    format!("Sec-WebSocket-Extensions: {}\r\n", deflate::OFFER)
+                };
                 let req = format!(
                     "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n",
                     c.path, self.host
                 );
                 self.out.raw(id, req.as_bytes());
@@ -497,6 +569,7 @@ impl Net {
                     return;
                 }
                 Ok(n) => {
+                    self.stats.bytes_in += n as u64;
                     if !self.process(h, id, n) {
                         return;
                     }
@@ -544,6 +617,36 @@ impl Net {
                         err = Some(format!("upgrade: {}", String::from_utf8_lossy(line)));
                         break;
                     }
+                    match extensions(&rest[..end + 4]) {
+                        Ok(Some(a)) if self.deflate != Deflate::Off => {
+                            self.stats.deflate_accepted += 1;
+                            c.deflate = Some(a);
+                            self.out.compress_bits[id] = a.compress_bits().unwrap_or(0);
+                        }
+                        Ok(Some(_)) => {
+                            err =
+                                Some("upgrade: permessage-deflate accepted but not offered".into());
+                            break;
+                        }
+                        Ok(None) if self.deflate == Deflate::Require => {
+                            self.stats.deflate_declined += 1;
+                            err = Some(
+                                "upgrade: the server declined permessage-deflate \
+                                 (--deflate-optional accepts that)"
+                                    .into(),
+                            );
+                            break;
+                        }
+                        Ok(None) => {
+                            if self.deflate == Deflate::Optional {
+                                self.stats.deflate_declined += 1;
+                            }
+                        }
+                        Err(e) => {
+                            err = Some(format!("upgrade: Sec-WebSocket-Extensions: {e}"));
+                            break;
+                        }
+                    }
                     at += end + 4;
                     c.state = State::Open;
                     self.inflight -= 1;
@@ -558,14 +661,35 @@ impl Net {
                     }
                     Frame::Complete {
                         fin,
+                        rsv1,
                         opcode,
                         start,
                         end,
                     } => {
                         at += end;
-                        let payload = &rest[start..end];
+                        let mut payload = &rest[start..end];
                         if !fin || opcode == 0 {
                             self.stats.protocol_errors += 1;
+                        }
+                        let mut inflated = std::mem::take(&mut self.inflated);
+                        if rsv1 {
+                            let Some(agreed) = c.deflate.filter(|_| opcode == 1 || opcode == 2)
+                            else {
+                                err = Some("RSV1 on a frame that may not be compressed".into());
+                                break;
+                            };
+                            let reset = agreed.server_no_context_takeover;
+                            let d = if reset {
+                                &mut self.inflater
+                            } else {
+                                c.inflater
+                                    .get_or_insert_with(|| Box::new(Decompress::new(false)))
+                            };
+                            if let Err(e) = deflate::inflate(d, reset, payload, &mut inflated) {
+                                err = Some(e);
+                                break;
+                            }
+                            payload = &inflated;
                         }
                         match opcode {
                             0x8 => {
@@ -583,9 +707,14 @@ impl Net {
                                 h.on_frame(&mut self.out, id, opcode, payload, now);
                                 if let Err(e) = self.write_now(id) {
                                     err = Some(e);
-                                    break;
                                 }
                             }
+                        }
+                        if inflated.capacity() <= deflate::RETAINED {
+                            self.inflated = inflated;
+                        }
+                        if err.is_some() {
+                            break;
                         }
                     }
                 },
@@ -712,6 +841,7 @@ fn write_queue(s: &mut TcpStream, buf: &mut Vec<u8>, stats: &mut NetStats) -> Re
             Ok(n) => {
                 done += n;
                 stats.writes += 1;
+                stats.bytes_out += n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -730,6 +860,8 @@ enum Frame {
     Bad(&'static str),
     Complete {
         fin: bool,
+        /// The permessage-deflate bit; whether it is allowed here is the caller's check.
+        rsv1: bool,
         opcode: u8,
         start: usize,
         end: usize,
@@ -743,8 +875,8 @@ fn parse_frame(b: &[u8]) -> Frame {
     }
     let fin = b[0] & 0x80 != 0;
     let opcode = b[0] & 0x0F;
-    if b[0] & 0x70 != 0 {
-        return Frame::Bad("server frame with reserved bits");
+    if b[0] & 0x30 != 0 {
+        return Frame::Bad("server frame with RSV2 or RSV3");
     }
     if b[1] & 0x80 != 0 {
         return Frame::Bad("masked server frame");
@@ -775,10 +907,30 @@ fn parse_frame(b: &[u8]) -> Frame {
     }
     Frame::Complete {
         fin,
+        rsv1: b[0] & 0x40 != 0,
         opcode,
         start,
         end,
     }
+}
+
+/// The `Sec-WebSocket-Extensions` of a complete 101 response head, as [`deflate::parse_answer`]
+/// reads them.
+fn extensions(head: &[u8]) -> Result<Option<Agreed>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err("incomplete response head".into()),
+        Err(e) => return Err(format!("response head: {e}")),
+    }
+    let mut values = Vec::new();
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            values.push(std::str::from_utf8(h.value).map_err(|_| "not ASCII")?);
+        }
+    }
+    deflate::parse_answer(&values)
 }
 
 #[cfg(test)]
@@ -792,10 +944,11 @@ mod tests {
         match parse_frame(&[0x81, 2, b'h', b'i', 0x81]) {
             Frame::Complete {
                 fin,
+                rsv1,
                 opcode,
                 start,
                 end,
-            } => assert_eq!((fin, opcode, start, end), (true, 1, 2, 4)),
+            } => assert_eq!((fin, rsv1, opcode, start, end), (true, false, 1, 2, 4)),
             _ => panic!(),
         }
         let mut f = vec![0x82, 126, 0x01, 0x00];
@@ -809,17 +962,107 @@ mod tests {
             }
         ));
         assert!(matches!(parse_frame(&[0x81, 0x81]), Frame::Bad(_)));
+        assert!(matches!(parse_frame(&[0xA1, 0]), Frame::Bad(_)));
+        assert!(matches!(parse_frame(&[0x91, 0]), Frame::Bad(_)));
+        assert!(matches!(
+            parse_frame(&[0xC1, 0]),
+            Frame::Complete { rsv1: true, .. }
+        ));
+    }
+
+    fn out_for(n: usize) -> Out {
+        Out {
+            wbufs: vec![Vec::new(); n],
+            dirty: Vec::new(),
+            is_dirty: vec![false; n],
+            to_close: Vec::new(),
+            closing: Vec::new(),
+            compress_bits: vec![0; n],
+            deflater: Deflater::default(),
+        }
+    }
+
+    /// The frame in `bytes` as the server's decoder sees it (deflate negotiated): its header
+    /// and unmasked payload.
+    fn server_view(bytes: &[u8]) -> (partyring::ws::frame::FrameHeader, Vec<u8>) {
+        let (hdr, n) = partyring::ws::frame::FrameHeader::parse_ext(bytes, true)
+            .unwrap()
+            .unwrap();
+        let mut p = bytes[n..].to_vec();
+        assert_eq!(p.len() as u64, hdr.payload_len);
+        for (i, x) in p.iter_mut().enumerate() {
+            *x ^= hdr.mask[i & 3];
+        }
+        (hdr, p)
+    }
+
+    #[test]
+    fn negotiated_data_frames_go_compressed_and_the_server_inflates_them() {
+        let mut out = out_for(2);
+        out.compress_bits[1] = 15;
+        let msg = br#"{"type":"chat","text":"hello hello hello hello hello hello"}"#.repeat(20);
+        for (id, op) in [(1, 1u8), (1, 2), (0, 1)] {
+            out.wbufs[id].clear();
+            out.ws_frame(id, op, &msg);
+            let (hdr, p) = server_view(&out.wbufs[id]);
+            assert_eq!(hdr.rsv1, id == 1, "RSV1 only where negotiated");
+            let got = if hdr.rsv1 {
+                assert!(p.len() < msg.len() / 4, "compressed to {}", p.len());
+                partyring::ws::deflate::inflate(&p, 1 << 20, |m| m.to_vec()).unwrap()
+            } else {
+                p
+            };
+            assert_eq!(got, msg);
+        }
+        // Even a short message goes compressed, as browsers do; control frames never do.
+        out.wbufs[1].clear();
+        out.ws_frame(1, 1, b"hi");
+        assert!(server_view(&out.wbufs[1]).0.rsv1);
+        out.wbufs[1].clear();
+        out.ws_close(1, 1000);
+        let (hdr, p) = server_view(&out.wbufs[1]);
+        assert!(!hdr.rsv1);
+        assert_eq!(p, 1000u16.to_be_bytes());
+    }
+
+    #[test]
+    fn server_compressed_frames_inflate_on_our_side() {
+        use partyring::ws::OpCode;
+        let msg = br#"{"user":"ada","text":"the quick brown fox, the quick brown fox"}"#.repeat(30);
+        let frame = partyring::ws::deflate::compressed_frame(OpCode::Text, &msg, 15).unwrap();
+        let Frame::Complete {
+            fin,
+            rsv1,
+            opcode,
+            start,
+            end,
+        } = parse_frame(&frame)
+        else {
+            panic!("one complete frame expected");
+        };
+        assert!(fin && rsv1 && opcode == 1 && end == frame.len());
+        let mut d = Decompress::new(false);
+        let mut got = Vec::new();
+        deflate::inflate(&mut d, true, &frame[start..end], &mut got).unwrap();
+        assert_eq!(got, msg);
+    }
+
+    #[test]
+    fn the_101_extensions_header_is_read() {
+        let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                     Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+                     client_no_context_takeover\r\n\r\n";
+        let a = extensions(head).unwrap().unwrap();
+        assert!(a.server_no_context_takeover && a.client_no_context_takeover);
+        let plain = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(extensions(plain), Ok(None));
+        let bad = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Extensions: foo\r\n\r\n";
+        assert!(extensions(bad).is_err());
     }
 
     #[test]
     fn client_frames_round_trip_through_the_server_decoder() {
-        let mut out = Out {
-            wbufs: vec![Vec::new(); 3],
-            dirty: Vec::new(),
-            is_dirty: vec![false; 3],
-            to_close: Vec::new(),
-            closing: Vec::new(),
-        };
+        let mut out = out_for(3);
         for len in [0usize, 5, 125, 126, 70_000] {
             out.wbufs[2].clear();
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();

@@ -7,7 +7,7 @@ use std::{io, time::Duration};
 
 use hdrhistogram::Histogram;
 
-use crate::net::{Handler, Net};
+use crate::net::{Handler, Net, NetStats};
 use crate::stats::{hist_to_pairs, new_hist, now_ns, self_cpu_secs, Part, StepPart};
 use crate::{Coord, Ctx};
 
@@ -135,6 +135,8 @@ pub struct Counters {
     pub hist: Histogram<u64>,
     pub total_ops: u64,
     pub total_delivered: u64,
+    /// The loop's socket byte counts when the window started.
+    wire0: (u64, u64),
 }
 
 impl Counters {
@@ -147,20 +149,26 @@ impl Counters {
             hist: new_hist(),
             total_ops: 0,
             total_delivered: 0,
+            wire0: (0, 0),
         }
     }
 
-    pub fn start(&mut self) {
+    /// Opens a window; `net`: the loop's counters now.
+    pub fn start(&mut self, net: &NetStats) {
         self.on = true;
+        self.wire0 = (net.bytes_in, net.bytes_out);
         self.ops = 0;
         self.delivered = 0;
         self.bytes = 0;
         self.hist.reset();
     }
 
-    pub fn finish(&mut self, label: String, wall: f64, cpu: f64) -> StepPart {
+    /// Closes the window; `net`: the loop's counters now.
+    pub fn finish(&mut self, label: String, wall: f64, cpu: f64, net: &NetStats) -> StepPart {
         self.on = false;
         StepPart {
+            wire_in: net.bytes_in - self.wire0.0,
+            wire_out: net.bytes_out - self.wire0.1,
             label,
             wall_secs: wall,
             ops: self.ops,
@@ -272,11 +280,11 @@ pub fn closed_loop<H: ClosedLoop>(
     for _ in 0..(1u64 << 40) {
         let now = now_ns();
         match sched.tick(now, ctx.coord) {
-            Tick::Start(_) => h.state_mut().c.start(),
+            Tick::Start(_) => h.state_mut().c.start(&net.stats),
             Tick::End(_) => {
                 let (wall, cpu) = sched.window(now);
                 let st = h.state_mut();
-                let sp = st.c.finish(label.to_owned(), wall, cpu);
+                let sp = st.c.finish(label.to_owned(), wall, cpu, &net.stats);
                 st.part.steps.push(sp);
             }
             _ => {}
@@ -302,5 +310,7 @@ pub fn closed_loop<H: ClosedLoop>(
         part.note(format!("{inflight} {unanswered}"));
     }
     part.bad += errors;
+    part.deflate_accepted += net.stats.deflate_accepted;
+    part.deflate_declined += net.stats.deflate_declined;
     Ok(())
 }

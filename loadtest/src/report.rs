@@ -27,6 +27,18 @@ struct StepReport {
     /// Kernel events on the server's side in the window, and per counted unit (delivery for
     /// fanout, operation otherwise).
     kernel: Kernel,
+    /// The generator's socket bytes per counted unit: read (what the server sent) and written
+    /// (what it received), and the message payload per unit, for the compression ratio.
+    wire: Wire,
+}
+
+#[derive(Serialize, Default, Clone, Copy)]
+struct Wire {
+    bytes_in: u64,
+    bytes_out: u64,
+    in_per_op: Option<f64>,
+    out_per_op: Option<f64>,
+    payload_per_op: Option<f64>,
 }
 
 /// The per-operation kernel counters: what a rate on a shared machine hides.
@@ -107,6 +119,13 @@ struct Report<'a> {
     rate: Option<f64>,
     /// What `rate` counts.
     unit: &'static str,
+    /// The last step's bytes on the wire per counted unit: received by the generator (sent by
+    /// the server) and sent by it; and the payload (inflated) per unit.
+    wire_in_per_op: Option<f64>,
+    wire_out_per_op: Option<f64>,
+    payload_bytes_per_op: Option<f64>,
+    /// The permessage-deflate offer and the servers' answers.
+    deflate: Deflate,
     args: &'a Cli,
     steps: Vec<StepReport>,
     conns_ok: u64,
@@ -122,6 +141,13 @@ struct Report<'a> {
     /// The parent process's own CPU over the whole run (with --procs, children are per step).
     parent_cpu_secs: f64,
     total_wall_secs: f64,
+}
+
+#[derive(Serialize)]
+struct Deflate {
+    offered: bool,
+    accepted: u64,
+    declined: u64,
 }
 
 fn diff(a: &Snap, b: &Snap) -> Option<f64> {
@@ -214,7 +240,16 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
             cycles: pc.cycles,
             cycles_per_op: per_op(pc.cycles),
         };
+        let per_unit = |n: u64| (unit_count > 0).then(|| n as f64 / unit_count as f64);
+        let wire = Wire {
+            bytes_in: s.wire_in,
+            bytes_out: s.wire_out,
+            in_per_op: per_unit(s.wire_in).filter(|_| s.wire_in > 0),
+            out_per_op: per_unit(s.wire_out).filter(|_| s.wire_out > 0),
+            payload_per_op: per_unit(s.bytes),
+        };
         steps.push(StepReport {
+            wire,
             label: s.label.clone(),
             wall_secs: s.wall_secs,
             ops: s.ops,
@@ -266,6 +301,8 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
         _ => part.conns_failed == 0 && part.conns_broken == 0,
     };
     let churn_ok = part.unclean_closes == 0 && fds_returned != Some(false);
+    let deflate_mode = cli.common.deflate_mode();
+    let deflate_ok = deflate_mode != crate::net::Deflate::Require || part.deflate_declined == 0;
 
     // ---- table ----
     println!(
@@ -318,6 +355,18 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
             "op"
         };
         for s in &steps {
+            let w = &s.wire;
+            if w.in_per_op.is_some() || w.out_per_op.is_some() {
+                println!(
+                    "  {}: bytes on the wire per {unit}: received {}, sent {} (payload {})",
+                    s.label,
+                    fmt_opt(w.in_per_op, 1),
+                    fmt_opt(w.out_per_op, 1),
+                    fmt_opt(w.payload_per_op, 1),
+                );
+            }
+        }
+        for s in &steps {
             let k = &s.kernel;
             println!(
                 "  {}: per {unit}: RES IPIs on {} {}, context switches {}, cycles {}",
@@ -333,6 +382,18 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
         "connections: ok={} failed={} broken={} (connect phase {:.2}s)",
         part.conns_ok, part.conns_failed, part.conns_broken, part.connect_secs
     );
+    if deflate_mode != crate::net::Deflate::Off {
+        println!(
+            "permessage-deflate: offered; accepted by {} connection(s), declined by {}{}",
+            part.deflate_accepted,
+            part.deflate_declined,
+            if deflate_ok {
+                ""
+            } else {
+                " (required: --deflate-optional accepts a decline)"
+            }
+        );
+    }
     if let Some(m) = &memory_report {
         if matches!(cli.cmd, Cmd::Idle(_)) {
             if m.server_heap_bytes_per_conn.is_some() {
@@ -424,6 +485,14 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
             }
         }),
         unit: if fanout { "deliveries" } else { "operations" },
+        wire_in_per_op: last.and_then(|s| s.wire.in_per_op),
+        wire_out_per_op: last.and_then(|s| s.wire.out_per_op),
+        payload_bytes_per_op: last.and_then(|s| s.wire.payload_per_op),
+        deflate: Deflate {
+            offered: deflate_mode != crate::net::Deflate::Off,
+            accepted: part.deflate_accepted,
+            declined: part.deflate_declined,
+        },
         args: cli,
         steps,
         conns_ok: part.conns_ok,
@@ -453,5 +522,5 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
             return false;
         }
     }
-    integrity_ok && conns_ok && churn_ok
+    integrity_ok && conns_ok && churn_ok && deflate_ok
 }

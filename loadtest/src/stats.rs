@@ -232,6 +232,12 @@ pub struct StepPart {
     /// Percentiles from an external driver (`exec`), which has no histogram to merge.
     #[serde(default)]
     pub latency_us: Option<LatencyUs>,
+    /// Bytes read from / written to this process's sockets in the window (frames with their
+    /// headers and masks, compressed where permessage-deflate was negotiated; HTTP heads).
+    #[serde(default)]
+    pub wire_in: u64,
+    #[serde(default)]
+    pub wire_out: u64,
 }
 
 /// Everything a worker (one process) reports.
@@ -251,6 +257,11 @@ pub struct Part {
     pub checked: u64,
     pub cycles: u64,
     pub unclean_closes: u64,
+    /// WebSocket upgrades whose 101 accepted / declined the permessage-deflate offer.
+    #[serde(default)]
+    pub deflate_accepted: u64,
+    #[serde(default)]
+    pub deflate_declined: u64,
     pub first_errors: Vec<String>,
 }
 
@@ -274,6 +285,8 @@ impl Part {
             d.bytes += s.bytes;
             d.hist.extend(s.hist);
             d.gen_cpu_secs += s.gen_cpu_secs;
+            d.wire_in += s.wire_in;
+            d.wire_out += s.wire_out;
         }
         self.conns_ok += o.conns_ok;
         self.conns_failed += o.conns_failed;
@@ -286,6 +299,8 @@ impl Part {
         self.checked += o.checked;
         self.cycles = self.cycles.max(o.cycles);
         self.unclean_closes += o.unclean_closes;
+        self.deflate_accepted += o.deflate_accepted;
+        self.deflate_declined += o.deflate_declined;
         for e in o.first_errors {
             self.note(e);
         }

@@ -9,6 +9,11 @@
 //   echo  WS message -> back to its sender, text as text, binary as binary
 //
 // Usage: bun server.ts PORT   (listens on 127.0.0.1 only)
+//
+// BUN_PER_MESSAGE_DEFLATE=1 turns on permessage-deflate (`perMessageDeflate: true`: uWebSockets'
+// shared compressor, no context takeover) and publishes and echoes compressed
+// (`publish(topic, msg, true)`, `send(msg, true)`): a member that negotiated the extension gets
+// the compressed frame, the others the plain one. Unset or 0: no compression, as before.
 
 const port = Number(process.argv[2] ?? process.env.PORT ?? 1999);
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
@@ -19,6 +24,7 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 // Same bound as partyring's default --history-limit: the oldest messages are dropped.
 const HISTORY_LIMIT = Number(process.env.HISTORY_LIMIT ?? 10_000);
 const MiB = 1024 * 1024;
+const DEFLATE = (process.env.BUN_PER_MESSAGE_DEFLATE ?? "0") !== "0";
 
 type Party = "main" | "echo";
 type SocketData = { party: Party; topic: string };
@@ -104,7 +110,7 @@ const server = Bun.serve<SocketData, never>({
       }
       if (typeof message !== "string") return text("Body has no string `message`", 400);
       remember(topic, message);
-      server.publish(topic, message);
+      server.publish(topic, message, DEFLATE);
       return text("OK");
     }
     if (req.method === "GET") {
@@ -116,7 +122,7 @@ const server = Bun.serve<SocketData, never>({
   },
 
   websocket: {
-    perMessageDeflate: false,
+    perMessageDeflate: DEFLATE,
     maxPayloadLength: MiB,
     // Like partyring's default outbound cap: a reader that falls 4 MiB behind is closed.
     backpressureLimit: 4 * MiB,
@@ -131,15 +137,18 @@ const server = Bun.serve<SocketData, never>({
     },
     message(ws, message) {
       if (ws.data.party === "echo") {
-        ws.send(message);
+        ws.send(message, DEFLATE);
         return;
       }
       if (typeof message === "string") remember(ws.data.topic, message);
       // Text stays text, a Buffer goes out binary; the sender is excluded.
-      ws.publish(ws.data.topic, message);
+      ws.publish(ws.data.topic, message, DEFLATE);
     },
     // close: uWebSockets drops a closed socket's subscriptions itself; the history stays.
   },
 });
 
-console.log(`bun ${Bun.version} listening on http://127.0.0.1:${server.port}`);
+console.log(
+  `bun ${Bun.version} listening on http://127.0.0.1:${server.port}` +
+    (DEFLATE ? " (perMessageDeflate, compressed publish)" : ""),
+);
