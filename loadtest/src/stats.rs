@@ -59,12 +59,36 @@ pub fn server_heap_bytes() -> Option<u64> {
     s.set_read_timeout(Some(timeout)).ok()?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: loadtest\r\nConnection: close\r\n\r\n")
         .ok()?;
-    let mut body = String::new();
-    s.take(1 << 20).read_to_string(&mut body).ok()?;
-    if !body.starts_with("HTTP/1.1 200") {
+    // Read until the response is complete by its Content-Length: a server may keep the
+    // connection open despite `Connection: close` (workerd under `partykit dev` does), and
+    // waiting for EOF would stall the generator for the whole timeout at every snapshot.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let text = loop {
+        let n = s.read(&mut chunk).ok()?;
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        let complete = match resp.parse(&buf) {
+            Ok(httparse::Status::Complete(head)) => {
+                let len = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok());
+                len.map_or(n == 0, |len: usize| buf.len() >= head + len)
+            }
+            Ok(httparse::Status::Partial) => false,
+            Err(_) => return None,
+        };
+        if complete || n == 0 || buf.len() > 1 << 20 {
+            break String::from_utf8_lossy(&buf).into_owned();
+        }
+    };
+    if !text.starts_with("HTTP/1.1 200") {
         return None;
     }
-    let line = body
+    let line = text
         .lines()
         .find(|l| l.starts_with("partyring_heap_bytes "))?;
     line.split_whitespace().nth(1)?.parse().ok()
