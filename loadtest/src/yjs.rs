@@ -578,10 +578,10 @@ pub fn run(ctx: &mut Ctx, a: &YjsArgs) -> std::io::Result<Part> {
         ));
     }
     if y.echoed > 0 {
-        y.part.note(format!(
-            "note: {} updates came back to their sender (not counted as deliveries)",
-            y.echoed
-        ));
+        eprintln!(
+            "{}yjs: {} updates came back to their sender (not counted as deliveries)",
+            ctx.tag, y.echoed
+        );
     }
     y.part.lost = lost;
     y.part.duplicate = y.seq.duplicate;
