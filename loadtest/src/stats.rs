@@ -52,8 +52,11 @@ pub static SERVER: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLo
 /// The server's heap (`partyring_heap_bytes` from its `/metrics`), if it has one:
 /// partyring does; the peers answer 404 and this is `None`. One blocking GET with a 2 s bound.
 pub fn server_heap_bytes() -> Option<u64> {
+    heap_bytes_from(SERVER.get()?)
+}
+
+fn heap_bytes_from(addr: &std::net::SocketAddr) -> Option<u64> {
     use std::io::{Read, Write};
-    let addr = SERVER.get()?;
     let timeout = std::time::Duration::from_secs(2);
     let mut s = std::net::TcpStream::connect_timeout(addr, timeout).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
@@ -375,6 +378,29 @@ impl SeqCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_are_read_from_a_server_that_keeps_the_connection_open() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = [0u8; 512];
+            let _ = s.read(&mut req).unwrap();
+            let body = "x_other 1\npartyring_heap_bytes 4096\n";
+            write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            // Keeps the socket open until the client has gone (as workerd does).
+            let _ = s.read(&mut req);
+        });
+        assert_eq!(heap_bytes_from(&addr), Some(4096));
+        server.join().unwrap();
+    }
 
     #[test]
     fn seq_check_counts() {
