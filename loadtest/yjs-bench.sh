@@ -49,7 +49,7 @@ awk -v d="$DURATION" 'BEGIN { exit !(d > 0 && d <= 30) }' || { echo "yjs-bench: 
 BIN="${PARTYRING_BIN:-$ROOT/target/release/partyring}"
 LOAD="$ROOT/target/release/partyring-load"
 if [ -z "${PARTYRING_BIN:-}" ]; then
-  cargo build --release -q -p partyring -p partyring-load 2>/dev/null
+  cargo build --release -q -p partyring -p partyring-load
 else
   cargo build --release -q -p partyring-load
 fi
