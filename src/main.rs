@@ -66,7 +66,7 @@ struct Cli {
     max_outbound: usize,
     /// permessage-deflate: `on` accepts a client's offer (compressed messages, no compression
     /// state per connection), `off` declines every offer.
-    #[arg(long, env = "PARTYRING_COMPRESSION", default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, env = "PARTYRING_COMPRESSION", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     compression: bool,
     /// Messages shorter than this many bytes are sent uncompressed.
     #[arg(long, env = "PARTYRING_COMPRESSION_THRESHOLD", default_value_t = partyring::DEFAULT_COMPRESSION_THRESHOLD)]

@@ -622,3 +622,20 @@ fn uncompressed_send_api_and_threshold() {
     assert_eq!(text_message(&mut a, 15), (false, mid.clone()));
     assert_eq!(text_message(&mut b, 15), (false, mid));
 }
+
+/// The binary's `--compression on|off` flag takes its value (and `off` declines every offer).
+#[test]
+fn the_compression_flag_turns_the_extension_off_and_on() {
+    const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+    for (value, agreed) in [("off", false), ("on", true)] {
+        let (_server, addr) = spawn_binary(&["--compression", value]);
+        let (_c, resp) = upgrade(addr, "/parties/echo/flag", OFFER);
+        assert_eq!(resp.status, 101, "--compression {value}");
+        assert_eq!(
+            extensions(&resp).is_some(),
+            agreed,
+            "--compression {value}: {:?}",
+            extensions(&resp)
+        );
+    }
+}

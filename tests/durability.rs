@@ -165,6 +165,7 @@ fn bad_storage_settings_are_refused_with_exit_code_2() {
         &["--fsync", "sometimes"][..],
         &["--fsync", "every 0"],
         &["--persist", "maybe"],
+        &["--compression", "maybe"],
         &["--cors", "example.com"],
         &["--log", "info,=[x"],
         &["--threads", "0"],

@@ -20,6 +20,7 @@ mod perf;
 mod phase;
 mod report;
 mod stats;
+mod yjs;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -144,6 +145,8 @@ pub enum Cmd {
     Churn(conns::ChurnArgs),
     /// Run another load program (e.g. wrk, after `--`) and measure the server around it.
     Exec(exec::ExecArgs),
+    /// R rooms x M members of a Yjs party; real yrs updates; deliveries checked by content.
+    Yjs(yjs::YjsArgs),
 }
 
 impl Cmd {
@@ -155,6 +158,7 @@ impl Cmd {
             Cmd::Idle(_) => "idle",
             Cmd::Churn(_) => "churn",
             Cmd::Exec(_) => "exec",
+            Cmd::Yjs(_) => "yjs",
         }
     }
 }
@@ -376,6 +380,7 @@ fn run_worker(cli: &Cli, server: SocketAddr, index: usize, coord: &mut dyn Coord
         Cmd::Idle(a) => conns::idle(&mut ctx, a),
         Cmd::Churn(a) => conns::churn(&mut ctx, a),
         Cmd::Exec(a) => exec::run(&mut ctx, a),
+        Cmd::Yjs(a) => yjs::run(&mut ctx, a),
     };
     r.unwrap_or_else(|e| {
         let mut p = Part::default();

@@ -216,7 +216,7 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
             }),
         };
         let per = |n: u64| server_cpu.filter(|c| *c > 0.0).map(|c| n as f64 / c);
-        let unit_count = if cli.cmd.name() == "fanout" {
+        let unit_count = if matches!(cli.cmd.name(), "fanout" | "yjs") {
             s.delivered
         } else {
             s.ops
@@ -349,7 +349,7 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
                 fmt_opt(l.map(|l| l.max), 0),
             );
         }
-        let unit = if cli.cmd.name() == "fanout" {
+        let unit = if matches!(cli.cmd.name(), "fanout" | "yjs") {
             "delivery"
         } else {
             "op"
@@ -462,7 +462,7 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
         }
     }
 
-    let fanout = cli.cmd.name() == "fanout";
+    let fanout = matches!(cli.cmd.name(), "fanout" | "yjs");
     let last = steps.last();
     let report = Report {
         scenario: cli.cmd.name(),

@@ -52,19 +52,46 @@ pub static SERVER: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLo
 /// The server's heap (`partyring_heap_bytes` from its `/metrics`), if it has one:
 /// partyring does; the peers answer 404 and this is `None`. One blocking GET with a 2 s bound.
 pub fn server_heap_bytes() -> Option<u64> {
+    heap_bytes_from(SERVER.get()?)
+}
+
+fn heap_bytes_from(addr: &std::net::SocketAddr) -> Option<u64> {
     use std::io::{Read, Write};
-    let addr = SERVER.get()?;
     let timeout = std::time::Duration::from_secs(2);
     let mut s = std::net::TcpStream::connect_timeout(addr, timeout).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: loadtest\r\nConnection: close\r\n\r\n")
         .ok()?;
-    let mut body = String::new();
-    s.take(1 << 20).read_to_string(&mut body).ok()?;
-    if !body.starts_with("HTTP/1.1 200") {
+    // Read until the response is complete by its Content-Length: a server may keep the
+    // connection open despite `Connection: close` (workerd under `partykit dev` does), and
+    // waiting for EOF would stall the generator for the whole timeout at every snapshot.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let text = loop {
+        let n = s.read(&mut chunk).ok()?;
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        let complete = match resp.parse(&buf) {
+            Ok(httparse::Status::Complete(head)) => {
+                let len = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok());
+                len.map_or(n == 0, |len: usize| buf.len() >= head + len)
+            }
+            Ok(httparse::Status::Partial) => false,
+            Err(_) => return None,
+        };
+        if complete || n == 0 || buf.len() > 1 << 20 {
+            break String::from_utf8_lossy(&buf).into_owned();
+        }
+    };
+    if !text.starts_with("HTTP/1.1 200") {
         return None;
     }
-    let line = body
+    let line = text
         .lines()
         .find(|l| l.starts_with("partyring_heap_bytes "))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -366,6 +393,29 @@ impl SeqCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_are_read_from_a_server_that_keeps_the_connection_open() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = [0u8; 512];
+            let _ = s.read(&mut req).unwrap();
+            let body = "x_other 1\npartyring_heap_bytes 4096\n";
+            write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            // Keeps the socket open until the client has gone (as workerd does).
+            let _ = s.read(&mut req);
+        });
+        assert_eq!(heap_bytes_from(&addr), Some(4096));
+        server.join().unwrap();
+    }
 
     #[test]
     fn seq_check_counts() {
