@@ -297,22 +297,27 @@ pub(crate) fn publish(
         relay(room, ws::OpCode::Text, message.as_bytes(), sender);
         return Durable::ready(Ok(()));
     }
-    refresh(room);
-    if room.state_ref::<History>().is_none() {
-        // Numbering goes on from what storage has (the state may have been lost to a panic in
-        // a handler, or never loaded): a stored number is never written over.
-        let history = read_history(room, limit, false);
-        room.set_state(history);
+    // The common case (a loaded, current history) costs one downcast here.
+    let epoch = room.storage_epoch();
+    if !room.state_ref::<History>().is_some_and(|h| h.epoch == epoch) {
+        refresh(room);
+        if room.state_ref::<History>().is_none() {
+            // Numbering goes on from what storage has (the state may have been lost to a
+            // panic in a handler, or never loaded): a stored number is never written over.
+            let history = read_history(room, limit, false);
+            room.set_state(history);
+        }
     }
+    let persistent = room.storage_is_persistent();
     let durable = room.with_state(|h: &mut History, room| {
         let seq = h.next_seq;
         h.next_seq += 1;
         // Without a log (`persist: false`) the room itself is the only copy: it stays in
         // memory while it has history, so a second copy in the storage index would only cost
         // a key, a clone and a tree insert per message on the fan-out path.
-        let store = room.storage();
-        let durable = if store.is_persistent() {
-            store.put(&history_key(seq), message.clone().into_bytes())
+        let durable = if persistent {
+            room.storage()
+                .put(&history_key(seq), message.clone().into_bytes())
         } else {
             Durable::ready(Ok(()))
         };
@@ -331,8 +336,11 @@ pub(crate) fn publish(
         }
         durable
     });
-    tidy(room);
-    durable.expect("the history was just set")
+    let durable = durable.expect("the history was just set");
+    if matches!(durable.status(), Some(Err(_))) {
+        tidy(room); // the message was dropped: the history may be empty
+    }
+    durable
 }
 
 /// Sends a message that is not stored to every connection but `sender`: at once, or, if

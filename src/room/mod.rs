@@ -301,6 +301,11 @@ impl Room {
         self.storage.failures()
     }
 
+    /// Whether this room's storage writes go to a log on disk (`false`: `persist: false`).
+    pub fn storage_is_persistent(&self) -> bool {
+        self.storage.is_persistent()
+    }
+
     /// A mark of the core's storage writes so far, for [`Room::writes_since`].
     pub(crate) fn write_mark(&self) -> crate::storage::WriteMark {
         self.storage.write_mark()
