@@ -299,10 +299,7 @@ pub(crate) fn publish(
     }
     // The common case (a loaded, current history) costs one downcast here.
     let epoch = room.storage_epoch();
-    if !room
-        .state_ref::<History>()
-        .is_some_and(|h| h.epoch == epoch)
-    {
+    if room.state_ref::<History>().is_none_or(|h| h.epoch != epoch) {
         refresh(room);
         if room.state_ref::<History>().is_none() {
             // Numbering goes on from what storage has (the state may have been lost to a
