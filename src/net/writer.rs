@@ -22,7 +22,7 @@ use std::{
     collections::VecDeque,
     future::poll_fn,
     io::{self, IoSlice},
-    os::fd::RawFd,
+    os::fd::BorrowedFd,
     rc::{Rc, Weak},
     task::{Poll, Waker},
 };
@@ -73,7 +73,6 @@ pub enum OutState {
 /// The socket side of an outbox, present from `attach` until `shut`.
 struct Io {
     stream: Rc<TcpStream>,
-    fd: RawFd,
     flusher: Rc<Flusher>,
     /// This outbox, for putting it on the flusher's dirty list from `&self`.
     me: Weak<Outbox>,
@@ -129,13 +128,11 @@ impl Outbox {
         limit: usize,
         flusher: Rc<Flusher>,
         stream: Rc<TcpStream>,
-        fd: RawFd,
     ) -> Rc<Self> {
         Rc::new_cyclic(|me| {
             let outbox = Outbox::new(limit);
             *outbox.io.borrow_mut() = Some(Io {
                 stream,
-                fd,
                 flusher,
                 me: me.clone(),
             });
@@ -158,8 +155,9 @@ impl Outbox {
         self.frames.borrow().iter().cloned().collect()
     }
 
-    fn fd(&self) -> Option<RawFd> {
-        self.io.borrow().as_ref().map(|io| io.fd)
+    /// The socket, while attached (a clone: sending must not hold the `io` borrow).
+    fn stream(&self) -> Option<Rc<TcpStream>> {
+        self.io.borrow().as_ref().map(|io| io.stream.clone())
     }
 
     /// Queues a frame unless the connection is closing or the byte bound would be passed.
@@ -174,9 +172,9 @@ impl Outbox {
             return SendStatus::Dropped;
         }
         if self.queued.get() + frame.len() > self.limit {
-            if let Some(fd) = self.fd() {
+            if let Some(stream) = self.stream() {
                 if !self.blocked.get() {
-                    match self.send_some(fd) {
+                    match self.send_some(sock::fd_of(&stream)) {
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(_) => {
@@ -329,7 +327,7 @@ impl Outbox {
 
     /// Sends as much of the queue as the socket takes now with one `sendmsg`.
     /// Returns true when the queue is empty afterwards.
-    fn send_some(&self, fd: RawFd) -> io::Result<bool> {
+    fn send_some(&self, fd: BorrowedFd<'_>) -> io::Result<bool> {
         let n = {
             let frames = self.frames.borrow();
             if frames.is_empty() {
@@ -393,7 +391,8 @@ impl Outbox {
     /// Sends what the socket takes now (the flusher's part). A full socket hands the rest to a
     /// drain task; a failed one shuts the outbox.
     fn flush(self: &Rc<Self>) {
-        let Some(fd) = self.fd() else { return };
+        let Some(stream) = self.stream() else { return };
+        let fd = sock::fd_of(&stream);
         loop {
             match self.send_some(fd) {
                 Ok(true) => break,
@@ -414,7 +413,7 @@ impl Outbox {
     }
 
     /// Once our close frame is out, half-close the socket.
-    fn after_drained(&self, fd: RawFd) {
+    fn after_drained(&self, fd: BorrowedFd<'_>) {
         if self.state.get() == OutState::Closing && self.queued.get() == 0 {
             sock::shutdown_write(fd);
         }
@@ -425,14 +424,10 @@ impl Outbox {
 /// flusher. Exits early if the connection is shut (a peer that never reads must not keep this
 /// task, or the socket, alive).
 async fn drain(outbox: Rc<Outbox>) {
-    let Some((stream, fd)) = outbox
-        .io
-        .borrow()
-        .as_ref()
-        .map(|io| (io.stream.clone(), io.fd))
-    else {
+    let Some(stream) = outbox.stream() else {
         return;
     };
+    let fd = sock::fd_of(&stream);
     loop {
         monoio::select! {
             r = stream.writable(false) => if r.is_err() {
@@ -526,7 +521,7 @@ impl Flusher {
 
 #[cfg(test)]
 mod tests {
-    use std::{io::Read, os::fd::AsRawFd, os::unix::net::UnixStream};
+    use std::{io::Read, os::fd::AsFd, os::unix::net::UnixStream};
 
     use super::*;
 
@@ -545,7 +540,7 @@ mod tests {
         let mut got = Vec::new();
         let mut chunk = vec![0u8; 7000];
         for _ in 0..100_000 {
-            match outbox.send_some(a.as_raw_fd()) {
+            match outbox.send_some(a.as_fd()) {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),

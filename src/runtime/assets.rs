@@ -30,7 +30,7 @@ use std::{
     borrow::Cow,
     fs::File,
     io,
-    os::{fd::RawFd, unix::fs::OpenOptionsExt},
+    os::unix::fs::OpenOptionsExt,
     path::{Component, Path, PathBuf},
     time::{Duration, UNIX_EPOCH},
 };
@@ -268,7 +268,6 @@ fn resolve_inside(root: &Path, path: &Path) -> Option<PathBuf> {
 pub async fn send_file(
     core: &Core,
     stream: &TcpStream,
-    fd: RawFd,
     file: File,
     len: u64,
     timeout: Duration,
@@ -288,7 +287,7 @@ pub async fn send_file(
             ));
         }
         let take = n.min(usize::try_from(len - pos).unwrap_or(usize::MAX));
-        super::http_conn::flush_all(stream, fd, &buf[..take], timeout, &core.metrics).await?;
+        super::http_conn::flush_all(stream, &buf[..take], timeout, &core.metrics).await?;
         pos += take as u64;
     }
     Ok(())

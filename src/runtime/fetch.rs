@@ -18,7 +18,6 @@
 use std::{
     io,
     net::SocketAddr,
-    os::fd::AsRawFd,
     rc::Rc,
     time::{Duration, Instant},
 };
@@ -179,11 +178,11 @@ async fn entry_request(
     req: &FetchRequest,
 ) -> io::Result<Response> {
     let stream = monoio::net::TcpStream::connect(entry).await?;
-    let fd = stream.as_raw_fd();
+    let fd = sock::fd_of(&stream);
     let target = fetch_target(party, room, &req.path);
     let request = client::encode_request(req.method, &target, entry, &req.headers, &req.body);
     let head_only = req.method == crate::http::Method::Head;
-    flush_all(&stream, fd, &request, ENTRY_TIMEOUT, &core.metrics).await?;
+    flush_all(&stream, &request, ENTRY_TIMEOUT, &core.metrics).await?;
     // Read to EOF (we asked for Connection: close), at most a body limit plus a head.
     let cap = core.config.max_body_bytes + core.config.max_head_bytes;
     let deadline = Instant::now() + ENTRY_TIMEOUT;

@@ -18,7 +18,7 @@ use std::{
     fs::File,
     future::Future,
     io,
-    os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd},
+    os::fd::{AsFd, FromRawFd, IntoRawFd, OwnedFd},
     pin::Pin,
     rc::Rc,
     time::{Duration, Instant},
@@ -57,7 +57,6 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Serves a connection from its first byte, or from the bytes another core already read
 /// (`hooked`: the first request in them already passed its party's `on_before_*` hook).
 pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>, hooked: bool) {
-    let fd = stream.as_raw_fd();
     let mut conn = HttpConn {
         held: core.conn_guard(),
         io: Io {
@@ -67,7 +66,6 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>, hooked: bo
             file: None,
         },
         stream,
-        fd,
         session: Session::new(bytes, hooked),
     };
     match conn.run().await {
@@ -98,7 +96,6 @@ struct HttpConn {
     held: ConnGuard,
     io: Io,
     stream: TcpStream,
-    fd: RawFd,
     session: Session,
 }
 
@@ -209,7 +206,6 @@ impl HttpConn {
                     let sent = Box::pin(assets::send_file(
                         core,
                         &self.stream,
-                        self.fd,
                         file,
                         len,
                         timeout,
@@ -248,7 +244,7 @@ impl HttpConn {
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(io::ErrorKind::TimedOut.into()),
             }
-            match sock::recv_into_vec(self.fd, self.session.read_buf(), READ_CHUNK) {
+            match sock::recv_into_vec(sock::fd_of(&self.stream), self.session.read_buf(), READ_CHUNK) {
                 Ok(n) => {
                     self.io.core.metrics.received_bytes.add(n as u64);
                     return Ok(n);
@@ -267,7 +263,6 @@ impl HttpConn {
         let core = &self.io.core;
         flush_all(
             &self.stream,
-            self.fd,
             self.session.output(),
             core.config.idle_timeout,
             &core.metrics,
@@ -281,12 +276,12 @@ impl HttpConn {
     /// sending for a moment, so our response is not destroyed by a reset.
     async fn linger(&mut self) {
         let core = &self.io.core;
-        sock::shutdown_write(self.fd);
+        sock::shutdown_write(sock::fd_of(&self.stream));
         let deadline = Instant::now() + LINGER;
         loop {
             // Into the core's buffer: a scratch array here would sit in every connection's task
             // (an async fn's state is as large as its largest await point).
-            let read = sock::recv(self.fd, &mut core.read_buf.borrow_mut());
+            let read = sock::recv(sock::fd_of(&self.stream), &mut core.read_buf.borrow_mut());
             match read {
                 Ok(0) => return,
                 Ok(n) => {
@@ -335,7 +330,7 @@ impl HttpConn {
                 let resp = Response::text(503, "Service unavailable: try again");
                 write_response(&mut out, &resp, &core.date, false, true);
                 // Best effort: a small response into an idle socket's empty send buffer.
-                if let Ok(n) = sock::send(h.fd.as_raw_fd(), &out) {
+                if let Ok(n) = sock::send(h.fd.as_fd(), &out) {
                     core.metrics.sent_bytes.add(n as u64);
                 }
             }
@@ -391,7 +386,7 @@ const REFUSE_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 /// what partysocket understands (it retries with backoff either way). Then closes.
 pub async fn refuse(core: Rc<Core>, stream: TcpStream) {
     core.refusing.set(core.refusing.get() + 1);
-    let fd = stream.as_raw_fd();
+    let fd = sock::fd_of(&stream);
     let mut buf = Vec::new();
     let deadline = Instant::now() + REFUSE_HEAD_TIMEOUT;
     let limits = Limits {
@@ -449,7 +444,7 @@ pub async fn refuse(core: Rc<Core>, stream: TcpStream) {
         );
     }
     if !out.is_empty() {
-        let _ = flush_all(&stream, fd, &out, REFUSE_HEAD_TIMEOUT, &core.metrics).await;
+        let _ = flush_all(&stream, &out, REFUSE_HEAD_TIMEOUT, &core.metrics).await;
         sock::shutdown_write(fd);
     }
     core.refusing.set(core.refusing.get() - 1);
@@ -481,11 +476,11 @@ fn route_request(
 /// what is sent in `metrics`.
 pub async fn flush_all(
     stream: &TcpStream,
-    fd: RawFd,
     bytes: &[u8],
     timeout: Duration,
     metrics: &Metrics,
 ) -> io::Result<()> {
+    let fd = sock::fd_of(stream);
     let mut sent = 0;
     while sent < bytes.len() {
         match sock::send(fd, &bytes[sent..]) {

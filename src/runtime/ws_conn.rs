@@ -84,7 +84,6 @@ pub fn serve(
     let busy = core.busy_guard();
     // Counted down when the reader drops (`impl Drop for Reader`), a panic included.
     core.metrics.websockets_open.inc();
-    let fd = stream.as_raw_fd();
     let stream = Rc::new(stream);
     let Joined {
         party,
@@ -108,7 +107,6 @@ pub fn serve(
                 core.config.max_outbound_bytes,
                 core.flusher.clone(),
                 stream.clone(),
-                fd,
             ),
         )
         .with_deflate(window),
@@ -348,7 +346,7 @@ impl Reader {
     /// close frame before the peer reads it. So read and drop until the peer closes, at most
     /// `close_timeout`.
     async fn linger(&self, stream: &TcpStream) {
-        let fd = stream.as_raw_fd();
+        let fd = sock::fd_of(stream);
         let deadline = Instant::now() + self.core.config.close_timeout;
         loop {
             let read = sock::recv(fd, &mut self.core.read_buf.borrow_mut());
@@ -373,7 +371,8 @@ impl Reader {
     /// `Err(Step::Leave)` on EOF or a read error (the session knows which).
     fn read_some(&mut self) -> Result<(), Step> {
         let core = self.core.clone();
-        let fd = self.stream.as_raw_fd();
+        let stream = self.stream.clone();
+        let fd = sock::fd_of(&stream);
         let mut buf = core.read_buf.borrow_mut();
         // A full buffer means more is waiting; read on, but at most READS_PER_WAKE times, so one
         // busy sender cannot keep its core from everyone else.
