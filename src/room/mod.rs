@@ -11,8 +11,9 @@
 //! the runtime.
 //!
 //! A room is in memory while it has something to keep: connections or party state (the `main`
-//! party keeps its history there, `party::main`). The table drops it when both are empty, so a stream of GETs for random room names costs
-//! nothing; storage outlives it, and `on_start` runs again when the room comes back.
+//! party keeps its history there, `party::main`). The table drops it when both are empty, so a
+//! stream of GETs for random room names costs nothing; storage outlives it, and `on_start` runs
+//! again when the room comes back.
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};

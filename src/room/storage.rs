@@ -5,7 +5,7 @@
 //! event-loop pass shares one fsync). A write that cannot be made durable is discarded: reads
 //! no longer show it, and its future resolves to the [`StorageError`] (`NoSpace` for a full
 //! disk). Await the future before telling anyone about the write; an HTTP answer is held for
-//! it automatically (the output gate, `party.rs`).
+//! it automatically (the output gate, `party/set.rs`, `Parties::request`).
 
 use std::rc::Rc;
 

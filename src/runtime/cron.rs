@@ -6,7 +6,7 @@
 //!   handler; the future it returns is spawned;
 //! - named crons, `--cron NAME=EXPR` or `Builder::named_cron`: every party's
 //!   [`Party::on_cron`](crate::party::Party::on_cron) runs with the name. The built-in `main`
-//!   party posts a JSON line into its room `NAME` (see `party.rs`).
+//!   party posts a JSON line into its room `NAME` (see `party/main.rs`).
 //!
 //! Where and how often: every cron runs on **core 0** only, so a node fires each scheduled time
 //! once (not once per core). Expressions have five fields (minute to day of week) or six (a

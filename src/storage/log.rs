@@ -352,7 +352,7 @@ impl Storage {
     /// A future that resolves once every write issued since `mark` is durable (under the fsync
     /// policy, as their own futures would), or to the error one of them failed with; `None`
     /// if none was issued. This is how an answer computed by code that wrote is held back until
-    /// those writes are safe (the output gate, `party.rs`).
+    /// those writes are safe (the output gate, `party/set.rs`).
     pub fn barrier_since(&self, mark: WriteMark) -> Option<Durable<()>> {
         let disk = self.inner.disk.as_ref()?;
         if disk.refused.get() != mark.refused {

@@ -116,7 +116,7 @@ fn compressed_rule_violations() {
             "bytewise {stream:x?}"
         );
     }
-    // Without the extension RSV1 is a reserved bit, as before.
+    // Without the extension RSV1 is a reserved bit (RFC 6455 §5.2).
     let (_, res) = decode_whole(BIG, &cf_rsv1(true, OpCode::Text, &z));
     assert_eq!(res, Err(WsError::ReservedBitsSet));
 }
