@@ -101,8 +101,8 @@ pub struct Common {
     pub perf: PerfMode,
     /// Offer permessage-deflate on every WebSocket (`permessage-deflate;
     /// client_max_window_bits`); once accepted, every message sent is compressed and every
-    /// compressed message received is inflated before it is checked. A server that declines
-    /// fails the connection.
+    /// compressed message received is inflated before it is checked (unless --inflate-sample
+    /// says otherwise). A server that declines fails the connection.
     #[arg(long, global = true)]
     pub deflate: bool,
     /// With --deflate: a server that declines is counted, and the connection goes on
@@ -116,11 +116,12 @@ pub struct Common {
     /// count a compressed message as a delivery after checks that need no inflating: a
     /// complete frame with RSV1 set on a connection that negotiated the extension, the
     /// expected data opcode, a body of at least one byte. Their content, publisher, order and
-    /// latency are NOT checked (the sequence number is inside the compressed payload); only
-    /// their totals are: each such member must receive as many messages as its room's other
-    /// publishers sent (fewer: lost; more: duplicate). Their payload bytes count the size sent.
-    /// Messages the server sends uncompressed are checked in full by every member. 1: every
-    /// member inflates and checks everything.
+    /// fanout latency are NOT checked (sequence number and send time are inside the compressed
+    /// payload); only their totals are: each such member must receive as many messages as its
+    /// room's other publishers sent (fewer: lost; more: duplicate). Their payload bytes count
+    /// the size sent. Messages the server sends uncompressed are checked by every member
+    /// (content and publisher; the order only by sampled ones). 1: every member inflates and
+    /// checks everything.
     #[arg(long, global = true, default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub inflate_sample: u32,

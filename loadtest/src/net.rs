@@ -15,7 +15,9 @@
 //!
 //! With [`Net::set_deflate`] every upgrade offers permessage-deflate (`deflate.rs`); a
 //! connection whose 101 accepts it gets its data frames compressed by [`Out::ws_frame`] and
-//! has every RSV1 frame it receives inflated before its handler sees it. The loop counts the
+//! has every RSV1 frame it receives inflated before its handler sees it, unless
+//! [`Net::set_inflate`] turned that off for it: then [`uninflated_check`] is all a compressed
+//! frame gets before [`Handler::on_compressed`] (`--inflate-sample`). The loop counts the
 //! bytes read from and written to its sockets ([`NetStats`]), the wire cost of a message.
 
 use std::collections::VecDeque;
