@@ -15,7 +15,8 @@
 # loadtest/ab-report.py prints the medians (min-max), the ratios, whether NEW beat OLD in every
 # round, and writes a ratio plot per shape (DIR/ratio-<shape>.svg).
 # The permessage-deflate shapes (fanout-deflate-{on,off}-{512,4096}, echo-deflate-{on,off}-512)
-# run only when --shapes names them, e.g. `--shapes fanout-deflate-on-512,fanout-deflate-off-512`.
+# run only when --shapes names them, e.g. `--shapes fanout-deflate-on-512,fanout-deflate-off-512`;
+# DEFLATE_INFLATE_SAMPLE=N (passed on to compare) lets one receiver in N inflate on the `on' ones.
 # Defaults: 5 rounds of 4 s (+1 s warm-up), every shape: ~25 minutes. --shapes picks some, e.g.
 # `--shapes wrk-get-c20,wrk-post-c20 --rounds 8` for many cheap rounds of the HTTP headline.
 # Fewer than 5 rounds is refused: the protocol's smallest sample.

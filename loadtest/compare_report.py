@@ -52,6 +52,8 @@ def load_run(path):
         "rss_per_conn": num("server_rss_bytes_per_conn", d.get("memory")),
         "res_cpu": (last.get("kernel") or {}).get("res_cpu") if isinstance(last, dict) else None,
         "ok": integrity.get("ok") is not False,
+        # partyring-load --inflate-sample: one receiver in N inflated and checked its messages.
+        "inflate_sample": int(num("inflate_sample") or 1),
     }
 
 
@@ -109,6 +111,7 @@ def main():
                          fmt(r["cs"], 3), fmt(r["cycles"], 0), fmt_bytes(r["wire_in"]),
                          fmt_bytes(r["wire_out"]), fmt_bytes(r["rss_per_conn"]),
                          ("ok" if r["ok"] else "FAILED")
+                         + (f" 1/{r['inflate_sample']} inflated" if r["inflate_sample"] > 1 else "")
                          + ("" if saturated(r, min_cpu) else " unsaturated")])
     print(table(["scenario", "server", "unit", "rate/s", "per cpu-s", "srv%", "gen%", "RES/op",
                  "cs/op", "cycles/op", "B in/op", "B out/op", "RSS B/conn", "integrity"], rows))

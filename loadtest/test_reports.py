@@ -71,6 +71,11 @@ class CompareReport(unittest.TestCase):
             self.assertEqual((r["wire_in"], r["rss_per_conn"]), (123.5, 2048.0))
         self.assertTrue(saturated(r, 90))
         self.assertFalse(saturated(r, 95))
+        self.assertEqual(r["inflate_sample"], 1)
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "r.json")
+            write(p, dict(result(1000, 91), inflate_sample=8))
+            self.assertEqual(load_run(p)["inflate_sample"], 8)
 
 
 class AbReport(unittest.TestCase):

@@ -25,6 +25,13 @@ pub const MAX_INFLATED: usize = 64 << 20;
 /// An output buffer grown past this by one large message is dropped rather than kept.
 pub const RETAINED: usize = 1 << 20;
 
+/// Whether the member at `index` (its place in its room; a connection's index for echo)
+/// inflates and checks every compressed message it receives under `--inflate-sample n`: one in
+/// `n`, index 0 always, so every room keeps a fully checked member. `n` 0 or 1: all of them.
+pub fn sampled(index: usize, n: u32) -> bool {
+    n <= 1 || index.is_multiple_of(n as usize)
+}
+
 /// What the server's 101 agreed to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Agreed {
@@ -218,6 +225,19 @@ mod tests {
         }
         def.compress(&chat(4000), 15).unwrap();
         assert!(def.out.len() < 400, "chat JSON shrinks: {}", def.out.len());
+    }
+
+    #[test]
+    fn one_member_in_n_is_sampled_and_index_0_always() {
+        for n in [0u32, 1] {
+            assert!((0..40).all(|i| sampled(i, n)), "n {n}: every member");
+        }
+        let picked: Vec<usize> = (0..16).filter(|&i| sampled(i, 8)).collect();
+        assert_eq!(picked, [0, 8]);
+        assert_eq!((0..16).filter(|&i| sampled(i, 3)).count(), 6);
+        // More than the room holds: still its first member.
+        let picked: Vec<usize> = (0..4).filter(|&i| sampled(i, 100)).collect();
+        assert_eq!(picked, [0]);
     }
 
     #[test]

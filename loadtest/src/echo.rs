@@ -1,7 +1,9 @@
 //! `echo`: N connections to `/parties/echo/<room>`, each with exactly one message in flight
 //! (send, wait for the echo, send again), as uWebSockets' load_test. Each echo must equal what
 //! was sent. `--send` as in `http`: the next message leaves at the end of the loop turn
-//! (`batch`) or as soon as its echo is complete (`immediate`).
+//! (`batch`) or as soon as its echo is complete (`immediate`). With `--inflate-sample N` only
+//! connections whose index is a multiple of N inflate and compare their compressed echoes;
+//! the others count one as an echo after the checks of `net::uninflated_check` and the opcode.
 
 use clap::Args;
 use serde::Serialize;
@@ -10,7 +12,7 @@ use crate::net::{Handler, Out, SendMode};
 use crate::payload::{self, Payload};
 use crate::phase::{closed_loop, connect_all, ClosedLoop, LoopState};
 use crate::stats::{now_ns, record, Part};
-use crate::Ctx;
+use crate::{deflate, Ctx};
 
 #[derive(Args, Debug, Clone, Serialize)]
 pub struct EchoArgs {
@@ -88,6 +90,33 @@ impl Handler for Echo {
             self.send(out, id, now);
         }
     }
+
+    fn on_compressed(&mut self, out: &mut Out, id: usize, op: u8, len: usize, now: u64) {
+        self.st.inflight = self.st.inflight.saturating_sub(1);
+        let i = self.conn_of[id];
+        if op != self.payload.opcode {
+            self.st.part.bad += 1;
+            self.st.part.note(format!(
+                "conn {id}: a compressed echo with opcode {op} ({len} bytes)"
+            ));
+        } else {
+            self.st.part.uninflated += 1;
+        }
+        self.st.c.total_ops += 1;
+        if self.st.c.on {
+            self.st.c.ops += 1;
+            // The echo is not inflated: its size and send time are those of what was sent
+            // (one message in flight per connection).
+            let sent = &self.conns[i].2;
+            self.st.c.bytes += sent.len() as u64;
+            if let Some((_, _, ts)) = self.payload.parse(sent) {
+                record(&mut self.st.c.hist, now.saturating_sub(ts));
+            }
+        }
+        if self.st.running {
+            self.send(out, id, now);
+        }
+    }
 }
 
 impl ClosedLoop for Echo {
@@ -120,6 +149,7 @@ pub fn run(ctx: &mut Ctx, a: &EchoArgs) -> std::io::Result<Part> {
     };
     for g in mine.clone() {
         let id = net.add_ws(format!("/parties/echo/{}-{g}", a.room_prefix), g as u32);
+        net.set_inflate(id, deflate::sampled(g, ctx.common.inflate_sample));
         if e.conn_of.len() <= id {
             e.conn_of.resize(id + 1, 0);
         }

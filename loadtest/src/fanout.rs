@@ -4,6 +4,11 @@
 //! id, sequence number and send time inside a fixed template. The publisher id is
 //! `room * (M + 1) + slot`: slot `0..M` is a member publishing over WebSocket, slot `M` the
 //! room's HTTP publisher. Every receiver expects each publisher's numbers as 0, 1, 2, ...
+//!
+//! With `--inflate-sample N` (and `--deflate`) only members whose slot is a multiple of N
+//! inflate their compressed messages and run those checks; the others count a compressed
+//! message after `net::uninflated_check` and the opcode, and at the end must have received, in
+//! total, as many messages as the room's other publishers sent.
 
 use std::time::Duration;
 
@@ -14,7 +19,7 @@ use crate::net::{Handler, Out};
 use crate::payload::{self, Payload};
 use crate::phase::{connect_all, Counters, Opened, Progress, Schedule, Tick};
 use crate::stats::{now_ns, record, Part, SeqCheck};
-use crate::Ctx;
+use crate::{deflate, Ctx};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 pub enum Publish {
@@ -77,6 +82,11 @@ struct Member {
     slot: usize,
     conn: usize,
     next: Vec<u32>,
+    /// Inflates and checks its compressed messages (`--inflate-sample`). When not, `counted`
+    /// counts every message it receives instead of `next` ordering them (the sequence number
+    /// of a compressed one is not read), so a mix of plain and compressed ones adds up.
+    sampled: bool,
+    counted: u64,
 }
 
 struct Fanout<'a> {
@@ -162,6 +172,23 @@ impl Fanout<'_> {
     }
 }
 
+impl Fanout<'_> {
+    /// A delivered message: the room's count and the counters.
+    fn delivered(&mut self, out: &mut Out, r: usize, bytes: usize) {
+        self.received += 1;
+        self.c.total_delivered += 1;
+        if self.c.on {
+            self.c.delivered += 1;
+            self.c.bytes += bytes as u64;
+        }
+        let room = &mut self.rooms[r];
+        room.outstanding = room.outstanding.saturating_sub(1);
+        if room.outstanding == 0 && self.closed_loop_running {
+            self.round(out, r);
+        }
+    }
+}
+
 impl Handler for Fanout<'_> {
     fn on_open(&mut self, _out: &mut Out, _id: usize, _now: u64) {
         self.part.conns_ok += 1;
@@ -222,21 +249,34 @@ impl Handler for Fanout<'_> {
             ));
             return;
         }
-        self.seq.check(&mut member.next[slot], seq);
-        self.received += 1;
-        self.part.checked += 1;
-        self.c.total_delivered += 1;
-        if self.c.on {
-            self.c.delivered += 1;
-            self.c.bytes += payload.len() as u64;
-            record(&mut self.c.hist, now.saturating_sub(ts));
+        if member.sampled {
+            self.seq.check(&mut member.next[slot], seq);
+        } else {
+            member.counted += 1;
         }
         let r = member.room;
-        let room = &mut self.rooms[r];
-        room.outstanding = room.outstanding.saturating_sub(1);
-        if room.outstanding == 0 && self.closed_loop_running {
-            self.round(out, r);
+        self.part.checked += 1;
+        if self.c.on {
+            record(&mut self.c.hist, now.saturating_sub(ts));
         }
+        self.delivered(out, r, payload.len());
+    }
+
+    fn on_compressed(&mut self, out: &mut Out, id: usize, op: u8, len: usize, _now: u64) {
+        let mi = self.conn_member[id] as usize;
+        if op != self.payload.opcode {
+            self.part.bad += 1;
+            self.part.note(format!(
+                "a compressed message with opcode {op} ({len} bytes), not one of ours"
+            ));
+            return;
+        }
+        let member = &mut self.members[mi];
+        member.counted += 1;
+        let r = member.room;
+        self.part.uninflated += 1;
+        // Every message is `--size` bytes before compression.
+        self.delivered(out, r, self.payload.len());
     }
 }
 
@@ -292,11 +332,15 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
         for slot in 0..m {
             let conn = net.add_ws(path.clone(), f.members.len() as u32);
             set(&mut f.conn_member, conn, f.members.len() as u32);
+            let sampled = deflate::sampled(slot, ctx.common.inflate_sample);
+            net.set_inflate(conn, sampled);
             f.members.push(Member {
                 room: r,
                 slot,
                 conn,
                 next: vec![0; m + 1],
+                sampled,
+                counted: 0,
             });
         }
         let http = (a.publish == Publish::Http).then(|| {
@@ -406,24 +450,38 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
         net.turn(&mut f, Duration::from_millis(10))?;
     }
 
-    // Integrity: every receiver must have got every publisher's numbers 0..sent.
+    // Integrity: every receiver must have got every publisher's numbers 0..sent; one that did
+    // not inflate (`--inflate-sample`) as many messages as they sent, in total.
     let mut lost = f.seq.skipped;
+    let mut duplicate = f.seq.duplicate;
     for mem in &f.members {
         let room = &f.rooms[mem.room];
-        for slot in 0..=m {
-            if slot == mem.slot {
-                continue;
+        let others = (0..=m).filter(|&slot| slot != mem.slot);
+        if mem.sampled {
+            for slot in others {
+                lost += u64::from(room.sent[slot].saturating_sub(mem.next[slot]));
             }
-            lost += u64::from(room.sent[slot].saturating_sub(mem.next[slot]));
+        } else {
+            let (l, d) = totals(
+                others.map(|slot| u64::from(room.sent[slot])).sum(),
+                mem.counted,
+            );
+            lost += l;
+            duplicate += d;
         }
     }
     f.part.lost = lost;
-    f.part.duplicate = f.seq.duplicate;
+    f.part.duplicate = duplicate;
     f.part.reordered = f.seq.reordered;
     f.part.bad += net.stats.protocol_errors;
     f.part.deflate_accepted += net.stats.deflate_accepted;
     f.part.deflate_declined += net.stats.deflate_declined;
     Ok(f.part)
+}
+
+/// Lost and duplicate messages of a member that counts only totals: `sent` to it, `got`.
+fn totals(sent: u64, got: u64) -> (u64, u64) {
+    (sent.saturating_sub(got), got.saturating_sub(sent))
 }
 
 fn set(v: &mut Vec<u32>, i: usize, x: u32) {
@@ -437,5 +495,18 @@ impl Opened for Fanout<'_> {
     fn timed_out(&mut self, n: u64) {
         self.part.conns_failed += n;
         self.part.note(format!("{n} connections not open in time"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::totals;
+
+    #[test]
+    fn an_uninflating_member_is_held_to_its_totals() {
+        assert_eq!(totals(45, 45), (0, 0));
+        assert_eq!(totals(45, 40), (5, 0));
+        assert_eq!(totals(45, 47), (0, 2));
+        assert_eq!(totals(0, 0), (0, 0));
     }
 }

@@ -101,14 +101,30 @@ pub struct Common {
     pub perf: PerfMode,
     /// Offer permessage-deflate on every WebSocket (`permessage-deflate;
     /// client_max_window_bits`); once accepted, every message sent is compressed and every
-    /// compressed message received is inflated before it is checked. A server that declines
-    /// fails the connection.
+    /// compressed message received is inflated before it is checked (unless --inflate-sample
+    /// says otherwise). A server that declines fails the connection.
     #[arg(long, global = true)]
     pub deflate: bool,
     /// With --deflate: a server that declines is counted, and the connection goes on
     /// uncompressed.
     #[arg(long, global = true)]
     pub deflate_optional: bool,
+    /// With --deflate, fanout and echo: only one member in N (members whose index in the room,
+    /// for echo connections whose index, is a multiple of N: index 0 always, so every room
+    /// keeps a fully checked member) inflates and checks its compressed messages byte for byte
+    /// (content, publisher, per-(receiver, publisher) order and loss, latency). The others
+    /// count a compressed message as a delivery after checks that need no inflating: a
+    /// complete frame with RSV1 set on a connection that negotiated the extension, the
+    /// expected data opcode, a body of at least one byte. Their content, publisher, order and
+    /// fanout latency are NOT checked (sequence number and send time are inside the compressed
+    /// payload); only their totals are: each such member must receive as many messages as its
+    /// room's other publishers sent (fewer: lost; more: duplicate). Their payload bytes count
+    /// the size sent. Messages the server sends uncompressed are checked by every member
+    /// (content and publisher; the order only by sampled ones). 1: every member inflates and
+    /// checks everything.
+    #[arg(long, global = true, default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub inflate_sample: u32,
     /// Internal: this process is child K of --procs.
     #[arg(long, global = true, hide = true)]
     pub child: Option<usize>,

@@ -15,7 +15,9 @@
 //!
 //! With [`Net::set_deflate`] every upgrade offers permessage-deflate (`deflate.rs`); a
 //! connection whose 101 accepts it gets its data frames compressed by [`Out::ws_frame`] and
-//! has every RSV1 frame it receives inflated before its handler sees it. The loop counts the
+//! has every RSV1 frame it receives inflated before its handler sees it, unless
+//! [`Net::set_inflate`] turned that off for it: then [`uninflated_check`] is all a compressed
+//! frame gets before [`Handler::on_compressed`] (`--inflate-sample`). The loop counts the
 //! bytes read from and written to its sockets ([`NetStats`]), the wire cost of a message.
 
 use std::collections::VecDeque;
@@ -83,6 +85,9 @@ pub struct Conn {
     pub deflate: Option<Agreed>,
     /// An inflater of its own, for a server that keeps its context between messages.
     inflater: Option<Box<Decompress>>,
+    /// Whether its compressed frames are inflated (false: [`Handler::on_compressed`] after
+    /// [`uninflated_check`], see `--inflate-sample`).
+    inflate: bool,
 }
 
 /// Whether upgrades offer permessage-deflate, and what a decline means.
@@ -104,6 +109,10 @@ pub trait Handler {
     fn on_fail(&mut self, id: usize, opened: bool, err: &str);
     fn on_frame(&mut self, _out: &mut Out, _id: usize, _opcode: u8, _payload: &[u8], _now: u64) {}
     fn on_http(&mut self, _out: &mut Out, _id: usize, _status: u16, _body: &[u8], _now: u64) {}
+    /// A compressed data message on a connection set not to inflate ([`Net::set_inflate`]):
+    /// it passed [`uninflated_check`]; `len` is its compressed size. Only a scenario that turns
+    /// inflating off needs this.
+    fn on_compressed(&mut self, _out: &mut Out, _id: usize, _opcode: u8, _len: usize, _now: u64) {}
     /// The server closed TCP; `clean` when a close frame had been received before.
     fn on_closed(&mut self, _id: usize, _clean: bool) {}
 }
@@ -357,6 +366,7 @@ impl Net {
             user,
             deflate: None,
             inflater: None,
+            inflate: true,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -385,6 +395,14 @@ impl Net {
     /// Queues a keep-alive HTTP connection; [`Handler::on_open`] runs once TCP is up.
     pub fn add_http(&mut self, user: u32) -> usize {
         self.add(Kind::Http, String::new(), user)
+    }
+
+    /// Whether connection `id` inflates the compressed messages it receives (the default) or
+    /// hands them to [`Handler::on_compressed`] after the checks of [`uninflated_check`].
+    pub fn set_inflate(&mut self, id: usize, inflate: bool) {
+        if let Some(c) = self.conns[id].as_mut() {
+            c.inflate = inflate;
+        }
     }
 
     pub fn conn(&self, id: usize) -> Option<&Conn> {
@@ -671,6 +689,18 @@ impl Net {
                         if !fin || opcode == 0 {
                             self.stats.protocol_errors += 1;
                         }
+                        if rsv1 && !c.inflate {
+                            if let Err(e) = uninflated_check(c.deflate, opcode, end - start) {
+                                err = Some(e.into());
+                                break;
+                            }
+                            h.on_compressed(&mut self.out, id, opcode, end - start, now);
+                            if let Err(e) = self.write_now(id) {
+                                err = Some(e);
+                                break;
+                            }
+                            continue;
+                        }
                         let mut inflated = std::mem::take(&mut self.inflated);
                         if rsv1 {
                             let Some(agreed) = c.deflate.filter(|_| opcode == 1 || opcode == 2)
@@ -855,6 +885,23 @@ fn write_queue(s: &mut TcpStream, buf: &mut Vec<u8>, stats: &mut NetStats) -> Re
     failed.map_or(Ok(()), Err)
 }
 
+/// What a compressed frame (RSV1 set, complete: [`parse_frame`] found its whole length) must
+/// be to count as a delivery without being inflated: on a connection that negotiated
+/// permessage-deflate, a data opcode (text or binary), and a body of at least one byte (the
+/// empty message compresses to one byte, RFC 7692 §7.2.3.6). Its content is not looked at.
+fn uninflated_check(agreed: Option<Agreed>, opcode: u8, len: usize) -> Result<(), &'static str> {
+    if agreed.is_none() {
+        return Err("RSV1 on a connection without permessage-deflate");
+    }
+    if opcode != 1 && opcode != 2 {
+        return Err("RSV1 on a frame that may not be compressed");
+    }
+    if len == 0 {
+        return Err("a compressed message with an empty body");
+    }
+    Ok(())
+}
+
 enum Frame {
     Partial,
     Bad(&'static str),
@@ -1023,6 +1070,38 @@ mod tests {
         let (hdr, p) = server_view(&out.wbufs[1]);
         assert!(!hdr.rsv1);
         assert_eq!(p, 1000u16.to_be_bytes());
+    }
+
+    #[test]
+    fn a_compressed_frame_counts_uninflated_only_when_it_could_be_one_of_ours() {
+        use partyring::ws::OpCode;
+        let agreed = Some(Agreed::default());
+        assert_eq!(uninflated_check(agreed, 1, 40), Ok(()));
+        assert_eq!(uninflated_check(agreed, 2, 1), Ok(()));
+        assert!(uninflated_check(None, 1, 40).is_err(), "not negotiated");
+        for op in [0u8, 3, 8, 9, 0xA] {
+            assert!(uninflated_check(agreed, op, 40).is_err(), "opcode {op}");
+        }
+        assert!(uninflated_check(agreed, 1, 0).is_err(), "empty body");
+        // What the checks are applied to: a whole server frame with RSV1 and its length.
+        let msg = br#"{"type":"message","text":"hello hello hello hello"}"#;
+        let frame = partyring::ws::deflate::compressed_frame(OpCode::Text, msg, 15).unwrap();
+        let Frame::Complete {
+            rsv1,
+            opcode,
+            start,
+            end,
+            ..
+        } = parse_frame(&frame)
+        else {
+            panic!("a complete frame");
+        };
+        assert!(rsv1);
+        assert_eq!(uninflated_check(agreed, opcode, end - start), Ok(()));
+        assert!(matches!(
+            parse_frame(&frame[..frame.len() - 1]),
+            Frame::Partial
+        ));
     }
 
     #[test]

@@ -97,6 +97,10 @@ struct Memory {
 struct Integrity {
     ok: bool,
     checked: u64,
+    /// Compressed deliveries counted without inflating (`--inflate-sample` above 1).
+    uninflated: u64,
+    /// `--inflate-sample`: 1 when every delivery was inflated and checked.
+    inflate_sample: u32,
     lost: u64,
     duplicate: u64,
     reordered: u64,
@@ -126,6 +130,8 @@ struct Report<'a> {
     payload_bytes_per_op: Option<f64>,
     /// The permessage-deflate offer and the servers' answers.
     deflate: Deflate,
+    /// `--inflate-sample`: one member in N inflated and checked its messages in full (1: all).
+    inflate_sample: u32,
     args: &'a Cli,
     steps: Vec<StepReport>,
     conns_ok: u64,
@@ -439,11 +445,19 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
             );
         }
     }
+    let sample = if cli.common.inflate_sample > 1 {
+        format!(
+            "; inflate_sample: {}, {} compressed deliveries counted without inflating",
+            cli.common.inflate_sample, part.uninflated
+        )
+    } else {
+        String::new()
+    };
     if integrity_ok {
-        println!("integrity: OK ({} checked)", part.checked);
+        println!("integrity: OK ({} checked{sample})", part.checked);
     } else {
         println!(
-            "integrity: FAILED lost={} duplicate={} reordered={} bad={} (checked {})",
+            "integrity: FAILED lost={} duplicate={} reordered={} bad={} (checked {}{sample})",
             part.lost, part.duplicate, part.reordered, part.bad, part.checked
         );
     }
@@ -493,6 +507,7 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
             accepted: part.deflate_accepted,
             declined: part.deflate_declined,
         },
+        inflate_sample: cli.common.inflate_sample,
         args: cli,
         steps,
         conns_ok: part.conns_ok,
@@ -502,6 +517,8 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
         integrity: Integrity {
             ok: integrity_ok,
             checked: part.checked,
+            uninflated: part.uninflated,
+            inflate_sample: cli.common.inflate_sample,
             lost: part.lost,
             duplicate: part.duplicate,
             reordered: part.reordered,

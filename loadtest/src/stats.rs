@@ -282,6 +282,10 @@ pub struct Part {
     /// Wrong statuses, echo mismatches, foreign messages, protocol errors.
     pub bad: u64,
     pub checked: u64,
+    /// Compressed deliveries counted without being inflated (`--inflate-sample`), so not in
+    /// `checked`.
+    #[serde(default)]
+    pub uninflated: u64,
     pub cycles: u64,
     pub unclean_closes: u64,
     /// WebSocket upgrades whose 101 accepted / declined the permessage-deflate offer.
@@ -324,6 +328,7 @@ impl Part {
         self.reordered += o.reordered;
         self.bad += o.bad;
         self.checked += o.checked;
+        self.uninflated += o.uninflated;
         self.cycles = self.cycles.max(o.cycles);
         self.unclean_closes += o.unclean_closes;
         self.deflate_accepted += o.deflate_accepted;
