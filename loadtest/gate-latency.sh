@@ -55,19 +55,9 @@ run() { # side bin round
   python3 - "$OUT/$side-$round.json" "$side" "$round" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-def find(o, key):
-    if isinstance(o, dict):
-        if key in o: return o[key]
-        for v in o.values():
-            r = find(v, key)
-            if r is not None: return r
-    if isinstance(o, list):
-        for v in o:
-            r = find(v, key)
-            if r is not None: return r
-    return None
-lat = find(d, "latency_us") or {}
-cpu = find(d, "server_cpu_pct")
+# partyring-load's --json: one step per measured window (this script measures one).
+lat = d["steps"][0].get("latency_us") or {}
+cpu = round(d["server_cpu_pct"])
 print(f"round {sys.argv[3]} {sys.argv[2]:4}: p50 {lat.get('p50', float('nan')):8.0f} us  p99 {lat.get('p99', float('nan')):8.0f} us  "
       f"p99.9 {lat.get('p999', float('nan')):8.0f} us  server CPU {cpu}%")
 PY
@@ -83,19 +73,9 @@ done | tee "$OUT/runs.txt"
 python3 - "$OUT" <<'PY' | tee "$OUT/summary.txt"
 import json, glob, os, statistics, sys
 out = sys.argv[1]
-def find(o, key):
-    if isinstance(o, dict):
-        if key in o: return o[key]
-        for v in o.values():
-            r = find(v, key)
-            if r is not None: return r
-    if isinstance(o, list):
-        for v in o:
-            r = find(v, key)
-            if r is not None: return r
-    return None
 for side in ("old", "new"):
-    rows = [find(json.load(open(f)), "latency_us") or {} for f in sorted(glob.glob(os.path.join(out, f"{side}-*.json")))]
+    rows = [json.load(open(f))["steps"][0].get("latency_us") or {}
+            for f in sorted(glob.glob(os.path.join(out, f"{side}-*.json")))]
     for q in ("p50", "p99", "p999"):
         v = [r[q] for r in rows if q in r]
         if v:
