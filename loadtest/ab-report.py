@@ -86,7 +86,7 @@ def main():
                         problems.append(f"{where}: unsaturated (server {fmt(run['srv_pct'], 0)}% of a CPU)")
                     runs.setdefault((shape, side), {})[rnd] = run
 
-    sides = [s for s in ("old", "new", "bun", "floor") if any(k[1] == s for k in runs)]
+    sides = [s for s in ("old", "new", "bun", "floor", "flooru") if any(k[1] == s for k in runs)]
     meta = root / "meta.txt"
     if meta.exists():
         print("```\n" + meta.read_text().strip() + "\n```\n")
@@ -111,7 +111,7 @@ def main():
                   f"{col('res', f3)} | {col('cs', f3)} | {col('cycles', f0)} | "
                   f"{spread([v['wire_in'] for v in by_round.values() if v.get('wire_in') is not None], f0)} |")
 
-    peers = [s for s in ("old", "bun", "floor") if s in sides]
+    peers = [s for s in ("old", "bun", "floor", "flooru") if s in sides]
     print("\nRatios of the medians; per-round ratios (min-max) over rounds where both sides were "
           "saturated; NEW/OLD verdict by the sign of every paired round.\n")
     head = ["shape"] + [f"new/{p}" for p in peers] + ["new won (rounds)", "verdict"]

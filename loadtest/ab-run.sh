@@ -4,17 +4,19 @@
 # kernel counters per operation.
 #
 # Usage: loadtest/ab-run.sh OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--warmup SECS]
-#                                            [--no-bun] [--floor] [--shapes NAME,...]
+#                                            [--no-bun] [--floor] [--floor-uring]
+#                                            [--shapes NAME,...]
 #                                            [--min-cpu PCT]
 #
 # Each round runs every shape below against OLD, NEW and Bun (and the floor on the shapes it
-# serves), each run on a fresh server (server on CPU 0, load on CPU 1, through loadtest/compare
+# serves; with --floor-uring also the floor on io_uring, side `flooru'), each run on a fresh server (server on CPU 0, load on CPU 1, through loadtest/compare
 # with PARTYRING_BIN), so machine noise hits all sides alike; the order of the sides rotates
 # from round to round so that no side always runs first. After every run one line gives its
 # figure per server-CPU-second, the server's CPU share and the kernel events per op. Then
 # loadtest/ab-report.py prints the medians (min-max), the ratios, whether NEW beat OLD in every
 # round, and writes a ratio plot per shape (DIR/ratio-<shape>.svg).
-# The permessage-deflate shapes (fanout-deflate-{on,off}-{512,4096}, echo-deflate-{on,off}-512)
+# The one-in-flight fan-out shapes (fanout-{100x16,1x1000,1000x10}-b1: --batch 1) and the
+# permessage-deflate shapes (fanout-deflate-{on,off}-{512,4096}, echo-deflate-{on,off}-512)
 # run only when --shapes names them, e.g. `--shapes fanout-deflate-on-512,fanout-deflate-off-512`;
 # DEFLATE_INFLATE_SAMPLE=N (passed on to compare) lets one receiver in N inflate on the `on' ones.
 # Defaults: 5 rounds of 4 s (+1 s warm-up), every shape: ~25 minutes. --shapes picks some, e.g.
@@ -25,7 +27,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-USAGE="usage: $0 OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--warmup SECS] [--no-bun] [--floor] [--shapes LIST] [--min-cpu PCT]"
+USAGE="usage: $0 OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--warmup SECS] [--no-bun] [--floor] [--floor-uring] [--shapes LIST] [--min-cpu PCT]"
 OLD="${1:?$USAGE}"
 NEW="${2:?$USAGE}"
 shift 2
@@ -35,6 +37,7 @@ WARMUP=1
 MIN_CPU=90
 BUN=1
 FLOOR=0
+FLOOR_URING=0
 ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -44,6 +47,7 @@ while [ $# -gt 0 ]; do
     --min-cpu) MIN_CPU="$2"; shift 2 ;;
     --no-bun) BUN=0; shift ;;
     --floor) FLOOR=1; shift ;;
+    --floor-uring) FLOOR_URING=1; shift ;;
     --shapes) ONLY=",$2,"; shift 2 ;;
     *) echo "unknown argument $1" >&2; echo "$USAGE" >&2; exit 2 ;;
   esac
@@ -57,6 +61,7 @@ SHAPES=(
   "fanout-1x1000|fanout|--rooms 1 --members 1000 --size 64 --publish ws --room-prefix f1k"
   "fanout-1000x10|fanout|--rooms 1000 --members 10 --size 64 --publish ws --room-prefix f10k"
   "echo-100|echo|--conns 100 --size 64"
+  "echo-500|echo|--conns 500 --size 64"
   "http-get|http|--conns 50 --pipeline 1 --method get --room-prefix get"
   "http-get-p16|http|--conns 50 --pipeline 16 --method get --room-prefix getp"
   "wrk-get-c20|wrk-get-c20|"
@@ -70,6 +75,10 @@ SHAPES=(
 # shapes), chat JSON, server compression on (the generator requires the extension) and off (it
 # offers, the server declines).
 OPT_SHAPES=(
+  # One message in flight per room (closed loop, --batch 1) instead of 16.
+  "fanout-100x16-b1|fanout|--rooms 100 --members 16 --size 64 --publish ws --batch 1 --room-prefix f16b"
+  "fanout-1x1000-b1|fanout|--rooms 1 --members 1000 --size 64 --publish ws --batch 1 --room-prefix f1kb"
+  "fanout-1000x10-b1|fanout|--rooms 1000 --members 10 --size 64 --publish ws --batch 1 --room-prefix f10kb"
   "fanout-deflate-on-512|fanout-deflate-on-512|"
   "fanout-deflate-off-512|fanout-deflate-off-512|"
   "fanout-deflate-on-4096|fanout-deflate-on-4096|"
@@ -101,6 +110,7 @@ mkdir -p "$OUT"
 SIDES=(old new)
 [ "$BUN" = 1 ] && SIDES+=(bun)
 [ "$FLOOR" = 1 ] && SIDES+=(floor)
+[ "$FLOOR_URING" = 1 ] && SIDES+=(flooru)
 
 for round in $(seq 1 "$ROUNDS"); do
   # Rotate the order of the sides by one each round.
@@ -115,6 +125,7 @@ for round in $(seq 1 "$ROUNDS"); do
       server=partyring
       [ "$side" = bun ] && server=bun
       [ "$side" = floor ] && server=floor
+      [ "$side" = flooru ] && server=floor-uring
       bin="$OLD"
       [ "$side" = new ] && bin="$NEW"
       # Empty arguments: compare's own defaults for the shape.

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-CANNOT = {("floor", "fanout-http")}
+CANNOT = {("floor", "fanout-http"), ("floor-uring", "fanout-http")}
 
 
 def load_run(path):

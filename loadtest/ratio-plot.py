@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare_report import load_run, saturated  # noqa: E402
 from svgplot import colour_of, line_plot  # noqa: E402
 
-SERVERS = ["partyring", "bun", "partykit", "floor"]
+SERVERS = ["partyring", "bun", "partykit", "floor", "floor-uring"]
 
 
 def results_of(run_dir):
