@@ -4,7 +4,7 @@
 # kernel counters per operation.
 #
 # Usage: loadtest/ab-run.sh OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--warmup SECS]
-#                                            [--no-bun] [--floor] [--floor-uring]
+#                                            [--no-bun] [--no-old] [--floor] [--floor-uring]
 #                                            [--shapes NAME,...]
 #                                            [--min-cpu PCT]
 #
@@ -21,13 +21,14 @@
 # DEFLATE_INFLATE_SAMPLE=N (passed on to compare) lets one receiver in N inflate on the `on' ones.
 # Defaults: 5 rounds of 4 s (+1 s warm-up), every shape: ~25 minutes. --shapes picks some, e.g.
 # `--shapes wrk-get-c20,wrk-post-c20 --rounds 8` for many cheap rounds of the HTTP headline.
-# Fewer than 5 rounds is refused: the protocol's smallest sample.
+# Fewer than 5 rounds is refused: the protocol's smallest sample. --no-old runs NEW against the
+# peers only (OLD_BIN is then ignored; pass NEW_BIN twice): for a targets table, not a keep-or-revert.
 # Build OLD from another commit with e.g.
 #   git worktree add /tmp/old <commit> && CARGO_TARGET_DIR=/tmp/old-target cargo build --release -p partyring --manifest-path /tmp/old/Cargo.toml
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-USAGE="usage: $0 OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--warmup SECS] [--no-bun] [--floor] [--floor-uring] [--shapes LIST] [--min-cpu PCT]"
+USAGE="usage: $0 OLD_BIN NEW_BIN [--rounds N] [--duration SECS] [--warmup SECS] [--no-bun] [--no-old] [--floor] [--floor-uring] [--shapes LIST] [--min-cpu PCT]"
 OLD="${1:?$USAGE}"
 NEW="${2:?$USAGE}"
 shift 2
@@ -36,6 +37,7 @@ DURATION=4
 WARMUP=1
 MIN_CPU=90
 BUN=1
+OLD_SIDE=1
 FLOOR=0
 FLOOR_URING=0
 ONLY=""
@@ -46,6 +48,7 @@ while [ $# -gt 0 ]; do
     --warmup) WARMUP="$2"; shift 2 ;;
     --min-cpu) MIN_CPU="$2"; shift 2 ;;
     --no-bun) BUN=0; shift ;;
+    --no-old) OLD_SIDE=0; shift ;;
     --floor) FLOOR=1; shift ;;
     --floor-uring) FLOOR_URING=1; shift ;;
     --shapes) ONLY=",$2,"; shift 2 ;;
@@ -107,7 +110,8 @@ mkdir -p "$OUT"
   echo "rounds: $ROUNDS, duration: ${DURATION}s, warm-up: ${WARMUP}s, min server CPU: $MIN_CPU%"
 } > "$OUT/meta.txt"
 
-SIDES=(old new)
+SIDES=(new)
+[ "$OLD_SIDE" = 1 ] && SIDES=(old new)
 [ "$BUN" = 1 ] && SIDES+=(bun)
 [ "$FLOOR" = 1 ] && SIDES+=(floor)
 [ "$FLOOR_URING" = 1 ] && SIDES+=(flooru)
