@@ -33,7 +33,12 @@ fn chat_json(n: usize) -> Vec<u8> {
 
 fn codec(c: &mut Criterion) {
     let mut g = c.benchmark_group("ws_deflate");
-    for n in [200usize, 1000, 2000, 16 << 10] {
+    // The fixed part of every compress: the reset (zlib-rs clears its 64 Ki-entry hash head, 128
+    // KiB) and an empty sync flush. The result is `None` (nothing to shrink); the work is done.
+    g.bench_function("compress_fixed_cost_0B", |b| {
+        b.iter(|| black_box(deflate::compressed_frame(OpCode::Text, black_box(b""), 15)))
+    });
+    for n in [200usize, 512, 1000, 2000, 4096, 16 << 10] {
         let msg = chat_json(n);
         g.throughput(Throughput::Bytes(n as u64));
         g.bench_function(format!("compress_{n}B"), |b| {
@@ -53,5 +58,36 @@ fn codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec);
+/// The same reset + compress through flate2 directly at zlib levels 1 (the codec's) and 6
+/// (zlib's default), for the bytes-against-CPU choice of `LEVEL` in `ws/deflate/codec.rs`.
+fn levels(c: &mut Criterion) {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut g = c.benchmark_group("ws_deflate_level");
+    for level in [1u32, 6] {
+        for n in [512usize, 2000] {
+            let msg = chat_json(n);
+            let mut comp = Compress::new_with_window_bits(Compression::new(level), false, 15);
+            let mut out = Vec::with_capacity(2 * n + 64);
+            comp.compress_vec(&msg, &mut out, FlushCompress::Sync)
+                .expect("deflate");
+            eprintln!(
+                "ws_deflate_level: level {level}, {n} B -> {} B",
+                out.len() - 4
+            );
+            g.throughput(Throughput::Bytes(n as u64));
+            g.bench_function(format!("level{level}_{n}B"), |b| {
+                b.iter(|| {
+                    comp.reset();
+                    out.clear();
+                    comp.compress_vec(black_box(&msg), &mut out, FlushCompress::Sync)
+                        .expect("deflate");
+                    black_box(out.len())
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, codec, levels);
 criterion_main!(benches);
