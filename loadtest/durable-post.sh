@@ -14,6 +14,7 @@
 #     and for partyring-load the POST latency p50 / p99.
 #
 #   usage: loadtest/durable-post.sh [rounds] [seconds]   (default 3 rounds of 4 s)
+# Exits 1 when a run failed (a request error, a server that did not answer).
 #   DATA_ROOT=DIR puts the data directories (and the flush probe) on DIR's filesystem
 #   (default: target/, i.e. the disk the repository is on).
 # Build first: cargo build --release --workspace. wrk is the Debian package.
@@ -60,6 +61,7 @@ PY
 }
 
 port=19700
+FAILED=0
 for round in $(seq 1 "$ROUNDS"); do
   D="$(mktemp -d "$DATA_ROOT/durable-probe.XXXXXX")"
   echo "round $round: $(flush_probe "$D")" | tee -a "$OUT/summary.txt"
@@ -82,11 +84,11 @@ for round in $(seq 1 "$ROUNDS"); do
         "$GEN" exec "${common[@]}" --label "durable-post-$driver" -- wrk -t1 "-c$conns" \
           "-d${SECS}s" -s "$ROOT/loadtest/wrk/partyring.lua" \
           "http://127.0.0.1:$port/parties/main/durable-$driver" -- post 64 \
-          >"$OUT/r$round-$driver.log" 2>&1 || echo "  (run failed: $OUT/r$round-$driver.log)" ;;
+          >"$OUT/r$round-$driver.log" 2>&1 || { echo "  (run failed: $OUT/r$round-$driver.log)"; FAILED=1; } ;;
       load-c20)
         "$GEN" http "${common[@]}" --conns 20 --pipeline 1 --rooms 1 --room-prefix durable-load \
           --method post --size 64 --send immediate \
-          >"$OUT/r$round-$driver.log" 2>&1 || echo "  (run failed: $OUT/r$round-$driver.log)" ;;
+          >"$OUT/r$round-$driver.log" 2>&1 || { echo "  (run failed: $OUT/r$round-$driver.log)"; FAILED=1; } ;;
     esac
     t1="$(date +%s.%N)"
     rec1="$(metric "$port" partyring_storage_records_total)"
@@ -119,3 +121,5 @@ PY
   done
 done
 echo "results: $OUT"
+# A failed run (a POST refused or lost, the server gone) fails the script: CI runs it as a smoke.
+exit "$FAILED"
