@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::net::{Handler, Out};
 use crate::payload::{self, Payload};
-use crate::phase::{connect_all, Counters, Opened, Progress, Schedule, Tick};
+use crate::phase::{connect_all, drain, Counters, Measured, Opened};
 use crate::stats::{now_ns, record, Part, SeqCheck};
 use crate::{deflate, Ctx};
 
@@ -369,8 +369,7 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
     ctx.coord.ready();
 
     let now = now_ns();
-    let mut sched = Schedule::new(now, ctx.common.warmup, ctx.common.duration, rates.len());
-    let mut progress = Progress::new(&ctx.tag, now);
+    let mut clock = Measured::new(ctx, now, rates.len());
     // Open loop: publishes issued since `rate_t0` at this process's share of the rate.
     let mut rate_t0 = now;
     let mut issued: u64 = 0;
@@ -385,9 +384,9 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
     let max_turns = 1u64 << 40;
     for _ in 0..max_turns {
         let now = now_ns();
-        if open_loop && !sched.is_done() {
-            if sched.step != rate_step {
-                rate_step = sched.step;
+        if open_loop && !clock.sched.is_done() {
+            if clock.sched.step != rate_step {
+                rate_step = clock.sched.step;
                 rate_t0 = now;
                 issued = 0;
             }
@@ -410,26 +409,25 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
                 budget -= 1;
             }
         }
-        match sched.tick(now, ctx.coord) {
-            Tick::Start(_) => f.c.start(&net.stats),
-            Tick::End(step) => {
-                let (wall, cpu) = sched.window(now);
-                let label = if open_loop {
-                    format!("rate {}", rates[step])
-                } else {
-                    format!("closed batch {}", a.batch)
-                };
-                let sp = f.c.finish(label, wall, cpu, &net.stats);
-                f.part.steps.push(sp);
+        let label = |step: usize| {
+            if open_loop {
+                format!("rate {}", rates[step])
+            } else {
+                format!("closed batch {}", a.batch)
             }
-            Tick::Nothing => {}
-        }
-        if sched.is_done() {
+        };
+        let extra = || format!("outstanding={}", f.expected - f.received);
+        if clock.turn(
+            now,
+            ctx.coord,
+            &mut f.c,
+            &mut f.part,
+            &net.stats,
+            label,
+            extra,
+        ) {
             break;
         }
-        let what = if sched.measuring { "measure" } else { "warmup" };
-        let extra = format!("outstanding={}", f.expected - f.received);
-        progress.tick(now, &f.c, what, &extra);
         let wait = if open_loop {
             // Wake exactly when the next publish is due (timerfd), at the latest in 100 ms.
             let rate = rates[rate_step] * share;
@@ -438,17 +436,16 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
             net.set_timer(next_due.max(now + a.tick_us.clamp(1, 1_000_000) * 1_000));
             Duration::from_millis(100)
         } else {
-            Duration::from_nanos(sched.until_next(now).clamp(1_000_000, 100_000_000))
+            clock.wait(now)
         };
         net.turn(&mut f, wait)?;
     }
 
     // Drain: no new publishes; wait (bounded) for what is in flight.
     f.closed_loop_running = false;
-    let drain_until = now_ns() + (ctx.common.drain.clamp(0.0, 60.0) * 1e9) as u64;
-    while (f.received < f.expected || f.http_inflight > 0) && now_ns() < drain_until {
-        net.turn(&mut f, Duration::from_millis(10))?;
-    }
+    drain(ctx, &mut net, &mut f, |f| {
+        f.received < f.expected || f.http_inflight > 0
+    })?;
 
     // Integrity: every receiver must have got every publisher's numbers 0..sent; one that did
     // not inflate (`--inflate-sample`) as many messages as they sent, in total.

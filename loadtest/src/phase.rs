@@ -203,9 +203,14 @@ impl Progress {
         }
     }
 
+    /// A second has passed since the last line.
+    fn due(&self, now: u64) -> bool {
+        now >= self.last + 1_000_000_000
+    }
+
     /// `what`: e.g. "warmup"/"measure"; `extra`: scenario-specific text.
     pub fn tick(&mut self, now: u64, c: &Counters, what: &str, extra: &str) {
-        if now < self.last + 1_000_000_000 {
+        if !self.due(now) {
             return;
         }
         let dt = (now - self.last) as f64 / 1e9;
@@ -225,6 +230,80 @@ impl Progress {
         self.last_delivered = c.total_delivered;
         self.last_cpu = cpu;
     }
+}
+
+/// A measured run's clock: the schedule of warm-ups and windows, and the progress line. Each
+/// scenario's loop calls [`Measured::turn`] once per pass, then waits at most
+/// [`Measured::wait`] for its sockets.
+pub struct Measured {
+    pub sched: Schedule,
+    progress: Progress,
+}
+
+impl Measured {
+    /// `steps` measured windows (each after its warm-up), from `now`.
+    pub fn new(ctx: &Ctx, now: u64, steps: usize) -> Measured {
+        Measured {
+            sched: Schedule::new(now, ctx.common.warmup, ctx.common.duration, steps),
+            progress: Progress::new(&ctx.tag, now),
+        }
+    }
+
+    /// Starts the window's counters, or ends the window and records its step in `part`
+    /// (labelled `label(step)`), as the schedule says; then, once a second, the progress line
+    /// with `extra()`. Returns true once the last window has ended.
+    #[allow(clippy::too_many_arguments)]
+    pub fn turn(
+        &mut self,
+        now: u64,
+        coord: &mut dyn Coord,
+        c: &mut Counters,
+        part: &mut Part,
+        net: &NetStats,
+        label: impl FnOnce(usize) -> String,
+        extra: impl FnOnce() -> String,
+    ) -> bool {
+        match self.sched.tick(now, coord) {
+            Tick::Start(_) => c.start(net),
+            Tick::End(step) => {
+                let (wall, cpu) = self.sched.window(now);
+                part.steps.push(c.finish(label(step), wall, cpu, net));
+            }
+            Tick::Nothing => {}
+        }
+        if self.sched.is_done() {
+            return true;
+        }
+        if self.progress.due(now) {
+            let what = if self.sched.measuring {
+                "measure"
+            } else {
+                "warmup"
+            };
+            self.progress.tick(now, c, what, &extra());
+        }
+        false
+    }
+
+    /// How long a pass may wait for its sockets: until the schedule's next change, 1-100 ms.
+    pub fn wait(&self, now: u64) -> Duration {
+        Duration::from_nanos(self.sched.until_next(now).clamp(1_000_000, 100_000_000))
+    }
+}
+
+/// After the measured windows: turns the loop (no new work is started by then) until nothing
+/// is `pending` or `--drain` seconds have passed.
+pub fn drain<H: Handler>(
+    ctx: &Ctx,
+    net: &mut Net,
+    h: &mut H,
+    pending: impl Fn(&H) -> bool,
+) -> io::Result<()> {
+    let until = now_ns() + (ctx.common.drain.clamp(0.0, 60.0) * 1e9) as u64;
+    while pending(h) && now_ns() < until {
+        net.turn(h, Duration::from_millis(10))?;
+    }
+    Ok(())
 }
 
 /// What a closed-loop scenario keeps besides its connections.
@@ -274,34 +353,26 @@ pub fn closed_loop<H: ClosedLoop>(
     label: &str,
     unanswered: &str,
 ) -> io::Result<()> {
-    let now = now_ns();
-    let mut sched = Schedule::new(now, ctx.common.warmup, ctx.common.duration, 1);
-    let mut progress = Progress::new(&ctx.tag, now);
+    let mut clock = Measured::new(ctx, now_ns(), 1);
     for _ in 0..(1u64 << 40) {
         let now = now_ns();
-        match sched.tick(now, ctx.coord) {
-            Tick::Start(_) => h.state_mut().c.start(&net.stats),
-            Tick::End(_) => {
-                let (wall, cpu) = sched.window(now);
-                let st = h.state_mut();
-                let sp = st.c.finish(label.to_owned(), wall, cpu, &net.stats);
-                st.part.steps.push(sp);
-            }
-            _ => {}
-        }
-        if sched.is_done() {
+        let st = h.state_mut();
+        let (c, part) = (&mut st.c, &mut st.part);
+        if clock.turn(
+            now,
+            ctx.coord,
+            c,
+            part,
+            &net.stats,
+            |_| label.to_owned(),
+            String::new,
+        ) {
             break;
         }
-        let what = if sched.measuring { "measure" } else { "warmup" };
-        progress.tick(now, &h.state().c, what, "");
-        let wait = Duration::from_nanos(sched.until_next(now).clamp(1_000_000, 100_000_000));
-        net.turn(h, wait)?;
+        net.turn(h, clock.wait(now))?;
     }
     h.state_mut().running = false;
-    let until = now_ns() + (ctx.common.drain.clamp(0.0, 60.0) * 1e9) as u64;
-    while h.state().inflight > 0 && now_ns() < until {
-        net.turn(h, Duration::from_millis(10))?;
-    }
+    drain(ctx, net, h, |h| h.state().inflight > 0)?;
     let errors = net.stats.protocol_errors;
     let st = h.state_mut();
     let (inflight, part) = (st.inflight, &mut st.part);

@@ -18,8 +18,6 @@
 //! update back to its sender (y-partykit does, as y-websocket's server) is tolerated: those
 //! copies are counted and reported, not counted as deliveries.
 
-use std::time::Duration;
-
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use yrs::updates::decoder::Decode;
@@ -27,7 +25,7 @@ use yrs::updates::encoder::Encode;
 use yrs::{Doc, GetString, ReadTxn, StateVector, Text, TextRef, Transact, Update};
 
 use crate::net::{Handler, Out};
-use crate::phase::{connect_all, Counters, Opened, Progress, Schedule, Tick};
+use crate::phase::{connect_all, drain, Counters, Measured, Opened};
 use crate::stats::{now_ns, record, Part, SeqCheck};
 use crate::Ctx;
 
@@ -495,9 +493,7 @@ pub fn run(ctx: &mut Ctx, a: &YjsArgs) -> std::io::Result<Part> {
     y.part.connect_secs = (now_ns() - t_connect) as f64 / 1e9;
     ctx.coord.ready();
 
-    let now = now_ns();
-    let mut sched = Schedule::new(now, ctx.common.warmup, ctx.common.duration, 1);
-    let mut progress = Progress::new(&ctx.tag, now);
+    let mut clock = Measured::new(ctx, now_ns(), 1);
     y.running = true;
     for r in 0..y.rooms.len() {
         let room = &mut y.rooms[r];
@@ -509,36 +505,32 @@ pub fn run(ctx: &mut Ctx, a: &YjsArgs) -> std::io::Result<Part> {
     let max_turns = 1u64 << 40;
     for _ in 0..max_turns {
         let now = now_ns();
-        match sched.tick(now, ctx.coord) {
-            Tick::Start(_) => y.c.start(&net.stats),
-            Tick::End(_) => {
-                let (wall, cpu) = sched.window(now);
-                let label = format!("closed batch {}", a.batch);
-                let sp = y.c.finish(label, wall, cpu, &net.stats);
-                y.part.steps.push(sp);
-            }
-            Tick::Nothing => {}
-        }
-        if sched.is_done() {
+        let label = |_| format!("closed batch {}", a.batch);
+        let extra = || {
+            let unstarted = y.rooms.iter().filter(|r| !r.started).count();
+            format!(
+                "outstanding={} unstarted_rooms={unstarted}",
+                y.expected - y.received
+            )
+        };
+        if clock.turn(
+            now,
+            ctx.coord,
+            &mut y.c,
+            &mut y.part,
+            &net.stats,
+            label,
+            extra,
+        ) {
             break;
         }
-        let what = if sched.measuring { "measure" } else { "warmup" };
-        let unsynced = y.rooms.iter().filter(|r| !r.started).count();
-        let extra = format!(
-            "outstanding={} unstarted_rooms={unsynced}",
-            y.expected - y.received
-        );
-        progress.tick(now, &y.c, what, &extra);
-        let wait = Duration::from_nanos(sched.until_next(now).clamp(1_000_000, 100_000_000));
+        let wait = clock.wait(now);
         net.turn(&mut y, wait)?;
     }
 
     // Drain: no new rounds; wait (bounded) for what is in flight.
     y.running = false;
-    let drain_until = now_ns() + (ctx.common.drain.clamp(0.0, 60.0) * 1e9) as u64;
-    while y.received < y.expected && now_ns() < drain_until {
-        net.turn(&mut y, Duration::from_millis(10))?;
-    }
+    drain(ctx, &mut net, &mut y, |y| y.received < y.expected)?;
 
     // Integrity: every member got every other writer's numbers 0..sent; the checking
     // document holds exactly what the other writers inserted.
