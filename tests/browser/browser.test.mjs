@@ -9,7 +9,7 @@
 // the pages make must go to the server under test (the page needs no CDN).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { launchChromium, watchPage } from "./lib.mjs";
 
 const ADDR = process.env.PARTY_ADDR;
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
@@ -21,21 +21,7 @@ const WAIT = { timeout: 5000 };
 let browser;
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    // Without the background-networking flags Chromium tries to reach Google's hosts, which
-    // this machine's closed network refuses.
-    args: [
-      "--no-sandbox",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-    ],
-  });
+  browser = await launchChromium(CHROMIUM);
 });
 
 after(async () => {
@@ -73,18 +59,7 @@ test("the page and the bundle are served (HTTP)", async () => {
 async function openPage(name, room, problems) {
   const context = await browser.newContext({ viewport: { width: 820, height: 700 } });
   const page = await context.newPage();
-  const ours = (url) =>
-    url.startsWith(`${BASE}/`) || url.startsWith(`ws://${ADDR}/`) || url.startsWith("data:");
-  page.on("pageerror", (e) => problems.push(`${name}: page error: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error") problems.push(`${name}: console error: ${m.text()}`);
-  });
-  page.on("request", (r) => {
-    if (!ours(r.url())) problems.push(`${name}: request outside the server: ${r.url()}`);
-  });
-  page.on("websocket", (ws) => {
-    if (!ours(ws.url())) problems.push(`${name}: websocket outside the server: ${ws.url()}`);
-  });
+  watchPage(page, name, ADDR, problems);
   await page.goto(`${BASE}/?room=${encodeURIComponent(room)}`);
   await ready(page);
   return page;

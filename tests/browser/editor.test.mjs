@@ -12,7 +12,7 @@
 // under test (the page needs no CDN). Waits are polls with bounded timeouts, never sleeps.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { launchChromium, watchPage } from "./lib.mjs";
 import { diff, applyDelta } from "../../examples/editor/binding.js";
 
 const ADDR = process.env.EDITOR_ADDR;
@@ -73,21 +73,7 @@ let browser;
 
 before(async () => {
   assert.ok(ADDR, "EDITOR_ADDR must be set (run.sh sets it)");
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    // Without the background-networking flags Chromium tries to reach Google's hosts, which
-    // this machine's closed network refuses.
-    args: [
-      "--no-sandbox",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-    ],
-  });
+  browser = await launchChromium(CHROMIUM);
 });
 
 after(async () => {
@@ -123,22 +109,10 @@ test("the example's files are served by --serve (HTTP)", async () => {
 async function openEditor(name, room, problems) {
   const context = await browser.newContext({ viewport: { width: 900, height: 700 } });
   const page = await context.newPage();
-  const ours = (url) =>
-    url.startsWith(`http://${ADDR}/`) || url.startsWith(`ws://${ADDR}/`) || url.startsWith("data:");
-  page.on("pageerror", (e) => problems.push(`${name}: page error: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error" || m.text().startsWith("editor:")) {
-      problems.push(`${name}: console ${m.type()}: ${m.text()}`);
-    }
-  });
-  page.on("request", (r) => {
-    if (!ours(r.url())) problems.push(`${name}: request outside the server: ${r.url()}`);
-  });
-  page.on("websocket", (ws) => {
-    if (!ours(ws.url())) problems.push(`${name}: websocket outside the server: ${ws.url()}`);
-    else if (!ws.url().startsWith(`ws://${ADDR}/parties/yjs/`)) {
-      problems.push(`${name}: websocket not to the yjs party: ${ws.url()}`);
-    }
+  watchPage(page, name, ADDR, problems, {
+    isProblem: (m) => m.type() === "error" || m.text().startsWith("editor:"),
+    checkSocket: (url) =>
+      url.startsWith(`ws://${ADDR}/parties/yjs/`) ? undefined : `websocket not to the yjs party: ${url}`,
   });
   await page.goto(`http://${ADDR}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(name)}`);
   await synced(page);
