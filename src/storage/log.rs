@@ -57,7 +57,7 @@ use super::{
     faults::Faults,
     index::{Index, ListOptions},
     record::{self, Op},
-    replay::{compact_path, log_path, replay, sync_dir},
+    replay::{self, compact_path, log_path, replay, sync_dir},
     state::{Disk, Inner, StorageStats},
     writer, FsyncPolicy, StorageError, StorageOptions, MAX_KEYS_PER_OP, MAX_KEY_BYTES,
     MAX_NAME_BYTES, MAX_VALUE_BYTES,
@@ -122,7 +122,7 @@ impl Storage {
             opts.compact_min_bytes = min;
         }
         let existed = path.exists();
-        let mut file = fs::OpenOptions::new()
+        let mut file = replay::log_options(opts.fsync == FsyncPolicy::Always)
             .read(true)
             .write(true)
             .create(true)

@@ -23,7 +23,7 @@ use super::{faults::Faults, index::Index, StorageError, StorageOptions};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StorageStats {
     /// `fdatasync`/`fsync` calls on log files (batches, the `Every` deadline, flush,
-    /// close, compaction).
+    /// close, compaction); under `Always`, each batch's `O_DSYNC` write counts as one.
     pub fsyncs: u64,
     /// Batches written (one `write_all_at` each).
     pub batches: u64,

@@ -7,7 +7,10 @@
 //! 1. waits for work: pending records, an fsync request (`flush`, or the [`FsyncPolicy::Every`]
 //!    deadline), a compaction request, or `close`;
 //! 2. takes the whole `pending` buffer, writes it at the end of the file, fsyncs under
-//!    [`FsyncPolicy::Always`], publishes the batch's last sequence number, wakes its waiters;
+//!    [`FsyncPolicy::Always`], publishes the batch's last sequence number, wakes its waiters.
+//!    Under `Always` the log is opened `O_DSYNC`, so the write itself is the fsync (one
+//!    blocking operation per batch, which io_uring runs in a worker thread, instead of two);
+//!    the writer checks the descriptor's flags and fsyncs as before if the flag is missing;
 //! 3. compacts if dead bytes dominate (see `log.rs`);
 //! 4. on `close`, once nothing is pending: a last fsync, then exit.
 //!
@@ -89,6 +92,9 @@ struct LogFile {
     len: u64,
     /// Bytes known to be on disk: fsynced, or found there at open.
     synced_len: u64,
+    /// The file is open `O_DSYNC` (`replay::log_options`, under `--fsync always`): a batch is
+    /// on disk once its write returns, and needs no fdatasync of its own.
+    dsync: bool,
 }
 
 /// Which kind of operation failed, for [`recover`].
@@ -105,6 +111,7 @@ pub(super) async fn run(inner: Rc<Inner>, file: monoio::fs::File, twin: fs::File
     let never = disk.opts.fsync == FsyncPolicy::Never;
     let mut log = LogFile {
         file,
+        dsync: always && replay::is_dsync(&twin),
         twin,
         len: file_len,
         synced_len: file_len,
@@ -153,7 +160,9 @@ pub(super) async fn run(inner: Rc<Inner>, file: monoio::fs::File, twin: fs::File
                 sync_deadline = Some(Instant::now() + period);
             }
             if always {
-                if let Err(e) = sync(&inner, &log.file).await {
+                // Under O_DSYNC the write was the fdatasync: `sync` only counts it (and lets
+                // the fault hook fail it as a failed fsync would).
+                if let Err(e) = sync_batch(&inner, &log).await {
                     if !recover(&inner, &mut log, Failed::Sync, &e) {
                         return;
                     }
@@ -230,6 +239,24 @@ async fn write_batch(
     file.write_all_at(buf, at).await
 }
 
+/// The fsync of a batch just written under `--fsync always`: none when the file is `O_DSYNC`
+/// (its write already was one), but counted and open to the fault hook all the same.
+async fn sync_batch(inner: &Inner, log: &LogFile) -> io::Result<()> {
+    if !log.dsync {
+        return sync(inner, &log.file).await;
+    }
+    inner.bump(|s| s.fsyncs += 1);
+    match inner
+        .disk()
+        .faults
+        .as_ref()
+        .and_then(|f| f.next(FaultOp::Sync))
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 async fn sync(inner: &Inner, file: &monoio::fs::File) -> io::Result<()> {
     inner.bump(|s| s.fsyncs += 1);
     if let Some(e) = inner
@@ -277,13 +304,15 @@ fn recover(inner: &Inner, log: &mut LogFile, what: Failed, e: &io::Error) -> boo
     episode.failures += 1;
     episode.lost += lost;
     disk.episode.set(Some(episode));
-    match replay::reopen(&disk.path, keep).and_then(|(file, index)| {
+    let always = disk.opts.fsync == FsyncPolicy::Always;
+    match replay::reopen(&disk.path, keep, always).and_then(|(file, index)| {
         let twin = file.try_clone()?;
         Ok((monoio::fs::File::from_std(file)?, twin, index))
     }) {
         Ok((file, twin, index)) => {
             *inner.index.borrow_mut() = index;
             log.file = file;
+            log.dsync = always && replay::is_dsync(&twin);
             log.twin = twin;
             log.len = keep;
             log.synced_len = keep;
@@ -350,7 +379,8 @@ async fn compact(inner: &Inner, log: &mut LogFile) -> io::Result<()> {
     let total = buf.len();
     let tmp_path = compact_path(&disk.path);
     // Blocking, like the rename below: one metadata operation per compaction.
-    let tmp = fs::OpenOptions::new()
+    let always = disk.opts.fsync == FsyncPolicy::Always;
+    let tmp = replay::log_options(always)
         .read(true)
         .write(true)
         .create(true)
@@ -386,6 +416,7 @@ async fn compact(inner: &Inner, log: &mut LogFile) -> io::Result<()> {
     // The path names the new file now, whatever happens next: append there.
     let old = std::mem::replace(&mut log.file, tmp);
     drop(old);
+    log.dsync = always && replay::is_dsync(&twin);
     log.twin = twin;
     log.len = total as u64;
     log.synced_len = total as u64;
