@@ -148,6 +148,11 @@ pub struct Core {
     pub host: Host,
 }
 
+/// Parked connections the poller's table has room for from the start (fewer if the core's
+/// cap is lower): its slots are reserved, not touched, so only those in use take memory, and
+/// the table never moves as it fills (each move used to leave the old copy in the allocator).
+const POLLER_RESERVE: usize = 1 << 16;
+
 /// Connections one core refuses politely at the same time; more are closed at once.
 const REFUSING_MAX: usize = 64;
 
@@ -166,13 +171,36 @@ pub struct BusyGuard(Rc<Core>);
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
+        self.0.not_busy();
+    }
+}
+
+/// An open WebSocket's hold on its core, in one pointer (there is one per idle connection):
+/// held against the cap (a [`ConnGuard`]), busy (a shutdown waits for it, as a [`BusyGuard`]),
+/// and counted in `websockets_open`.
+pub struct WsGuard(ConnGuard);
+
+impl WsGuard {
+    pub fn core(&self) -> &Rc<Core> {
+        &self.0 .0
+    }
+}
+
+impl Drop for WsGuard {
+    fn drop(&mut self) {
+        let core = self.core();
+        core.metrics.websockets_open.dec();
+        core.not_busy();
+    }
+}
+
+impl ConnGuard {
+    /// The connection is an open WebSocket from now on.
+    pub fn into_ws(self) -> WsGuard {
         let core = &self.0;
-        core.busy.set(core.busy.get() - 1);
-        if core.busy.get() == 0 {
-            if let Some(w) = core.waiter.take() {
-                w.wake();
-            }
-        }
+        core.busy.set(core.busy.get() + 1);
+        core.metrics.websockets_open.inc();
+        WsGuard(self)
     }
 }
 
@@ -200,6 +228,7 @@ impl Core {
             .collect();
         let rooms = RoomTable::new(names, storage.clone(), host.clone());
         let metrics = Rc::new(Metrics::default());
+        let process_cap = crate::config::process_connection_cap();
         Core {
             id,
             config,
@@ -218,12 +247,12 @@ impl Core {
             live: Cell::new(0),
             conn_cap,
             process_live,
-            process_cap: crate::config::process_connection_cap(),
+            process_cap,
             refusing: Cell::new(0),
             storage,
             alarms: Alarms::default(),
             host,
-            ws_poller: match WsPoller::new(id) {
+            ws_poller: match WsPoller::new(id, conn_cap.min(process_cap).min(POLLER_RESERVE)) {
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::warn!(core = id, error = %e, "no websocket poller: one task per connection");
@@ -289,6 +318,16 @@ impl Core {
     pub fn busy_guard(self: &Rc<Self>) -> BusyGuard {
         self.busy.set(self.busy.get() + 1);
         BusyGuard(self.clone())
+    }
+
+    /// A busy connection is done (see `Core::busy`).
+    fn not_busy(&self) {
+        self.busy.set(self.busy.get() - 1);
+        if self.busy.get() == 0 {
+            if let Some(w) = self.waiter.take() {
+                w.wake();
+            }
+        }
     }
 
     pub fn shutting_down(&self) -> bool {
