@@ -113,11 +113,13 @@ struct Io {
 /// number past a borrow, so it can never name another file later.
 pub struct Outbox {
     frames: RefCell<VecDeque<Rc<[u8]>>>,
-    /// Bytes of the front frame already sent (a `sendmsg` may stop mid-frame).
-    sent_of_front: Cell<usize>,
     /// Bytes queued and not yet sent.
     queued: Cell<usize>,
-    limit: usize,
+    /// The bound on `queued` (a limit over 4 GiB is taken as 4 GiB). Every queued frame is at
+    /// most this long, but for the close frame (at most 125 bytes of payload).
+    limit: u32,
+    /// Bytes of the front frame already sent (a `sendmsg` may stop mid-frame).
+    sent_of_front: Cell<u32>,
     state: Cell<OutState>,
     /// On the flusher's dirty list.
     scheduled: Cell<bool>,
@@ -127,33 +129,56 @@ pub struct Outbox {
     /// parked there ([`NOT_PARKED`] otherwise): a close from our side must take it out, as
     /// nothing else would notice until the peer sends something.
     parked: Cell<u32>,
-    /// The drain task, waiting for writability or for `shut`.
-    drainer: Cell<Option<Waker>>,
-    /// The reader, waiting for the queue to drain or the state to change.
-    watcher: Cell<Option<Waker>>,
+    /// The tasks waiting on this outbox, boxed the first time one waits: an idle connection
+    /// waits in the core's poller, not here.
+    waiters: Cell<Option<Box<Waiters>>>,
     ends: RefCell<Ends>,
     /// The reader still uses the socket (set by `attached`).
     reader: Cell<bool>,
 }
 
-// One per open WebSocket, in an `Rc`: with the `Rc`'s two counts it takes 160 bytes, one of
-// mimalloc's size classes; 8 more would put it in the 192-byte class.
-const _: () = assert!(std::mem::size_of::<Outbox>() <= 144);
+// One per open WebSocket, in an `Rc`: with the `Rc`'s two counts it takes 128 bytes, one of
+// mimalloc's size classes; 8 more would put it in the 160-byte class.
+const _: () = assert!(std::mem::size_of::<Outbox>() <= 112);
+
+/// Who waits on an outbox (see `Outbox::waiters`).
+#[derive(Default)]
+struct Waiters {
+    /// The drain task, waiting for writability or for `shut`.
+    drainer: Option<Waker>,
+    /// The reader's task, waiting for the queue to drain or the state to change.
+    watcher: Option<Waker>,
+}
+
+/// Which of [`Waiters`].
+#[derive(Copy, Clone)]
+enum Waiter {
+    Drainer,
+    Watcher,
+}
+
+impl Waiters {
+    fn slot(&mut self, which: Waiter) -> &mut Option<Waker> {
+        match which {
+            Waiter::Drainer => &mut self.drainer,
+            Waiter::Watcher => &mut self.watcher,
+        }
+    }
+}
 
 impl Outbox {
     /// A detached outbox: it queues but never sends by itself (for tests).
     pub fn new(limit: usize) -> Self {
         Outbox {
             frames: RefCell::new(VecDeque::new()),
-            sent_of_front: Cell::new(0),
             queued: Cell::new(0),
-            limit,
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            sent_of_front: Cell::new(0),
             state: Cell::new(OutState::Open),
             scheduled: Cell::new(false),
             blocked: Cell::new(false),
             parked: Cell::new(NOT_PARKED),
-            drainer: Cell::new(None),
-            watcher: Cell::new(None),
+            waiters: Cell::new(None),
             ends: RefCell::new(Ends {
                 io: None,
                 sock: None,
@@ -259,7 +284,7 @@ impl Outbox {
         if self.state.get() != OutState::Open {
             return SendStatus::Dropped;
         }
-        if self.queued.get() + frame.len() > self.limit {
+        if self.queued.get() + frame.len() > self.limit as usize {
             if !self.blocked.get() {
                 match self.with_fd(|fd| self.send_some(fd)) {
                     Some(Err(e)) if e.kind() != io::ErrorKind::WouldBlock => {
@@ -269,7 +294,7 @@ impl Outbox {
                     _ => {}
                 }
             }
-            if self.queued.get() + frame.len() > self.limit {
+            if self.queued.get() + frame.len() > self.limit as usize {
                 return SendStatus::Backpressure;
             }
         }
@@ -355,10 +380,8 @@ impl Outbox {
         self.frames.borrow_mut().clear();
         self.queued.set(0);
         let io = self.ends.borrow_mut().io.take();
-        if let Some(w) = self.drainer.take() {
-            w.wake();
-        }
-        self.wake_watcher();
+        self.wake(Waiter::Drainer);
+        self.wake(Waiter::Watcher);
         let slot = self.parked.get();
         if let (Some(io), true) = (&io, slot != NOT_PARKED) {
             io.flusher.unpark(slot as usize);
@@ -370,9 +393,25 @@ impl Outbox {
     }
 
     fn wake_watcher(&self) {
-        if let Some(w) = self.watcher.take() {
+        self.wake(Waiter::Watcher);
+    }
+
+    fn wake(&self, which: Waiter) {
+        let Some(mut waiters) = self.waiters.take() else {
+            return;
+        };
+        let waker = waiters.slot(which).take();
+        self.waiters.set(Some(waiters));
+        if let Some(w) = waker {
             w.wake();
         }
+    }
+
+    /// Registers `waker` as `which` (replacing the one before).
+    fn wait(&self, which: Waiter, waker: &Waker) {
+        let mut waiters = self.waiters.take().unwrap_or_default();
+        *waiters.slot(which) = Some(waker.clone());
+        self.waiters.set(Some(waiters));
     }
 
     /// Resolves once the state is no longer `Open` (a close was requested by anyone).
@@ -381,7 +420,7 @@ impl Outbox {
             if self.state.get() != OutState::Open {
                 Poll::Ready(())
             } else {
-                self.watcher.set(Some(cx.waker().clone()));
+                self.wait(Waiter::Watcher, cx.waker());
                 Poll::Pending
             }
         })
@@ -394,7 +433,7 @@ impl Outbox {
             if self.queued.get() == 0 || self.state.get() == OutState::Closed {
                 Poll::Ready(())
             } else {
-                self.watcher.set(Some(cx.waker().clone()));
+                self.wait(Waiter::Watcher, cx.waker());
                 Poll::Pending
             }
         })
@@ -407,7 +446,7 @@ impl Outbox {
             if self.state.get() == OutState::Closed {
                 Poll::Ready(())
             } else {
-                self.drainer.set(Some(cx.waker().clone()));
+                self.wait(Waiter::Drainer, cx.waker());
                 Poll::Pending
             }
         })
@@ -423,7 +462,7 @@ impl Outbox {
                 return Ok(true);
             }
             let mut iov: SmallVec<[IoSlice<'_>; MAX_IOVECS]> = SmallVec::new();
-            let skip = self.sent_of_front.get();
+            let skip = self.sent_of_front.get() as usize;
             let mut total = 0;
             for (i, f) in frames.iter().take(MAX_IOVECS).enumerate() {
                 let part = if i == 0 { &f[skip..] } else { &f[..] };
@@ -457,13 +496,14 @@ impl Outbox {
         self.queued.set(self.queued.get() - n);
         let mut frames = self.frames.borrow_mut();
         while n > 0 {
-            let front_left = frames[0].len() - self.sent_of_front.get();
+            let front_left = frames[0].len() - self.sent_of_front.get() as usize;
             if n >= front_left {
                 n -= front_left;
                 frames.pop_front();
                 self.sent_of_front.set(0);
             } else {
-                self.sent_of_front.set(self.sent_of_front.get() + n);
+                // `n` < `front_left`, and a frame is at most `limit` (a `u32`) long.
+                self.sent_of_front.set(self.sent_of_front.get() + n as u32);
                 n = 0;
             }
         }
