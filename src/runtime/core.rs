@@ -120,6 +120,8 @@ pub struct Core {
     pub metrics: Rc<Metrics>,
     /// Serial numbers for connections (newest wins when ids collide).
     next_serial: Cell<u64>,
+    /// A heap trim waits for a burst of new WebSockets to end (see `Core::trim_after_burst`).
+    trim_pending: Cell<bool>,
     /// Set when shutdown starts: the time by which this core must be done.
     shutdown_deadline: Cell<Option<Instant>>,
     /// Connections that must finish before a shutdown completes: WebSockets, and HTTP
@@ -152,6 +154,9 @@ pub struct Core {
 /// cap is lower): its slots are reserved, not touched, so only those in use take memory, and
 /// the table never moves as it fills (each move used to leave the old copy in the allocator).
 const POLLER_RESERVE: usize = 1 << 16;
+
+/// How long no new WebSocket must have opened before a core trims its heap.
+const TRIM_QUIET: Duration = Duration::from_millis(200);
 
 /// Connections one core refuses politely at the same time; more are closed at once.
 const REFUSING_MAX: usize = 64;
@@ -241,6 +246,7 @@ impl Core {
             flusher: Flusher::new(metrics.clone()),
             metrics,
             next_serial: Cell::new(0),
+            trim_pending: Cell::new(false),
             shutdown_deadline: Cell::new(None),
             busy: Cell::new(0),
             waiter: Cell::new(None),
@@ -379,6 +385,31 @@ impl Core {
         let s = self.next_serial.get();
         self.next_serial.set(s + 1);
         s
+    }
+
+    /// A WebSocket was just opened: once none has been for [`TRIM_QUIET`], the program's heap
+    /// trim runs (`metrics::set_heap_trim`), so that what the burst's handshakes used and freed
+    /// does not stay in the allocator while the connections sit idle. One timer per burst,
+    /// nothing while connections keep coming.
+    pub fn trim_after_burst(self: &Rc<Self>) {
+        let Some(trim) = crate::metrics::heap_trim() else {
+            return;
+        };
+        if self.trim_pending.replace(true) {
+            return;
+        }
+        let core = self.clone();
+        spawn_guarded(self.id, async move {
+            loop {
+                let seen = core.next_serial.get();
+                monoio::time::sleep(TRIM_QUIET).await;
+                if core.next_serial.get() == seen {
+                    break;
+                }
+            }
+            core.trim_pending.set(false);
+            trim();
+        });
     }
 }
 

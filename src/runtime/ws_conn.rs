@@ -83,6 +83,7 @@ pub fn serve(
     // A shutdown waits for this connection's closing handshake; counted down when the reader
     // drops, a panic included.
     let guard = held.into_ws();
+    core.trim_after_burst();
     let raw = stream.into_raw_fd();
     // SAFETY: `into_raw_fd` released monoio's ownership of this open socket (no operation was
     // in flight: the HTTP task's last readiness wait completed before the upgrade was read and
