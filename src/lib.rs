@@ -88,7 +88,7 @@ internal!(demo, http, metrics, net, router, runtime, storage, ws);
 
 pub use config::Config;
 pub use http::{Method, Response};
-pub use metrics::set_heap_probe;
+pub use metrics::{set_heap_probe, set_heap_trim};
 pub use runtime::{Builder, CoreStats, Server};
 pub use storage::{faults, repair, Durable, ListOptions, Repaired, StorageError, MAX_VALUE_BYTES};
 pub use ws::{deflate::DEFAULT_THRESHOLD as DEFAULT_COMPRESSION_THRESHOLD, Message, OpCode};

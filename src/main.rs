@@ -14,6 +14,14 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Gives the memory mimalloc holds unused on this thread back to the system
+/// (`partyring::set_heap_trim`).
+fn mimalloc_trim() {
+    // SAFETY: mi_collect takes no arguments to check; it only releases memory mimalloc itself
+    // holds unused, and may be called from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(false) };
+}
+
 /// mimalloc's committed bytes, for `/metrics` (`partyring_heap_bytes`).
 fn mimalloc_committed() -> u64 {
     let mut commit = 0usize;
@@ -262,6 +270,7 @@ fn main() -> ExitCode {
         partyring::faults::install(plan);
     }
     partyring::set_heap_probe("mimalloc committed bytes", mimalloc_committed);
+    partyring::set_heap_trim(mimalloc_trim);
     // Logs go to stderr; stdout carries only the "listening on" line, for scripts and tests.
     let filter = match &cli.log {
         Some(directive) => match tracing_subscriber::EnvFilter::try_new(directive) {

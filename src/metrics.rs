@@ -433,6 +433,22 @@ pub fn set_heap_probe(what: &'static str, probe: fn() -> u64) {
     let _ = HEAP_PROBE.set((what, probe));
 }
 
+static HEAP_TRIM: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Installs the heap trim: it asks the program's global allocator to give the memory it holds
+/// unused back to the system, on the calling thread (the `partyring` binary: mimalloc's
+/// `mi_collect`). A core calls it once a burst of new WebSockets has passed: their handshakes'
+/// tasks and buffers are freed by then, and an allocator keeps freed pages until it is next
+/// busy, which an idle server never is. The first call wins; without one nothing is trimmed.
+pub fn set_heap_trim(trim: fn()) {
+    let _ = HEAP_TRIM.set(trim);
+}
+
+/// The installed heap trim, if any.
+pub(crate) fn heap_trim() -> Option<fn()> {
+    HEAP_TRIM.get().copied()
+}
+
 fn heap_probe() -> HeapProbe {
     *HEAP_PROBE.get_or_init(|| ("glibc mallinfo2: uordblks + hblkhd", glibc_heap_in_use))
 }

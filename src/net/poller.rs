@@ -108,8 +108,9 @@ pub struct Poller<P> {
 }
 
 impl<P: Parked> Poller<P> {
-    /// A poller for `owner`'s event loop. Must be called inside the monoio runtime.
-    pub fn new(owner: usize) -> io::Result<Self> {
+    /// A poller for `owner`'s event loop, its table reserved for `capacity` connections (it
+    /// grows past that if it must). Must be called inside the monoio runtime.
+    pub fn new(owner: usize, capacity: usize) -> io::Result<Self> {
         // SAFETY: epoll_create1 has no memory-safety preconditions; a negative result is an
         // error, handled below.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -122,7 +123,7 @@ impl<P: Parked> Poller<P> {
         Ok(Poller {
             epfd: fd,
             waiter,
-            slots: RefCell::new(Slab::new()),
+            slots: RefCell::new(Slab::with_capacity(capacity)),
             stopped: Cell::new(false),
             stop_waker: Cell::new(None),
             sweep_waker: Cell::new(None),
@@ -519,7 +520,7 @@ mod tests {
     fn readiness_runs_the_ready_connection_and_follows_its_answer() {
         let log = Log::default();
         block_on(async {
-            let poller = Rc::new(Poller::new(0).unwrap());
+            let poller = Rc::new(Poller::new(0, 4).unwrap());
             let (a, mut peer_a, slot_a) = fake("a", &[], &log);
             let (b, mut peer_b, slot_b) = fake("b", &[], &log);
             let (c, peer_c, _) = fake("c", &[], &log);
@@ -561,7 +562,7 @@ mod tests {
     fn a_sweep_pings_and_finishes_as_the_ticks_say() {
         let log = Log::default();
         block_on(async {
-            let poller = Poller::new(0).unwrap();
+            let poller = Poller::new(0, 4).unwrap();
             let (a, _pa, slot_a) = fake("a", &[Tick::Ping, Tick::Alive], &log);
             let (b, _pb, slot_b) = fake("b", &[Tick::Alive, Tick::Dead], &log);
             parked(&poller, a);
@@ -580,7 +581,7 @@ mod tests {
     fn unpark_detaches_and_a_stopped_poller_parks_nothing() {
         let log = Log::default();
         block_on(async {
-            let poller = Poller::new(0).unwrap();
+            let poller = Poller::new(0, 4).unwrap();
             let (a, _pa, slot_a) = fake("a", &[], &log);
             parked(&poller, a);
             let key = slot_a.get() as usize;
@@ -600,7 +601,7 @@ mod tests {
     fn a_poller_task_that_ends_unstopped_detaches_everything() {
         let log = Log::default();
         block_on(async {
-            let poller = Poller::new(0).unwrap();
+            let poller = Poller::new(0, 4).unwrap();
             let (a, _pa, _) = fake("a", &[], &log);
             let (b, _pb, _) = fake("b", &[], &log);
             parked(&poller, a);

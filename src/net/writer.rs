@@ -22,7 +22,7 @@ use std::{
     collections::VecDeque,
     future::poll_fn,
     io::{self, IoSlice},
-    os::fd::BorrowedFd,
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
     rc::{Rc, Weak},
     task::{Poll, Waker},
 };
@@ -70,9 +70,34 @@ pub enum OutState {
     Closed,
 }
 
-/// The socket side of an outbox, present from `attach` until `shut`.
+/// A connection's socket. An idle connection needs only its descriptor: readiness comes from
+/// the core's poller, reads and sends are plain syscalls. A monoio stream (~160 bytes over two
+/// allocations) is made the first time a task must wait for readiness itself (a closing
+/// handshake, a full socket) and kept from then on.
+enum Sock {
+    Fd(OwnedFd),
+    Stream(Rc<TcpStream>),
+}
+
+impl Sock {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Sock::Fd(fd) => fd.as_fd(),
+            Sock::Stream(s) => sock::fd_of(s),
+        }
+    }
+}
+
+/// An outbox's two ends, in one cell.
+struct Ends {
+    /// `None` for a detached outbox (unit tests) and after `shut`.
+    io: Option<Io>,
+    /// `None` for a detached outbox, and once closed (see [`Outbox`]).
+    sock: Option<Sock>,
+}
+
+/// The flusher side of an outbox, present from `attach` until `shut`.
 struct Io {
-    stream: Rc<TcpStream>,
     flusher: Rc<Flusher>,
     /// This outbox, for putting it on the flusher's dirty list from `&self`.
     me: Weak<Outbox>,
@@ -81,13 +106,20 @@ struct Io {
 /// The bounded frame queue of one connection. Lives in an `Rc` shared by the room (pushers),
 /// the connection's reader, and (while it is dirty) the core's flusher; single-threaded, so
 /// `Cell`/`RefCell` suffice.
+///
+/// It also owns the connection's socket, which its reader reads through it ([`Outbox::recv`]):
+/// the socket is closed once the outbox is shut and the reader has let go
+/// ([`Outbox::release_reader`]), or when the outbox is dropped. Nobody keeps the descriptor's
+/// number past a borrow, so it can never name another file later.
 pub struct Outbox {
     frames: RefCell<VecDeque<Rc<[u8]>>>,
-    /// Bytes of the front frame already sent (a `sendmsg` may stop mid-frame).
-    sent_of_front: Cell<usize>,
     /// Bytes queued and not yet sent.
     queued: Cell<usize>,
-    limit: usize,
+    /// The bound on `queued` (a limit over 4 GiB is taken as 4 GiB). Every queued frame is at
+    /// most this long, but for the close frame (at most 125 bytes of payload).
+    limit: u32,
+    /// Bytes of the front frame already sent (a `sendmsg` may stop mid-frame).
+    sent_of_front: Cell<u32>,
     state: Cell<OutState>,
     /// On the flusher's dirty list.
     scheduled: Cell<bool>,
@@ -97,12 +129,41 @@ pub struct Outbox {
     /// parked there ([`NOT_PARKED`] otherwise): a close from our side must take it out, as
     /// nothing else would notice until the peer sends something.
     parked: Cell<u32>,
+    /// The tasks waiting on this outbox, boxed the first time one waits: an idle connection
+    /// waits in the core's poller, not here.
+    waiters: Cell<Option<Box<Waiters>>>,
+    ends: RefCell<Ends>,
+    /// The reader still uses the socket (set by `attached`).
+    reader: Cell<bool>,
+}
+
+// One per open WebSocket, in an `Rc`: with the `Rc`'s two counts it takes 128 bytes, one of
+// mimalloc's size classes; 8 more would put it in the 160-byte class.
+const _: () = assert!(std::mem::size_of::<Outbox>() <= 112);
+
+/// Who waits on an outbox (see `Outbox::waiters`).
+#[derive(Default)]
+struct Waiters {
     /// The drain task, waiting for writability or for `shut`.
-    drainer: Cell<Option<Waker>>,
-    /// The reader, waiting for the queue to drain or the state to change.
-    watcher: Cell<Option<Waker>>,
-    /// `None` for a detached outbox (unit tests) and after `shut`.
-    io: RefCell<Option<Io>>,
+    drainer: Option<Waker>,
+    /// The reader's task, waiting for the queue to drain or the state to change.
+    watcher: Option<Waker>,
+}
+
+/// Which of [`Waiters`].
+#[derive(Copy, Clone)]
+enum Waiter {
+    Drainer,
+    Watcher,
+}
+
+impl Waiters {
+    fn slot(&mut self, which: Waiter) -> &mut Option<Waker> {
+        match which {
+            Waiter::Drainer => &mut self.drainer,
+            Waiter::Watcher => &mut self.watcher,
+        }
+    }
 }
 
 impl Outbox {
@@ -110,32 +171,35 @@ impl Outbox {
     pub fn new(limit: usize) -> Self {
         Outbox {
             frames: RefCell::new(VecDeque::new()),
-            sent_of_front: Cell::new(0),
             queued: Cell::new(0),
-            limit,
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            sent_of_front: Cell::new(0),
             state: Cell::new(OutState::Open),
             scheduled: Cell::new(false),
             blocked: Cell::new(false),
             parked: Cell::new(NOT_PARKED),
-            drainer: Cell::new(None),
-            watcher: Cell::new(None),
-            io: RefCell::new(None),
+            waiters: Cell::new(None),
+            ends: RefCell::new(Ends {
+                io: None,
+                sock: None,
+            }),
+            reader: Cell::new(false),
         }
     }
 
-    /// An outbox that sends on `stream` through the core's `flusher`.
-    pub fn attached(
-        limit: usize,
-        flusher: Rc<Flusher>,
-        stream: Rc<TcpStream>,
-    ) -> Rc<Self> {
+    /// An outbox that sends on `socket` through the core's `flusher`, for a connection whose
+    /// reader reads `socket` through it until [`Outbox::release_reader`].
+    pub fn attached(limit: usize, flusher: Rc<Flusher>, socket: OwnedFd) -> Rc<Self> {
         Rc::new_cyclic(|me| {
             let outbox = Outbox::new(limit);
-            *outbox.io.borrow_mut() = Some(Io {
-                stream,
-                flusher,
-                me: me.clone(),
-            });
+            *outbox.ends.borrow_mut() = Ends {
+                io: Some(Io {
+                    flusher,
+                    me: me.clone(),
+                }),
+                sock: Some(Sock::Fd(socket)),
+            };
+            outbox.reader.set(true);
             outbox
         })
     }
@@ -155,9 +219,58 @@ impl Outbox {
         self.frames.borrow().iter().cloned().collect()
     }
 
-    /// The socket, while attached (a clone: sending must not hold the `io` borrow).
-    fn stream(&self) -> Option<Rc<TcpStream>> {
-        self.io.borrow().as_ref().map(|io| io.stream.clone())
+    /// Runs `f` on the socket while the outbox is attached (`None` after `shut`). `f` must not
+    /// shut the outbox.
+    fn with_fd<R>(&self, f: impl FnOnce(BorrowedFd<'_>) -> R) -> Option<R> {
+        let ends = self.ends.borrow();
+        match (&ends.io, &ends.sock) {
+            (Some(_), Some(s)) => Some(f(s.fd())),
+            _ => None,
+        }
+    }
+
+    /// Reads from the socket into `buf` (the reader's side; see [`sock::recv`]). `Ok(0)` once
+    /// the socket is closed.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.ends.borrow().sock.as_ref() {
+            Some(s) => sock::recv(s.fd(), buf),
+            None => Ok(0),
+        }
+    }
+
+    /// The socket's descriptor for as long as it is open (-1 once closed): for registering it
+    /// elsewhere (the core's poller), never for keeping.
+    pub fn raw_fd(&self) -> RawFd {
+        self.ends.borrow().sock.as_ref().map_or(-1, |s| s.fd().as_raw_fd())
+    }
+
+    /// The socket as a monoio stream, for a task that waits for its readiness; `None` once it is
+    /// closed. The first call makes the stream (see [`Sock`]); if monoio cannot take the
+    /// descriptor (the epoll driver's registration failed) the socket is closed, and the caller
+    /// treats the connection as gone.
+    pub fn stream(&self) -> Option<Rc<TcpStream>> {
+        let mut ends = self.ends.borrow_mut();
+        let sock = &mut ends.sock;
+        let stream = match sock.take()? {
+            Sock::Stream(s) => s,
+            Sock::Fd(fd) => match TcpStream::from_std(std::net::TcpStream::from(fd)) {
+                Ok(s) => Rc::new(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot wait for a websocket's readiness: closed");
+                    return None;
+                }
+            },
+        };
+        *sock = Some(Sock::Stream(stream.clone()));
+        Some(stream)
+    }
+
+    /// The reader is done with the socket: it is closed now if the outbox is shut already.
+    pub fn release_reader(&self) {
+        self.reader.set(false);
+        if self.state.get() == OutState::Closed {
+            self.ends.borrow_mut().sock.take();
+        }
     }
 
     /// Queues a frame unless the connection is closing or the byte bound would be passed.
@@ -171,20 +284,17 @@ impl Outbox {
         if self.state.get() != OutState::Open {
             return SendStatus::Dropped;
         }
-        if self.queued.get() + frame.len() > self.limit {
-            if let Some(stream) = self.stream() {
-                if !self.blocked.get() {
-                    match self.send_some(sock::fd_of(&stream)) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => {
-                            self.shut();
-                            return SendStatus::Dropped;
-                        }
+        if self.queued.get() + frame.len() > self.limit as usize {
+            if !self.blocked.get() {
+                match self.with_fd(|fd| self.send_some(fd)) {
+                    Some(Err(e)) if e.kind() != io::ErrorKind::WouldBlock => {
+                        self.shut();
+                        return SendStatus::Dropped;
                     }
+                    _ => {}
                 }
             }
-            if self.queued.get() + frame.len() > self.limit {
+            if self.queued.get() + frame.len() > self.limit as usize {
                 return SendStatus::Backpressure;
             }
         }
@@ -195,7 +305,7 @@ impl Outbox {
     fn enqueue(&self, frame: Rc<[u8]>) {
         self.queued.set(self.queued.get() + frame.len());
         self.frames.borrow_mut().push_back(frame);
-        if let Some(io) = self.io.borrow().as_ref() {
+        if let Some(io) = self.ends.borrow().io.as_ref() {
             io.flusher.metrics.ws_frames_queued.inc();
         }
         self.schedule();
@@ -204,8 +314,9 @@ impl Outbox {
     /// The core's counters, while the outbox is attached (for the rare events counted outside
     /// this file, such as a close for overflow).
     pub fn metrics(&self) -> Option<Rc<Metrics>> {
-        self.io
+        self.ends
             .borrow()
+            .io
             .as_ref()
             .map(|io| io.flusher.metrics.clone())
     }
@@ -216,8 +327,8 @@ impl Outbox {
         if self.scheduled.get() || self.blocked.get() {
             return;
         }
-        let io = self.io.borrow();
-        let Some(io) = io.as_ref() else { return };
+        let ends = self.ends.borrow();
+        let Some(io) = ends.io.as_ref() else { return };
         let Some(me) = io.me.upgrade() else { return };
         self.scheduled.set(true);
         io.flusher.schedule(me);
@@ -255,35 +366,52 @@ impl Outbox {
     fn unpark(&self) {
         let slot = self.parked.get();
         if slot != NOT_PARKED {
-            let flusher = self.io.borrow().as_ref().map(|io| io.flusher.clone());
+            let flusher = self.ends.borrow().io.as_ref().map(|io| io.flusher.clone());
             if let Some(flusher) = flusher {
                 flusher.unpark(slot as usize);
             }
         }
     }
 
-    /// Marks the connection gone: queued frames are dropped, the socket is released (its last
-    /// holder closes it) and any drain task exits.
+    /// Marks the connection gone: queued frames are dropped, the socket is released (closed
+    /// now unless the reader still uses it) and any drain task exits.
     pub fn shut(&self) {
         self.state.set(OutState::Closed);
         self.frames.borrow_mut().clear();
         self.queued.set(0);
-        let io = self.io.borrow_mut().take();
-        if let Some(w) = self.drainer.take() {
-            w.wake();
-        }
-        self.wake_watcher();
+        let io = self.ends.borrow_mut().io.take();
+        self.wake(Waiter::Drainer);
+        self.wake(Waiter::Watcher);
         let slot = self.parked.get();
         if let (Some(io), true) = (&io, slot != NOT_PARKED) {
             io.flusher.unpark(slot as usize);
         }
         drop(io);
+        if !self.reader.get() {
+            self.ends.borrow_mut().sock.take();
+        }
     }
 
     fn wake_watcher(&self) {
-        if let Some(w) = self.watcher.take() {
+        self.wake(Waiter::Watcher);
+    }
+
+    fn wake(&self, which: Waiter) {
+        let Some(mut waiters) = self.waiters.take() else {
+            return;
+        };
+        let waker = waiters.slot(which).take();
+        self.waiters.set(Some(waiters));
+        if let Some(w) = waker {
             w.wake();
         }
+    }
+
+    /// Registers `waker` as `which` (replacing the one before).
+    fn wait(&self, which: Waiter, waker: &Waker) {
+        let mut waiters = self.waiters.take().unwrap_or_default();
+        *waiters.slot(which) = Some(waker.clone());
+        self.waiters.set(Some(waiters));
     }
 
     /// Resolves once the state is no longer `Open` (a close was requested by anyone).
@@ -292,7 +420,7 @@ impl Outbox {
             if self.state.get() != OutState::Open {
                 Poll::Ready(())
             } else {
-                self.watcher.set(Some(cx.waker().clone()));
+                self.wait(Waiter::Watcher, cx.waker());
                 Poll::Pending
             }
         })
@@ -305,7 +433,7 @@ impl Outbox {
             if self.queued.get() == 0 || self.state.get() == OutState::Closed {
                 Poll::Ready(())
             } else {
-                self.watcher.set(Some(cx.waker().clone()));
+                self.wait(Waiter::Watcher, cx.waker());
                 Poll::Pending
             }
         })
@@ -318,7 +446,7 @@ impl Outbox {
             if self.state.get() == OutState::Closed {
                 Poll::Ready(())
             } else {
-                self.drainer.set(Some(cx.waker().clone()));
+                self.wait(Waiter::Drainer, cx.waker());
                 Poll::Pending
             }
         })
@@ -334,7 +462,7 @@ impl Outbox {
                 return Ok(true);
             }
             let mut iov: SmallVec<[IoSlice<'_>; MAX_IOVECS]> = SmallVec::new();
-            let skip = self.sent_of_front.get();
+            let skip = self.sent_of_front.get() as usize;
             let mut total = 0;
             for (i, f) in frames.iter().take(MAX_IOVECS).enumerate() {
                 let part = if i == 0 { &f[skip..] } else { &f[..] };
@@ -357,7 +485,7 @@ impl Outbox {
                 sock::sendv(fd, &iov)?
             }
         };
-        if let Some(io) = self.io.borrow().as_ref() {
+        if let Some(io) = self.ends.borrow().io.as_ref() {
             io.flusher.metrics.sent_bytes.add(n as u64);
         }
         self.advance(n);
@@ -368,13 +496,14 @@ impl Outbox {
         self.queued.set(self.queued.get() - n);
         let mut frames = self.frames.borrow_mut();
         while n > 0 {
-            let front_left = frames[0].len() - self.sent_of_front.get();
+            let front_left = frames[0].len() - self.sent_of_front.get() as usize;
             if n >= front_left {
                 n -= front_left;
                 frames.pop_front();
                 self.sent_of_front.set(0);
             } else {
-                self.sent_of_front.set(self.sent_of_front.get() + n);
+                // `n` < `front_left`, and a frame is at most `limit` (a `u32`) long.
+                self.sent_of_front.set(self.sent_of_front.get() + n as u32);
                 n = 0;
             }
         }
@@ -391,25 +520,27 @@ impl Outbox {
     /// Sends what the socket takes now (the flusher's part). A full socket hands the rest to a
     /// drain task; a failed one shuts the outbox.
     fn flush(self: &Rc<Self>) {
-        let Some(stream) = self.stream() else { return };
-        let fd = sock::fd_of(&stream);
-        loop {
+        let sent = self.with_fd(|fd| loop {
             match self.send_some(fd) {
-                Ok(true) => break,
+                Ok(true) => {
+                    self.after_drained(fd);
+                    return Ok(());
+                }
                 Ok(false) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.blocked.set(true);
-                    monoio::spawn(drain(self.clone()));
-                    return;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "websocket write failed");
-                    self.shut();
-                    return;
-                }
+                Err(e) => return Err(e),
+            }
+        });
+        match sent {
+            None | Some(Ok(())) => {}
+            Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.blocked.set(true);
+                monoio::spawn(drain(self.clone()));
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "websocket write failed");
+                self.shut();
             }
         }
-        self.after_drained(fd);
     }
 
     /// Once our close frame is out, half-close the socket.
@@ -425,6 +556,7 @@ impl Outbox {
 /// task, or the socket, alive).
 async fn drain(outbox: Rc<Outbox>) {
     let Some(stream) = outbox.stream() else {
+        outbox.shut();
         return;
     };
     let fd = sock::fd_of(&stream);

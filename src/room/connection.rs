@@ -24,18 +24,20 @@ pub const MAX_STATE_BYTES: usize = 2048;
 /// A room member: what the room (and anyone broadcasting) holds of a connection, and the
 /// connection handle parties get (`party::Connection` is `Rc<WsConn>`).
 ///
-/// Kept small, as there is one per idle connection: the uri and the id share one string, and
-/// tags and state (which most parties never use) live behind one pointer allocated on first use.
+/// Kept small, as there is one per idle connection: the uri and the id share one string (the
+/// id is only a range of the uri when the uri holds it, as it does with `_pk`), and tags and
+/// state (which most parties never use) live behind one pointer allocated on first use.
 pub struct WsConn {
     /// Per-core creation order; the newest of several same-id connections wins a lookup.
     pub serial: u64,
     /// This connection's slot in its room's slab (its identity there).
     pub slot: Cell<usize>,
     pub outbox: Rc<Outbox>,
-    /// The full upgrade URL (`http://<host><target>`) followed by the connection id (`_pk`
-    /// from that URL, or a fresh UUID v4; not unique). `uri_len` splits them.
+    /// The full upgrade URL (`http://<host><target>`), followed by the connection id (`_pk`
+    /// from that URL, or a fresh UUID v4; not unique) unless the URL holds it already.
+    /// `split` says which (see [`Split`]).
     text: Box<str>,
-    uri_len: u32,
+    split: u32,
     /// Tags and state, if the party set any.
     extra: RefCell<Option<Box<Extra>>>,
     /// The close code the server sent, 0 until it closes.
@@ -49,6 +51,54 @@ pub struct WsConn {
 // One per open WebSocket, most of them idle: the deflate byte fits in what was padding.
 const _: () = assert!(std::mem::size_of::<WsConn>() <= 64);
 
+/// Where the uri and the id lie in a [`WsConn`]'s text, in 32 bits: with [`Split::INSIDE`]
+/// set, the text is the uri alone and the id is the range `start..start + len` of it (`start`
+/// in the low 16 bits, `len` in the next 15); otherwise the id follows the uri, whose length
+/// this is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+struct Split(u32);
+
+impl Split {
+    const INSIDE: u32 = 1 << 31;
+
+    /// The id is somewhere in the uri (as `_pk`'s value is), at an offset and of a length
+    /// the 32 bits hold.
+    fn inside(uri: &str, id: &str) -> Option<Split> {
+        let start = u16::try_from(uri.find(id)?).ok()?;
+        let len = u32::try_from(id.len()).ok().filter(|&l| l < 1 << 15)?;
+        Some(Split(Split::INSIDE | len << 16 | u32::from(start)))
+    }
+
+    /// The id follows a uri of `uri_len` bytes. A uri is a request target and a host, far
+    /// below 2 GiB.
+    fn after(uri_len: usize) -> Split {
+        Split(
+            u32::try_from(uri_len)
+                .unwrap_or(u32::MAX)
+                .min(Split::INSIDE - 1),
+        )
+    }
+
+    /// The uri's length in a text of `text_len` bytes.
+    fn uri_len(self, text_len: usize) -> usize {
+        if self.0 & Split::INSIDE != 0 {
+            text_len
+        } else {
+            self.0 as usize
+        }
+    }
+
+    /// The id's range in a text of `text_len` bytes.
+    fn id(self, text_len: usize) -> (usize, usize) {
+        if self.0 & Split::INSIDE != 0 {
+            let start = (self.0 & 0xffff) as usize;
+            (start, start + (self.0 >> 16 & 0x7fff) as usize)
+        } else {
+            (self.0 as usize, text_len)
+        }
+    }
+}
+
 #[derive(Default)]
 struct Extra {
     /// From the party's `connection_tags`, set once before `on_connect`.
@@ -60,17 +110,21 @@ struct Extra {
 impl WsConn {
     /// A connection that is not (yet) attached to a socket.
     pub(crate) fn new(id: Box<str>, serial: u64, uri: Box<str>, outbox: Rc<Outbox>) -> Self {
-        // A uri is at most a request target plus a host: far below 4 GiB.
-        let uri_len = u32::try_from(uri.len()).unwrap_or(u32::MAX);
-        let mut text = String::with_capacity(uri.len() + id.len());
-        text.push_str(&uri);
-        text.push_str(&id);
+        let (text, split) = match Split::inside(&uri, &id) {
+            Some(split) => (uri, split),
+            None => {
+                let mut text = String::with_capacity(uri.len() + id.len());
+                text.push_str(&uri);
+                text.push_str(&id);
+                (text.into_boxed_str(), Split::after(uri.len()))
+            }
+        };
         WsConn {
             serial,
             slot: Cell::new(usize::MAX),
             outbox,
-            text: text.into_boxed_str(),
-            uri_len,
+            text,
+            split: split.0,
             extra: RefCell::new(None),
             sent_close: Cell::new(0),
             deflate: 0,
@@ -91,13 +145,14 @@ impl WsConn {
 
     /// The connection id (`_pk`, or a UUID v4).
     pub fn id(&self) -> &str {
-        &self.text[self.uri_len as usize..]
+        let (start, end) = Split(self.split).id(self.text.len());
+        &self.text[start..end]
     }
 
     /// The full upgrade URL with its query, e.g. `http://127.0.0.1:1999/parties/main/r?_pk=a`,
     /// as this server saw it: `http://` and the `Host` header, also behind a TLS proxy.
     pub fn uri(&self) -> &str {
-        &self.text[..self.uri_len as usize]
+        &self.text[..Split(self.split).uri_len(self.text.len())]
     }
 
     /// The tags from the party's `connection_tags`.
@@ -218,5 +273,42 @@ impl WsConn {
         }
         self.outbox
             .close_with(ws::encode_close(code, reason).into(), discard_pending);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(id: &str, uri: &str) -> WsConn {
+        WsConn::new(id.into(), 0, uri.into(), Rc::new(Outbox::new(1 << 20)))
+    }
+
+    #[test]
+    fn the_id_is_a_range_of_the_uri_when_the_uri_holds_it() {
+        let uri = "http://h/parties/main/r?_pk=3f1c&x=1";
+        let c = conn("3f1c", uri);
+        assert_eq!((c.uri(), c.id()), (uri, "3f1c"));
+        assert_eq!(c.text.len(), uri.len(), "no second copy of the id");
+
+        let c = conn("", "http://h/parties/main/r?_pk=");
+        assert_eq!((c.uri(), c.id()), ("http://h/parties/main/r?_pk=", ""));
+    }
+
+    #[test]
+    fn otherwise_the_id_follows_the_uri() {
+        let id = "6a0e2f3c-7d1b-4f8e-9a2b-0c1d2e3f4a5b";
+        let uri = "http://h/parties/main/r";
+        let c = conn(id, uri);
+        assert_eq!((c.uri(), c.id()), (uri, id));
+        // Past what the 16-bit offset holds, or longer than the 15-bit length: appended.
+        let far = format!("http://h/parties/main/r?pad={}&_pk=abc", "p".repeat(70_000));
+        let c = conn("abc", &far);
+        assert_eq!((c.uri(), c.id()), (far.as_str(), "abc"));
+        assert_eq!(c.text.len(), far.len() + 3);
+        let long = "i".repeat(40_000);
+        let uri = format!("http://h/parties/main/r?_pk={long}");
+        let c = conn(&long, &uri);
+        assert_eq!((c.uri(), c.id()), (uri.as_str(), long.as_str()));
     }
 }

@@ -120,6 +120,8 @@ pub struct Core {
     pub metrics: Rc<Metrics>,
     /// Serial numbers for connections (newest wins when ids collide).
     next_serial: Cell<u64>,
+    /// A heap trim waits for a burst of new WebSockets to end (see `Core::trim_after_burst`).
+    trim_pending: Cell<bool>,
     /// Set when shutdown starts: the time by which this core must be done.
     shutdown_deadline: Cell<Option<Instant>>,
     /// Connections that must finish before a shutdown completes: WebSockets, and HTTP
@@ -148,6 +150,14 @@ pub struct Core {
     pub host: Host,
 }
 
+/// Parked connections the poller's table has room for from the start (fewer if the core's
+/// cap is lower): its slots are reserved, not touched, so only those in use take memory, and
+/// the table never moves as it fills (each move used to leave the old copy in the allocator).
+const POLLER_RESERVE: usize = 1 << 16;
+
+/// How long no new WebSocket must have opened before a core trims its heap.
+const TRIM_QUIET: Duration = Duration::from_millis(200);
+
 /// Connections one core refuses politely at the same time; more are closed at once.
 const REFUSING_MAX: usize = 64;
 
@@ -166,13 +176,36 @@ pub struct BusyGuard(Rc<Core>);
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
+        self.0.not_busy();
+    }
+}
+
+/// An open WebSocket's hold on its core, in one pointer (there is one per idle connection):
+/// held against the cap (a [`ConnGuard`]), busy (a shutdown waits for it, as a [`BusyGuard`]),
+/// and counted in `websockets_open`.
+pub struct WsGuard(ConnGuard);
+
+impl WsGuard {
+    pub fn core(&self) -> &Rc<Core> {
+        &self.0 .0
+    }
+}
+
+impl Drop for WsGuard {
+    fn drop(&mut self) {
+        let core = self.core();
+        core.metrics.websockets_open.dec();
+        core.not_busy();
+    }
+}
+
+impl ConnGuard {
+    /// The connection is an open WebSocket from now on.
+    pub fn into_ws(self) -> WsGuard {
         let core = &self.0;
-        core.busy.set(core.busy.get() - 1);
-        if core.busy.get() == 0 {
-            if let Some(w) = core.waiter.take() {
-                w.wake();
-            }
-        }
+        core.busy.set(core.busy.get() + 1);
+        core.metrics.websockets_open.inc();
+        WsGuard(self)
     }
 }
 
@@ -200,6 +233,7 @@ impl Core {
             .collect();
         let rooms = RoomTable::new(names, storage.clone(), host.clone());
         let metrics = Rc::new(Metrics::default());
+        let process_cap = crate::config::process_connection_cap();
         Core {
             id,
             config,
@@ -212,18 +246,19 @@ impl Core {
             flusher: Flusher::new(metrics.clone()),
             metrics,
             next_serial: Cell::new(0),
+            trim_pending: Cell::new(false),
             shutdown_deadline: Cell::new(None),
             busy: Cell::new(0),
             waiter: Cell::new(None),
             live: Cell::new(0),
             conn_cap,
             process_live,
-            process_cap: crate::config::process_connection_cap(),
+            process_cap,
             refusing: Cell::new(0),
             storage,
             alarms: Alarms::default(),
             host,
-            ws_poller: match WsPoller::new(id) {
+            ws_poller: match WsPoller::new(id, conn_cap.min(process_cap).min(POLLER_RESERVE)) {
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::warn!(core = id, error = %e, "no websocket poller: one task per connection");
@@ -291,6 +326,16 @@ impl Core {
         BusyGuard(self.clone())
     }
 
+    /// A busy connection is done (see `Core::busy`).
+    fn not_busy(&self) {
+        self.busy.set(self.busy.get() - 1);
+        if self.busy.get() == 0 {
+            if let Some(w) = self.waiter.take() {
+                w.wake();
+            }
+        }
+    }
+
     pub fn shutting_down(&self) -> bool {
         self.shutdown_deadline.get().is_some()
     }
@@ -340,6 +385,31 @@ impl Core {
         let s = self.next_serial.get();
         self.next_serial.set(s + 1);
         s
+    }
+
+    /// A WebSocket was just opened: once none has been for [`TRIM_QUIET`], the program's heap
+    /// trim runs (`metrics::set_heap_trim`), so that what the burst's handshakes used and freed
+    /// does not stay in the allocator while the connections sit idle. One timer per burst,
+    /// nothing while connections keep coming.
+    pub fn trim_after_burst(self: &Rc<Self>) {
+        let Some(trim) = crate::metrics::heap_trim() else {
+            return;
+        };
+        if self.trim_pending.replace(true) {
+            return;
+        }
+        let core = self.clone();
+        spawn_guarded(self.id, async move {
+            loop {
+                let seen = core.next_serial.get();
+                monoio::time::sleep(TRIM_QUIET).await;
+                if core.next_serial.get() == seen {
+                    break;
+                }
+            }
+            core.trim_pending.set(false);
+            trim();
+        });
     }
 }
 

@@ -18,7 +18,7 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd, RawFd},
+    os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd},
     rc::Rc,
     time::{Duration, Instant},
 };
@@ -34,7 +34,7 @@ use crate::{
     },
     party::{ConnectContext, Request},
     room::connection::WsConn,
-    runtime::core::{spawn_guarded, BusyGuard, ConnGuard, Core},
+    runtime::core::{spawn_guarded, ConnGuard, Core, WsGuard},
     ws::{
         self, close,
         session::{Action, Leave, Liveness, Outbound, Session, Step},
@@ -80,11 +80,15 @@ pub fn serve(
     joined: Joined,
     held: ConnGuard,
 ) -> Option<impl std::future::Future<Output = ()>> {
-    // A shutdown waits for this connection's closing handshake.
-    let busy = core.busy_guard();
-    // Counted down when the reader drops (`impl Drop for Reader`), a panic included.
-    core.metrics.websockets_open.inc();
-    let stream = Rc::new(stream);
+    // A shutdown waits for this connection's closing handshake; counted down when the reader
+    // drops, a panic included.
+    let guard = held.into_ws();
+    core.trim_after_burst();
+    let raw = stream.into_raw_fd();
+    // SAFETY: `into_raw_fd` released monoio's ownership of this open socket (no operation was
+    // in flight: the HTTP task's last readiness wait completed before the upgrade was read and
+    // answered), so we are its only owner.
+    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
     let Joined {
         party,
         room: room_id,
@@ -106,31 +110,30 @@ pub fn serve(
             Outbox::attached(
                 core.config.max_outbound_bytes,
                 core.flusher.clone(),
-                stream.clone(),
+                socket,
             ),
         )
         .with_deflate(window),
     );
-    core.with_room(party, &room_id, |room| {
+    let room = core.with_room(party, &room_id, |room| {
         conn.slot.set(room.conns.insert(conn.clone()));
         let ctx = ConnectContext {
             request: Request::from_head(Method::Get, &target, &head, &[]),
         };
         core.parties.connect(party, room, &conn, &ctx);
+        room.id.clone()
     });
-    drop((target, head));
+    drop((target, head, room_id));
 
     let mut reader = Reader {
         session: Session::new(Decoder::with_deflate(
             core.config.max_message_bytes,
             deflate.is_some(),
         )),
-        core,
         conn,
         party,
-        room: room_id,
-        stream,
-        _guards: (held, busy),
+        room,
+        guard,
     };
     if !leftover.is_empty() {
         reader.feed(&mut leftover);
@@ -138,13 +141,13 @@ pub fn serve(
     drop(leftover);
     // An upgrade that finished after the shutdown closed every WebSocket (a handoff still in
     // an inbox, say) is closed here, or nothing would close it.
-    if reader.core.shutting_down() && reader.is_open() {
+    if reader.core().shutting_down() && reader.is_open() {
         reader
             .conn
             .close_with(close::GOING_AWAY, "Server shutting down", false);
     }
     if reader.is_open() {
-        let core = reader.core.clone();
+        let core = reader.core().clone();
         if let Some(poller) = &core.ws_poller {
             match poller.park(reader) {
                 None => return None,
@@ -165,29 +168,33 @@ thread_local! {
 
 /// The reading side of one connection, in the core's poller or in the connection's task.
 pub(crate) struct Reader {
-    core: Rc<Core>,
+    /// The connection; its outbox owns the socket, which the reader reads through it.
     conn: Rc<WsConn>,
     party: usize,
-    room: Box<str>,
+    /// The room's id, shared with the room.
+    room: Rc<str>,
     /// The protocol state: decoder, closing handshake, liveness.
     session: Session,
-    /// The socket (shared with the outbox; the last holder closes it).
-    stream: Rc<TcpStream>,
-    /// The connection counts against the core's cap, and a shutdown waits for it.
-    _guards: (ConnGuard, BusyGuard),
+    /// The core; the connection counts against its cap, and a shutdown waits for it. Last, so
+    /// that it is let go after the socket.
+    guard: WsGuard,
 }
 
-// One per open WebSocket, most of them idle (parked in the poller): keep it from growing
-// (184 bytes on 64-bit Linux, the decoder's 104 included).
-const _: () = assert!(std::mem::size_of::<Reader>() <= 184);
+// One per open WebSocket, most of them idle (parked in the poller, whose table slot is this
+// size too): keep it from growing (80 bytes on 64-bit Linux, the session's 40 included).
+const _: () = assert!(std::mem::size_of::<Reader>() <= 80);
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        self.core.metrics.websockets_open.dec();
+        self.conn.outbox.release_reader();
     }
 }
 
 impl Reader {
+    fn core(&self) -> &Rc<Core> {
+        self.guard.core()
+    }
+
     /// One liveness tick (the poller's sweep, or the task's timer, once per
     /// `ws_ping_interval`): the session decides; a ping is sent by the caller (the sweep sends
     /// them after its walk).
@@ -235,8 +242,12 @@ impl Reader {
 
     /// The connection's task: reads until the connection closes, then leaves the room.
     async fn run(mut self) {
-        let stream = self.stream.clone();
-        self.read_until_closed(&stream).await;
+        match self.conn.outbox.stream() {
+            Some(stream) => self.read_until_closed(&stream).await,
+            None => {
+                self.session.on_eof();
+            }
+        }
         self.leave();
     }
 
@@ -249,7 +260,7 @@ impl Reader {
             reason,
             error,
         } = self.session.leave();
-        let (core, conn, party) = (&self.core, &self.conn, self.party);
+        let (core, conn, party) = (self.guard.core(), &self.conn, self.party);
         core.with_existing_room(party, &self.room, |room| {
             room.conns.try_remove(conn.slot.get());
             if let Some(error) = &error {
@@ -267,8 +278,8 @@ impl Reader {
     /// the state of every idle connection's task, which waits on none of them.
     async fn read_until_closed(&mut self, stream: &TcpStream) {
         let outbox = self.conn.outbox.clone();
-        let close_timeout = self.core.config.close_timeout;
-        let interval = self.core.config.ws_ping_interval;
+        let close_timeout = self.core().config.close_timeout;
+        let interval = self.core().config.ws_ping_interval;
         // The next liveness tick, on the same period as the poller's sweep.
         let mut next_tick = interval.map(|i| Instant::now() + i);
         let mut closing_since: Option<Instant> = None;
@@ -347,13 +358,14 @@ impl Reader {
     /// `close_timeout`.
     async fn linger(&self, stream: &TcpStream) {
         let fd = sock::fd_of(stream);
-        let deadline = Instant::now() + self.core.config.close_timeout;
+        let core = self.core();
+        let deadline = Instant::now() + core.config.close_timeout;
         loop {
-            let read = sock::recv(fd, &mut self.core.read_buf.borrow_mut());
+            let read = sock::recv(fd, &mut core.read_buf.borrow_mut());
             match read {
                 Ok(0) => return,
                 Ok(n) => {
-                    self.core.metrics.received_bytes.add(n as u64);
+                    core.metrics.received_bytes.add(n as u64);
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -370,14 +382,13 @@ impl Reader {
     /// Reads what is available into the core's buffer and feeds it to the session.
     /// `Err(Step::Leave)` on EOF or a read error (the session knows which).
     fn read_some(&mut self) -> Result<(), Step> {
-        let core = self.core.clone();
-        let stream = self.stream.clone();
-        let fd = sock::fd_of(&stream);
+        let core = self.core().clone();
+        let conn = self.conn.clone();
         let mut buf = core.read_buf.borrow_mut();
         // A full buffer means more is waiting; read on, but at most READS_PER_WAKE times, so one
         // busy sender cannot keep its core from everyone else.
         for _ in 0..READS_PER_WAKE {
-            let n = match sock::recv(fd, &mut buf) {
+            let n = match conn.outbox.recv(&mut buf) {
                 Ok(0) => return Err(self.session.on_eof()),
                 Ok(n) => n,
                 // Nothing (more) to read now: a spurious wake-up, or the last read filled the
@@ -402,7 +413,7 @@ impl Reader {
         // Our side may have closed since the last read (a party's `close` in `on_connect` or
         // from another connection's handler): nothing read after that reaches the party.
         self.sync_outbound();
-        let core = &*self.core;
+        let core = &**self.guard.core();
         let conn = &self.conn;
         let (party_idx, room_id) = (self.party, &*self.room);
         self.session.feed(data, |action| {
@@ -438,7 +449,7 @@ impl Reader {
 /// A reader waiting in the core's poller: the poller's calls map onto the session's events.
 impl Parked for Reader {
     fn fd(&self) -> RawFd {
-        self.stream.as_raw_fd()
+        self.conn.outbox.raw_fd()
     }
 
     fn set_slot(&self, slot: u32) {
@@ -472,7 +483,7 @@ impl Parked for Reader {
     }
 
     fn detach(self) {
-        spawn_guarded(self.core.id, self.run());
+        spawn_guarded(self.core().id, self.run());
     }
 }
 
@@ -498,3 +509,4 @@ fn tick_after(at: Instant, interval: Duration) -> Instant {
         next
     }
 }
+

@@ -18,6 +18,10 @@
 //!   to `msg` (data) or `ctrl` (control), and a text message's new bytes are UTF-8 checked right
 //!   away, so an invalid byte fails the connection before the rest of the frame arrives.
 //!
+//! Everything the slow path keeps (a split header, a frame or message in progress) lives in one
+//! box, [`Partial`], allocated when a frame is split and freed when `feed` returns between
+//! messages. An idle connection's decoder is a few scalars: there is one per open WebSocket.
+//!
 //! Compressed messages (permessage-deflate, RSV1 on the first frame): the payload goes through
 //! the same two paths, then is inflated once, whole, by the core's inflater
 //! (`deflate::inflate`), which stops the moment the output passes `max_message_size`. Text is
@@ -32,12 +36,6 @@ use super::deflate;
 use super::error::WsError;
 use super::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use super::mask::unmask;
-
-/// A `msg` buffer with more capacity than this is freed once its message is delivered, so a
-/// connection that once received a large message does not keep the memory while idle. Smaller
-/// buffers are kept to save the allocation when the next message also arrives in pieces.
-/// Sized against the ~1 KiB per idle connection budget, not against typical message sizes.
-const RETAINED_CAPACITY: usize = 512;
 
 /// A complete message or control frame. Borrows either the caller's input buffer (fast path) or
 /// the decoder's reassembly buffer, so it only lives for the duration of the callback.
@@ -72,17 +70,29 @@ struct PartialFrame {
 
 /// Server-side streaming WebSocket decoder for one connection. See the module docs.
 ///
-/// Idle, it owns no heap memory (unless a small reassembly buffer is retained, see
-/// `RETAINED_CAPACITY`).
+/// Idle (between messages, no header split), it owns no heap memory.
 #[derive(Debug)]
 pub struct Decoder {
     /// Limit on the sum of a message's fragment payloads. Fixed per connection.
     max_message_size: usize,
+    /// The slow path's state; `None` between messages (see the module docs).
+    partial: Option<Box<Partial>>,
+    /// The first protocol error; `feed` returns it again if called after it.
+    failed: Option<WsError>,
+    /// A Close was delivered: the rest of the stream is ignored (RFC 6455 5.5.1: after a Close
+    /// the peer sends no more data frames).
+    closed: bool,
+    /// The connection negotiated permessage-deflate: RSV1 may mark a compressed message.
+    deflate: bool,
+}
+
+/// What the decoder keeps of a frame or message that arrived in pieces.
+#[derive(Debug, Default)]
+struct Partial {
     /// The data message being reassembled on the slow path.
     /// INVARIANT: empty whenever `message` is `None`.
     msg: Vec<u8>,
-    /// A control frame's payload that arrived split across feeds (≤125 bytes). Freed after
-    /// delivery: split control frames are rare, and an idle connection should not pay for them.
+    /// A control frame's payload that arrived split across feeds (≤125 bytes).
     ctrl: Vec<u8>,
     /// For a text message: `msg[..utf8_checked]` is known valid UTF-8 ending on a char boundary.
     /// `msg[utf8_checked..]` is an incomplete sequence (≤3 bytes) waiting for its continuation.
@@ -96,15 +106,27 @@ pub struct Decoder {
     /// A header that arrived split across feeds. Only the first `hdr_len` bytes are meaningful.
     hdr: [u8; MAX_HEADER_LEN],
     hdr_len: u8,
-    /// A Close was delivered: the rest of the stream is ignored (RFC 6455 5.5.1: after a Close
-    /// the peer sends no more data frames).
-    closed: bool,
-    /// The first protocol error; `feed` returns it again if called after it.
-    failed: Option<WsError>,
-    /// The connection negotiated permessage-deflate: RSV1 may mark a compressed message.
-    deflate: bool,
     /// The data message in progress on the slow path is compressed (its first frame had RSV1).
     compressed: bool,
+}
+
+impl Partial {
+    /// Nothing in progress: the box can go.
+    fn is_idle(&self) -> bool {
+        self.hdr_len == 0 && self.frame.is_none() && self.message.is_none()
+    }
+
+    /// Checks the text bytes appended since the last check. `Utf8Error::error_len() == None`
+    /// means the input merely ends inside a sequence whose bytes so far are a valid prefix; any
+    /// other error is definitely invalid already, whatever follows.
+    fn check_utf8_so_far(&mut self) -> Result<(), WsError> {
+        match std::str::from_utf8(&self.msg[self.utf8_checked..]) {
+            Ok(_) => self.utf8_checked = self.msg.len(),
+            Err(e) if e.error_len().is_none() => self.utf8_checked += e.valid_up_to(),
+            Err(_) => return Err(WsError::InvalidUtf8),
+        }
+        Ok(())
+    }
 }
 
 /// The most wire bytes a compressed message may take when its inflated size may be `max`:
@@ -115,10 +137,9 @@ pub const fn compressed_wire_limit(max: usize) -> usize {
 }
 
 // One decoder lives per open WebSocket, most of them idle, and the budget for an idle connection
-// is ~1 KiB of user memory in total. The decoder's share is its inline size (two Vec headers, the
-// 14-byte header carry, a few scalars) since idle it owns no heap memory. Keep it to two cache
-// lines so it never becomes the big item in the connection entry.
-const _: () = assert!(std::mem::size_of::<Decoder>() <= 128);
+// is 512 bytes in total. Idle it owns no heap memory, so its share is its inline size: the limit,
+// the box pointer and three small fields.
+const _: () = assert!(std::mem::size_of::<Decoder>() <= 24);
 
 impl Decoder {
     /// A decoder that rejects messages over `max_message_size` bytes (after reassembly) with
@@ -133,17 +154,10 @@ impl Decoder {
     pub fn with_deflate(max_message_size: usize, deflate: bool) -> Self {
         Decoder {
             max_message_size,
-            msg: Vec::new(),
-            ctrl: Vec::new(),
-            utf8_checked: 0,
-            frame: None,
-            message: None,
-            hdr: [0; MAX_HEADER_LEN],
-            hdr_len: 0,
-            closed: false,
+            partial: None,
             failed: None,
+            closed: false,
             deflate,
-            compressed: false,
         }
     }
 
@@ -156,7 +170,7 @@ impl Decoder {
     /// No partial frame or message is held: the connection is between messages.
     #[cfg(any(test, feature = "internals"))]
     pub fn is_idle(&self) -> bool {
-        self.hdr_len == 0 && self.frame.is_none() && self.message.is_none()
+        self.partial.as_ref().is_none_or(|p| p.is_idle())
     }
 
     /// A Close has been delivered; further input is ignored.
@@ -184,7 +198,15 @@ impl Decoder {
         if let Err(err) = res {
             self.failed = Some(err);
         }
+        if self.partial.as_ref().is_some_and(|p| p.is_idle()) {
+            self.partial = None;
+        }
         res
+    }
+
+    /// The slow path's state, allocated on first use.
+    fn partial(&mut self) -> &mut Partial {
+        self.partial.get_or_insert_with(Box::default)
     }
 
     fn feed_inner(
@@ -194,7 +216,7 @@ impl Decoder {
     ) -> Result<(), WsError> {
         let mut pos = 0;
         while pos < data.len() && !self.closed {
-            if let Some(frame) = self.frame {
+            if let Some(frame) = self.partial.as_ref().and_then(|p| p.frame) {
                 let take = frame.remaining.min(data.len() - pos);
                 let piece = &mut data[pos..pos + take];
                 pos += take;
@@ -228,8 +250,9 @@ impl Decoder {
             }
 
             if !h.opcode.is_control() && h.opcode != OpCode::Continuation {
-                self.message = Some(h.opcode);
-                self.compressed = h.rsv1;
+                let p = self.partial();
+                p.message = Some(h.opcode);
+                p.compressed = h.rsv1;
             }
             let frame = PartialFrame {
                 opcode: h.opcode,
@@ -242,7 +265,7 @@ impl Decoder {
                 // An empty fragment: no payload bytes will come to finish it in the loop above.
                 self.payload_piece(frame, &mut [], on_msg)?;
             } else {
-                self.frame = Some(frame);
+                self.partial().frame = Some(frame);
             }
         }
         Ok(())
@@ -252,27 +275,30 @@ impl Decoder {
     /// Returns the header and how many bytes of `input` it used, or `None` after stashing all of
     /// `input` (it was not enough to finish the header).
     fn read_header(&mut self, input: &[u8]) -> Result<Option<(FrameHeader, usize)>, WsError> {
-        let held = usize::from(self.hdr_len);
+        let held = self.partial.as_ref().map_or(0, |p| usize::from(p.hdr_len));
+        let deflate = self.deflate;
         if held == 0 {
-            if let Some(found) = FrameHeader::parse_ext(input, self.deflate)? {
+            if let Some(found) = FrameHeader::parse_ext(input, deflate)? {
                 return Ok(Some(found));
             }
             // `parse` wanted more than is here, and it never wants more than 14 bytes.
             debug_assert!(input.len() < MAX_HEADER_LEN);
-            self.hdr[..input.len()].copy_from_slice(input);
-            self.hdr_len = input.len() as u8;
+            let p = self.partial();
+            p.hdr[..input.len()].copy_from_slice(input);
+            p.hdr_len = input.len() as u8;
             return Ok(None);
         }
         // Top up to 14 bytes; if the header turns out shorter, only its part counts as used.
+        let p = self.partial();
         let take = (MAX_HEADER_LEN - held).min(input.len());
-        self.hdr[held..held + take].copy_from_slice(&input[..take]);
-        match FrameHeader::parse_ext(&self.hdr[..held + take], self.deflate)? {
+        p.hdr[held..held + take].copy_from_slice(&input[..take]);
+        match FrameHeader::parse_ext(&p.hdr[..held + take], deflate)? {
             Some((h, n)) => {
-                self.hdr_len = 0;
+                p.hdr_len = 0;
                 Ok(Some((h, n - held)))
             }
             None => {
-                self.hdr_len = (held + take) as u8;
+                p.hdr_len = (held + take) as u8;
                 Ok(None)
             }
         }
@@ -281,8 +307,12 @@ impl Decoder {
     /// The fragmentation and size rules, checked the moment a header is complete so that an
     /// oversize frame fails before any of its payload is read.
     fn check_frame_start(&self, h: &FrameHeader) -> Result<(), WsError> {
-        debug_assert!(self.message.is_some() || self.msg.is_empty());
-        match (h.opcode, self.message) {
+        let (message, so_far, compressed) = match &self.partial {
+            Some(p) => (p.message, p.msg.len(), p.compressed),
+            None => (None, 0, false),
+        };
+        debug_assert!(message.is_some() || so_far == 0);
+        match (h.opcode, message) {
             (op, _) if op.is_control() => return Ok(()),
             (OpCode::Continuation, None) => return Err(WsError::UnexpectedContinuation),
             (OpCode::Text | OpCode::Binary, Some(_)) => return Err(WsError::ExpectedContinuation),
@@ -290,9 +320,9 @@ impl Decoder {
         }
         // `msg` holds every earlier fragment of this message (empty for a new message). A
         // compressed message's real limit, on its inflated size, is checked as it is inflated.
-        let total = (self.msg.len() as u64).saturating_add(h.payload_len);
+        let total = (so_far as u64).saturating_add(h.payload_len);
         let compressed = if h.opcode == OpCode::Continuation {
-            self.compressed
+            compressed
         } else {
             h.rsv1
         };
@@ -318,27 +348,29 @@ impl Decoder {
         unmask(piece, frame.mask, usize::from(frame.mask_offset));
         frame.mask_offset = ((usize::from(frame.mask_offset) + piece.len()) % 4) as u8;
         frame.remaining -= piece.len();
+        let max = self.max_message_size;
+        let p = self.partial();
 
         if frame.opcode.is_control() {
-            self.ctrl.extend_from_slice(piece);
+            p.ctrl.extend_from_slice(piece);
             if frame.remaining > 0 {
-                self.frame = Some(frame);
+                p.frame = Some(frame);
                 return Ok(());
             }
-            self.frame = None;
-            let ctrl = std::mem::take(&mut self.ctrl);
+            p.frame = None;
+            let ctrl = std::mem::take(&mut p.ctrl);
             return self.deliver(frame.opcode, &ctrl, on_msg);
         }
 
-        self.msg.extend_from_slice(piece);
-        if self.message == Some(OpCode::Text) && !self.compressed {
-            self.check_utf8_so_far()?;
+        p.msg.extend_from_slice(piece);
+        if p.message == Some(OpCode::Text) && !p.compressed {
+            p.check_utf8_so_far()?;
         }
         if frame.remaining > 0 {
-            self.frame = Some(frame);
+            p.frame = Some(frame);
             return Ok(());
         }
-        self.frame = None;
+        p.frame = None;
         if !frame.fin {
             return Ok(());
         }
@@ -346,43 +378,19 @@ impl Decoder {
         // The last fragment: deliver the reassembled message.
         // `message` is `Some` here: a Text/Binary start set it on entering the slow path, and
         // `check_frame_start` lets a continuation through only while it is set.
-        let Some(kind) = self.message.take() else {
+        let Some(kind) = p.message.take() else {
             unreachable!("data frame without a message in progress");
         };
-        let msg = std::mem::take(&mut self.msg);
-        let res = if std::mem::take(&mut self.compressed) {
-            let max = self.max_message_size;
+        let msg = std::mem::take(&mut p.msg);
+        let whole_chars = std::mem::take(&mut p.utf8_checked) == msg.len();
+        if std::mem::take(&mut p.compressed) {
             deflate::inflate(&msg, max, |m| self.deliver(kind, m, on_msg)).and_then(|r| r)
-        } else if kind == OpCode::Text && self.utf8_checked != msg.len() {
+        } else if kind == OpCode::Text && !whole_chars {
             // Ends inside a multi-byte sequence.
             Err(WsError::InvalidUtf8)
         } else {
             self.deliver(kind, &msg, on_msg)
-        };
-        self.recycle(msg);
-        res
-    }
-
-    /// Checks the text bytes appended since the last check. `Utf8Error::error_len() == None`
-    /// means the input merely ends inside a sequence whose bytes so far are a valid prefix; any
-    /// other error is definitely invalid already, whatever follows.
-    fn check_utf8_so_far(&mut self) -> Result<(), WsError> {
-        match std::str::from_utf8(&self.msg[self.utf8_checked..]) {
-            Ok(_) => self.utf8_checked = self.msg.len(),
-            Err(e) if e.error_len().is_none() => self.utf8_checked += e.valid_up_to(),
-            Err(_) => return Err(WsError::InvalidUtf8),
         }
-        Ok(())
-    }
-
-    /// Gives the reassembly buffer back empty, keeping its allocation only if it is small.
-    fn recycle(&mut self, mut msg: Vec<u8>) {
-        self.utf8_checked = 0;
-        if msg.capacity() <= RETAINED_CAPACITY {
-            msg.clear();
-            self.msg = msg;
-        }
-        // else: dropped here; `self.msg` is already an empty, unallocated Vec.
     }
 
     /// Validates and hands out one complete message or control frame.
