@@ -338,7 +338,7 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "partyring_storage_fsyncs_total",
         kind: Kind::Counter,
-        help: "fsyncs of the core's storage log.",
+        help: "fsyncs of the core's storage log (under --fsync always: its O_DSYNC batch writes).",
         split: None,
         values: |s| std::slice::from_ref(&s.storage_fsyncs),
     },
