@@ -166,7 +166,6 @@ pub(super) fn compact_path(log: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// fsync a directory, so a created or renamed entry in it survives power loss.
 /// Options for opening a log file: with `dsync`, `O_DSYNC`, so that each write returns only
 /// once its data (and the size needed to read it) is on disk, as if followed by an
 /// `fdatasync`. Under `--fsync always` the writer then needs one blocking operation per batch
@@ -191,6 +190,7 @@ pub(super) fn is_dsync(file: &fs::File) -> bool {
     flags >= 0 && flags & libc::O_DSYNC == libc::O_DSYNC
 }
 
+/// fsync a directory, so a created or renamed entry in it survives power loss.
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }

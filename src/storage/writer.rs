@@ -160,8 +160,8 @@ pub(super) async fn run(inner: Rc<Inner>, file: monoio::fs::File, twin: fs::File
                 sync_deadline = Some(Instant::now() + period);
             }
             if always {
-                // Under O_DSYNC the write was the fdatasync: `sync` only counts it (and lets
-                // the fault hook fail it as a failed fsync would).
+                // Under O_DSYNC the write was the fdatasync: `sync_batch` only counts it (and
+                // lets the fault hook fail it as a failed fsync would).
                 if let Err(e) = sync_batch(&inner, &log).await {
                     if !recover(&inner, &mut log, Failed::Sync, &e) {
                         return;
