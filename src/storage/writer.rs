@@ -242,9 +242,20 @@ async fn write_batch(
 /// The fsync of a batch just written under `--fsync always`: none when the file is `O_DSYNC`
 /// (its write already was one), but counted and open to the fault hook all the same.
 async fn sync_batch(inner: &Inner, log: &LogFile) -> io::Result<()> {
-    if !log.dsync {
-        return sync(inner, &log.file).await;
+    if log.dsync {
+        count_sync(inner)
+    } else {
+        sync(inner, &log.file).await
     }
+}
+
+async fn sync(inner: &Inner, file: &monoio::fs::File) -> io::Result<()> {
+    count_sync(inner)?;
+    file.sync_data().await
+}
+
+/// Counts one fsync, which the fault hook may fail (without touching the disk).
+fn count_sync(inner: &Inner) -> io::Result<()> {
     inner.bump(|s| s.fsyncs += 1);
     match inner
         .disk()
@@ -255,19 +266,6 @@ async fn sync_batch(inner: &Inner, log: &LogFile) -> io::Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
-}
-
-async fn sync(inner: &Inner, file: &monoio::fs::File) -> io::Result<()> {
-    inner.bump(|s| s.fsyncs += 1);
-    if let Some(e) = inner
-        .disk()
-        .faults
-        .as_ref()
-        .and_then(|f| f.next(FaultOp::Sync))
-    {
-        return Err(e);
-    }
-    file.sync_data().await
 }
 
 /// After a failed write or fsync (see the module note): discards every record not known to be
