@@ -113,6 +113,9 @@ pub struct Config {
     /// How each core's io_uring is set up (see `runtime/ring.rs` and docs/ring-modes.md).
     /// Default: [`RingMode::Auto`], the fastest mode the kernel accepts.
     pub ring_mode: RingMode,
+    /// How a core's parked WebSockets receive (see `net/recv_ring.rs`). Default
+    /// [`RecvMode::Epoll`]: the receive ring measured no faster (PERF.md §1k).
+    pub ws_recv: RecvMode,
 
     /// Static assets (`--serve DIR`, PartyKit's flag of the same name): files under a directory
     /// for every path that is not a room, `/metrics` or `/parties/...` (see `runtime/assets.rs`).
@@ -256,6 +259,64 @@ impl std::str::FromStr for RingMode {
     }
 }
 
+/// How the WebSockets that wait in a core's poller receive their bytes. Measured against each
+/// other in PERF.md §1k: the ring halves the syscalls per echo and showed no difference in
+/// throughput per server-CPU-second, and it keeps 2 MiB of buffers per core, so epoll is the
+/// default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecvMode {
+    /// An epoll instance per core: readiness, then a `recv` syscall per readable socket (the
+    /// default).
+    #[default]
+    Epoll,
+    /// A receive ring per core (Linux 6.0+): one multishot `recv` per socket into shared
+    /// provided buffers; the kernel reads, no syscall per read.
+    Ring,
+}
+
+impl RecvMode {
+    /// Every mode's name, as `--ws-recv` takes it.
+    pub const NAMES: [&'static str; 2] = ["epoll", "ring"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RecvMode::Ring => "ring",
+            RecvMode::Epoll => "epoll",
+        }
+    }
+
+    /// The mode with what it means, for the start line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RecvMode::Ring => "ring (multishot recv, provided buffers)",
+            RecvMode::Epoll => "epoll (readiness, then recv)",
+        }
+    }
+}
+
+impl std::fmt::Display for RecvMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for RecvMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "epoll" | "" => RecvMode::Epoll,
+            "ring" | "multishot" => RecvMode::Ring,
+            other => {
+                return Err(format!(
+                    "{other:?} is not a receive mode (one of: {})",
+                    Self::NAMES.join(", ")
+                ))
+            }
+        })
+    }
+}
+
 /// Which origins may make cross-origin HTTP requests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Cors {
@@ -317,6 +378,7 @@ impl Config {
             cors: Cors::Off,
             fetch_entry: None,
             ring_mode: RingMode::Auto,
+            ws_recv: RecvMode::Epoll,
             serve: None,
             crons: Vec::new(),
         }

@@ -120,6 +120,11 @@ struct Cli {
     /// mode the kernel refuses stops the start.
     #[arg(long, env = "PARTYRING_RING_MODE", default_value = "auto")]
     ring_mode: partyring::config::RingMode,
+    /// How parked WebSockets receive: `epoll` (readiness, then a recv syscall; the default) or
+    /// `ring` (io_uring: one multishot recv per socket into a core's shared provided buffers,
+    /// 2 MiB per core; stops the start if the kernel refuses). PERF.md §1k measures both.
+    #[arg(long, env = "PARTYRING_WS_RECV", default_value = "epoll")]
+    ws_recv: partyring::config::RecvMode,
     /// Serve the static files under this directory (PartyKit's `--serve`): every path that is
     /// not a room, `/metrics` or `/parties/...`; `/` is its `index.html` (else the demo page).
     #[arg(long, env = "PARTYRING_SERVE")]
@@ -306,6 +311,7 @@ fn main() -> ExitCode {
     config.cors = cli.cors;
     config.fetch_entry = cli.fetch_entry;
     config.ring_mode = cli.ring_mode;
+    config.ws_recv = cli.ws_recv;
     config.serve = cli.serve.map(|dir| Serve {
         dir,
         browser_ttl: Duration::from_secs(cli.serve_browser_ttl),
@@ -345,9 +351,10 @@ fn main() -> ExitCode {
         .start();
     match server {
         Ok(server) => {
-            let ring = server.ring_mode.describe();
-            // The log line names the ring mode; stdout keeps the one line scripts parse.
-            tracing::info!(addr = %server.addr, cores = threads, "partyring listening, ring mode {ring}");
+            let (ring, recv) = (server.ring_mode.describe(), server.ws_recv.describe());
+            // The log line names the ring and receive modes; stdout keeps the one line scripts
+            // parse.
+            tracing::info!(addr = %server.addr, cores = threads, "partyring listening, ring mode {ring}, websocket receive {recv}");
             println!("partyring listening on http://{}", server.addr);
             let signal = wait_for_signal(&signals);
             tracing::info!(

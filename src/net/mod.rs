@@ -7,5 +7,6 @@
 
 pub mod listener;
 pub mod poller;
+pub mod recv_ring;
 pub mod sock;
 pub mod writer;

@@ -14,6 +14,13 @@
 //! lets each connection read and act synchronously ([`Parked::on_ready`]); then it yields, so
 //! the core's flusher sends what that queued before the next batch is read.
 //!
+//! With `--ws-recv ring` ([`RecvMode::Ring`]) a receive ring (`recv_ring`) takes the epoll
+//! instance's place: each parked socket has a multishot `recv` armed, the kernel reads, and
+//! the poller hands each completion's bytes to its connection ([`Parked::on_data`]). A
+//! connection that leaves takes the bytes received for it and not yet handed over
+//! ([`Parked::detach`]). Epoll stays the default: the ring halved the syscalls per echo and
+//! showed no throughput difference, for 2 MiB of buffers per core (PERF.md §1k).
+//!
 //! A connection leaves the table when [`Parked::on_ready`] (or a ping) says so: finished (EOF,
 //! an error) or going on in a task of its own (a closing handshake, which is short and rare);
 //! or when someone else unparks it ([`Poller::unpark`], say our side closed it).
@@ -25,20 +32,24 @@
 //! Why: a task per idle connection, parked on its own io_uring poll, cost ~560 bytes (the task
 //! and the op's slot in monoio's table) and one `PollAdd` per readiness; a slot here costs the
 //! parked value, and one `PollAdd` serves a batch of ready connections. uSockets keeps its
-//! sockets in one epoll instance the same way; monoio 0.2.4 offers no multishot poll.
+//! sockets in one epoll instance the same way; monoio 0.2.4 offers no multishot poll (or
+//! receive: hence a second ring of our own for the ring mode).
 //! (PERF.md §2c has the measurements.)
 
 use std::{
     cell::{Cell, RefCell},
     future::poll_fn,
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{FromRawFd, OwnedFd, RawFd},
     panic::{self, AssertUnwindSafe},
     task::{Poll, Waker},
     time::Duration,
 };
 
 use slab::Slab;
+
+use super::recv_ring::{self, RecvRing};
+pub use crate::config::RecvMode;
 
 /// Ready connections handled per wake-up at most, before the flusher gets its turn.
 pub const EVENTS_PER_WAKE: usize = 256;
@@ -82,8 +93,14 @@ pub trait Parked: Sized {
     fn ping(&mut self) -> Next;
     /// It left the poller, done.
     fn finish(self);
-    /// It left the poller and goes on elsewhere (the runtime spawns its task).
-    fn detach(self);
+    /// It left the poller and goes on elsewhere (the runtime spawns its task). `unread` holds
+    /// bytes the receive ring had taken from the socket for it and not yet handed over (empty
+    /// with epoll): they come before anything read from the socket after this.
+    fn detach(self, unread: Vec<u8>);
+    /// Bytes the receive ring read from the socket: act on them.
+    fn on_data(&mut self, data: &mut [u8]) -> Next;
+    /// The receive ring's receive ended: end of stream (`None`) or a read error.
+    fn on_read_end(&mut self, error: Option<io::Error>) -> Next;
 }
 
 enum Slot<P> {
@@ -92,11 +109,33 @@ enum Slot<P> {
     Busy,
 }
 
+/// How a poller learns that a parked socket has bytes (see the module docs).
+enum Source {
+    /// An epoll instance (level-triggered registrations); the connection reads them itself.
+    Epoll(RawFd),
+    /// The core's receive ring: the kernel has read them already.
+    Ring(Box<RingSource>),
+}
+
+/// The receive ring and what the poller keeps beside it.
+struct RingSource {
+    ring: RefCell<RecvRing>,
+    /// Per table slot, the generation of its receive: completions are tagged with slot and
+    /// generation, so one that comes after its connection left is never taken for a later
+    /// connection in the same slot.
+    gens: RefCell<Vec<u32>>,
+    next_gen: Cell<u32>,
+    /// Where a completion's bytes are copied before the connection acts on them (it may
+    /// leave meanwhile, which needs the ring).
+    scratch: RefCell<Vec<u8>>,
+}
+
 pub struct Poller<P> {
-    epfd: RawFd,
-    /// Owns `epfd` (closed on drop); monoio waits for its readability. It is not a socket, but
-    /// only `readable` is ever called on it, which is a poll of the fd (io_uring `PollAdd`, or
-    /// a registration in the epoll fallback driver), valid for any pollable fd.
+    source: Source,
+    /// Owns the epoll fd (closed on drop) or a duplicate of the ring's fd; monoio waits for its
+    /// readability. It is not a socket, but only `readable` is ever called on it, which is a
+    /// poll of the fd (io_uring `PollAdd`, or a registration in the epoll fallback driver),
+    /// valid for any pollable fd.
     waiter: monoio::net::TcpStream,
     slots: RefCell<Slab<Slot<P>>>,
     /// Set by [`Poller::stop`]; the wakers are the poller and sweep tasks.
@@ -109,26 +148,61 @@ pub struct Poller<P> {
 
 impl<P: Parked> Poller<P> {
     /// A poller for `owner`'s event loop, its table reserved for `capacity` connections (it
-    /// grows past that if it must). Must be called inside the monoio runtime.
-    pub fn new(owner: usize, capacity: usize) -> io::Result<Self> {
-        // SAFETY: epoll_create1 has no memory-safety preconditions; a negative result is an
-        // error, handled below.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    /// grows past that if it must), learning of bytes as `recv` says. Must be called inside the
+    /// monoio runtime.
+    ///
+    /// # Returns
+    /// The poller, and its receive mode (`recv`).
+    pub fn new(owner: usize, capacity: usize, recv: RecvMode) -> io::Result<(Self, RecvMode)> {
+        let ring = match recv {
+            RecvMode::Epoll => None,
+            RecvMode::Ring => Some(RecvRing::new()?),
+        };
+        let (source, fd, mode) = match ring {
+            Some(ring) => {
+                // SAFETY: dup has no memory-safety preconditions; a negative result is an
+                // error, handled below.
+                let fd = unsafe { libc::fcntl(ring.fd(), libc::F_DUPFD_CLOEXEC, 0) };
+                let source = Source::Ring(Box::new(RingSource {
+                    ring: RefCell::new(ring),
+                    gens: RefCell::new(Vec::new()),
+                    next_gen: Cell::new(0),
+                    scratch: RefCell::new(Vec::with_capacity(recv_ring::BUF_SIZE)),
+                }));
+                (source, fd, RecvMode::Ring)
+            }
+            None => {
+                // SAFETY: epoll_create1 has no memory-safety preconditions; a negative result
+                // is an error, handled below.
+                let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+                (Source::Epoll(fd), fd, RecvMode::Epoll)
+            }
+        };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: `fd` was just returned by epoll_create1, so it is open and owned by nobody else.
+        // SAFETY: `fd` was just returned by epoll_create1 or fcntl, so it is open and owned by
+        // nobody else.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         let waiter = monoio::net::TcpStream::from_std(std::net::TcpStream::from(owned))?;
-        Ok(Poller {
-            epfd: fd,
+        let poller = Poller {
+            source,
             waiter,
             slots: RefCell::new(Slab::with_capacity(capacity)),
             stopped: Cell::new(false),
             stop_waker: Cell::new(None),
             sweep_waker: Cell::new(None),
             owner,
-        })
+        };
+        Ok((poller, mode))
+    }
+
+    /// How this poller learns of bytes ([`RecvMode::Ring`] or [`RecvMode::Epoll`]).
+    pub fn mode(&self) -> RecvMode {
+        match self.source {
+            Source::Epoll(_) => RecvMode::Epoll,
+            Source::Ring(_) => RecvMode::Ring,
+        }
     }
 
     /// Connections parked now (0 while the table is being changed, which a metrics snapshot
@@ -152,20 +226,52 @@ impl<P: Parked> Poller<P> {
         if slot == NOT_PARKED {
             return Some(parked);
         }
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
-            u64: key as u64,
-        };
-        // SAFETY: `ev` is a valid epoll_event for the duration of the call; both fds are open
-        // (`Parked::fd` is open while the value lives).
-        let r = unsafe { libc::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, parked.fd(), &mut ev) };
-        if r < 0 {
-            tracing::warn!(owner = self.owner, error = %io::Error::last_os_error(), "cannot register a connection with the poller");
+        if let Err(e) = self.register(key, parked.fd()) {
+            tracing::warn!(owner = self.owner, error = %e, "cannot register a connection with the poller");
             return Some(parked);
         }
         parked.set_slot(slot);
         entry.insert(Slot::Parked(parked));
         None
+    }
+
+    /// Starts watching `fd` for the connection in slot `key`.
+    fn register(&self, key: usize, fd: RawFd) -> io::Result<()> {
+        match &self.source {
+            Source::Epoll(epfd) => {
+                let mut ev = libc::epoll_event {
+                    events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+                    u64: key as u64,
+                };
+                // SAFETY: `ev` is a valid epoll_event for the duration of the call; both fds
+                // are open (`Parked::fd` is open while the value lives).
+                let r = unsafe { libc::epoll_ctl(*epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+                if r < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            }
+            Source::Ring(src) => {
+                let RingSource {
+                    ring,
+                    gens,
+                    next_gen,
+                    ..
+                } = &**src;
+                // 0 marks a slot with no receive.
+                let gen = next_gen.get().checked_add(1).unwrap_or(1);
+                next_gen.set(gen);
+                let mut gens = gens.borrow_mut();
+                if gens.len() <= key {
+                    gens.resize(key + 1, 0);
+                }
+                gens[key] = gen;
+                let mut ring = ring.borrow_mut();
+                ring.arm(fd, user_data(key, gen))?;
+                // Now: the poller submits its re-arms after each batch, but it may be asleep.
+                ring.submit()
+            }
+        }
     }
 
     /// Takes a parked connection out of the table and the epoll instance.
@@ -180,31 +286,50 @@ impl<P: Parked> Poller<P> {
                 _ => return None,
             }
         };
-        self.unregister(&parked);
         Some(parked)
     }
 
-    fn unregister(&self, parked: &P) {
+    /// Stops watching the connection that was in slot `key`. Returns the bytes the receive ring
+    /// had read for it and not handed over (see `recv_ring`).
+    fn unregister(&self, key: usize, parked: &P) -> Vec<u8> {
         parked.set_slot(NOT_PARKED);
-        // SAFETY: EPOLL_CTL_DEL ignores the event pointer (null is allowed since Linux 2.6.9);
-        // both fds are open. A failure (the fd was never added) changes nothing.
-        unsafe {
-            libc::epoll_ctl(
-                self.epfd,
-                libc::EPOLL_CTL_DEL,
-                parked.fd(),
-                std::ptr::null_mut(),
-            )
-        };
+        match &self.source {
+            Source::Epoll(epfd) => {
+                // SAFETY: EPOLL_CTL_DEL ignores the event pointer (null is allowed since Linux
+                // 2.6.9); both fds are open. A failure (the fd was never added) changes nothing.
+                unsafe {
+                    libc::epoll_ctl(*epfd, libc::EPOLL_CTL_DEL, parked.fd(), std::ptr::null_mut())
+                };
+                Vec::new()
+            }
+            Source::Ring(src) => {
+                let RingSource { ring, gens, .. } = &**src;
+                let gen = std::mem::take(&mut gens.borrow_mut()[key]);
+                match ring.borrow_mut().cancel(user_data(key, gen)) {
+                    Ok(unread) => unread,
+                    Err(e) => {
+                        // Not seen in practice: the cancel is synchronous and the request ours.
+                        tracing::error!(owner = self.owner, error = %e, "cannot cancel a connection's receive; bytes it takes are lost");
+                        Vec::new()
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the connection in `key` out (table and watch) and lets it go as `next` says.
+    fn take_and_release(&self, key: usize, next: Next) {
+        if let Some(parked) = self.take(key) {
+            let unread = self.unregister(key, &parked);
+            release(parked, next, unread);
+        }
     }
 
     /// Someone else needs the connection in `key` to run (say, our side closed it): it is
     /// detached to a task of its own. One that is running right now is left alone: it reports
     /// what it does next when it returns.
     pub fn unpark(&self, key: usize) {
-        if let Some(parked) = self.take(key) {
-            release(parked, Next::Detach);
-        }
+        self.take_and_release(key, Next::Detach);
     }
 
     /// Ends the poller and sweep tasks, and parks nothing more (at shutdown, once every
@@ -252,9 +377,7 @@ impl<P: Parked> Poller<P> {
             self.with_busy(key, P::ping);
         }
         for key in dead {
-            if let Some(parked) = self.take(key) {
-                release(parked, Next::Finish);
-            }
+            self.take_and_release(key, Next::Finish);
         }
     }
 
@@ -274,9 +397,7 @@ impl<P: Parked> Poller<P> {
         self.stopped.set(true);
         let keys: Vec<usize> = self.slots.borrow().iter().map(|(k, _)| k).collect();
         for key in keys {
-            if let Some(parked) = self.take(key) {
-                release(parked, Next::Detach);
-            }
+            self.take_and_release(key, Next::Detach);
         }
     }
 
@@ -285,7 +406,9 @@ impl<P: Parked> Poller<P> {
     pub fn clear(&self) {
         let keys: Vec<usize> = self.slots.borrow().iter().map(|(k, _)| k).collect();
         for key in keys {
-            drop(self.take(key));
+            if let Some(parked) = self.take(key) {
+                self.unregister(key, &parked);
+            }
         }
     }
 
@@ -318,8 +441,8 @@ impl<P: Parked> Poller<P> {
             return;
         }
         self.slots.borrow_mut().remove(key);
-        self.unregister(&parked);
-        release(parked, next);
+        let unread = self.unregister(key, &parked);
+        release(parked, next, unread);
     }
 
     /// The poller task: runs until `stop`. If it ends any other way, a panic included, its
@@ -335,8 +458,20 @@ impl<P: Parked> Poller<P> {
             }
         }
         let _evacuate = Evacuate(self);
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAKE];
+        let mut events = match self.source {
+            Source::Epoll(_) => vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAKE],
+            Source::Ring(_) => Vec::new(),
+        };
         loop {
+            // Work the receive ring's wake-up fd does not show (see `RecvRing::backlogged`) is
+            // handled before any wait (`yield_once` below gave the others their turn).
+            if self.backlogged() {
+                if !self.ring_batch() {
+                    return;
+                }
+                yield_once().await;
+                continue;
+            }
             let stopped = self.stopped(&self.stop_waker);
             monoio::select! {
                 r = self.waiter.readable(false) => if let Err(e) = r {
@@ -345,21 +480,12 @@ impl<P: Parked> Poller<P> {
                 },
                 _ = stopped => return,
             }
-            // SAFETY: `events` holds EVENTS_PER_WAKE initialised entries, and the kernel writes
-            // at most that many; `epfd` is open for the poller's life.
-            let n = unsafe {
-                libc::epoll_wait(self.epfd, events.as_mut_ptr(), EVENTS_PER_WAKE as i32, 0)
+            let go_on = match &self.source {
+                Source::Epoll(epfd) => self.epoll_batch(*epfd, &mut events),
+                Source::Ring(_) => self.ring_batch(),
             };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                tracing::error!(owner = self.owner, error = %e, "poller: epoll_wait failed; connections go back to tasks");
+            if !go_on {
                 return;
-            }
-            for ev in &events[..n as usize] {
-                self.with_busy(ev.u64 as usize, P::on_ready);
             }
             // Let the flusher and every other task run before the next batch. Under io_uring
             // the wait above already goes through the ring; monoio's epoll fallback answers it
@@ -369,10 +495,115 @@ impl<P: Parked> Poller<P> {
     }
 }
 
-impl<P> AsRawFd for Poller<P> {
-    fn as_raw_fd(&self) -> RawFd {
-        self.epfd
+impl<P: Parked> Poller<P> {
+    /// The receive ring holds completions that are no longer in its queue.
+    fn backlogged(&self) -> bool {
+        match &self.source {
+            Source::Epoll(_) => false,
+            Source::Ring(src) => src.ring.borrow_mut().backlogged(),
+        }
     }
+
+    /// Asks the epoll instance which sockets are readable and lets each read. False: the
+    /// poller cannot go on.
+    fn epoll_batch(&self, epfd: RawFd, events: &mut [libc::epoll_event]) -> bool {
+        // SAFETY: `events` holds EVENTS_PER_WAKE initialised entries, and the kernel writes at
+        // most that many; `epfd` is open for the poller's life (the waiter owns it).
+        let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), EVENTS_PER_WAKE as i32, 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return true;
+            }
+            tracing::error!(owner = self.owner, error = %e, "poller: epoll_wait failed; connections go back to tasks");
+            return false;
+        }
+        for ev in &events[..n as usize] {
+            self.with_busy(ev.u64 as usize, P::on_ready);
+        }
+        true
+    }
+
+    /// Hands up to [`EVENTS_PER_WAKE`] of the receive ring's completions to their connections,
+    /// then submits the receives that must be armed again. False: the poller cannot go on.
+    fn ring_batch(&self) -> bool {
+        let Source::Ring(src) = &self.source else {
+            unreachable!("called for the ring source only")
+        };
+        let RingSource {
+            ring,
+            gens,
+            scratch,
+            ..
+        } = &**src;
+        if let Err(e) = ring.borrow_mut().reap() {
+            tracing::error!(owner = self.owner, error = %e, "poller: cannot run the receive ring; connections go back to tasks");
+            return false;
+        }
+        for _ in 0..EVENTS_PER_WAKE {
+            let Some(c) = ring.borrow_mut().pop() else {
+                break;
+            };
+            let (key, gen) = split_user_data(c.user_data);
+            let live = gen != 0
+                && gens.borrow().get(key) == Some(&gen)
+                && matches!(self.slots.borrow().get(key), Some(Slot::Parked(_)));
+            let mut rearm = live && !c.more();
+            if c.result > 0 {
+                let bid = c.buffer().expect("a receive's bytes are in a provided buffer");
+                if live {
+                    let mut buf = std::mem::take(&mut *scratch.borrow_mut());
+                    ring.borrow_mut().copy_out(bid, c.result as usize, &mut buf);
+                    ring.borrow_mut().give_back(bid);
+                    self.with_busy(key, |p| p.on_data(&mut buf));
+                    *scratch.borrow_mut() = buf;
+                } else {
+                    ring.borrow_mut().give_back(bid);
+                }
+            } else {
+                if let Some(bid) = c.buffer() {
+                    ring.borrow_mut().give_back(bid);
+                }
+                match -c.result {
+                    // Out of buffers (its bytes wait in the socket) or cancelled: not an end.
+                    libc::ENOBUFS | libc::ECANCELED => {}
+                    0 if live => {
+                        rearm = false;
+                        self.with_busy(key, |p| p.on_read_end(None));
+                    }
+                    errno if live => {
+                        rearm = false;
+                        let e = io::Error::from_raw_os_error(errno);
+                        self.with_busy(key, |p| p.on_read_end(Some(e)));
+                    }
+                    _ => {}
+                }
+            }
+            // The connection may have left in the meantime (its slot's generation is reset).
+            if rearm && gens.borrow().get(key) == Some(&gen) {
+                if let Some(Slot::Parked(p)) = self.slots.borrow().get(key) {
+                    if let Err(e) = ring.borrow_mut().arm(p.fd(), c.user_data) {
+                        tracing::error!(owner = self.owner, error = %e, "poller: cannot arm a receive; connections go back to tasks");
+                        return false;
+                    }
+                }
+            }
+        }
+        if let Err(e) = ring.borrow_mut().submit() {
+            tracing::error!(owner = self.owner, error = %e, "poller: cannot submit to the receive ring; connections go back to tasks");
+            return false;
+        }
+        true
+    }
+}
+
+/// A receive's tag: the table slot and its generation.
+fn user_data(key: usize, gen: u32) -> u64 {
+    (u64::from(gen) << 32) | key as u64
+}
+
+fn split_user_data(user_data: u64) -> (usize, u32) {
+    ((user_data & 0xffff_ffff) as usize, (user_data >> 32) as u32)
 }
 
 /// Returns to the executor once, so every other ready task runs first.
@@ -391,11 +622,11 @@ pub async fn yield_once() {
 }
 
 /// A connection that left the poller: finished or detached, a panic contained to it.
-fn release<P: Parked>(parked: P, next: Next) {
+fn release<P: Parked>(parked: P, next: Next, unread: Vec<u8>) {
     let r = panic::catch_unwind(AssertUnwindSafe(|| match next {
         Next::Park => unreachable!("a parked connection is not released"),
         Next::Finish => parked.finish(),
-        Next::Detach => parked.detach(),
+        Next::Detach => parked.detach(unread),
     }));
     if r.is_err() {
         tracing::error!("a connection panicked while leaving the poller");
@@ -403,220 +634,5 @@ fn release<P: Parked>(parked: P, next: Next) {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::{
-        cell::RefCell,
-        collections::VecDeque,
-        io::{Read, Write},
-        os::unix::net::UnixStream,
-        rc::Rc,
-    };
-
-    use super::*;
-
-    /// What the fakes did, in order.
-    type Log = Rc<RefCell<Vec<String>>>;
-
-    /// A parked connection standing in for the runtime's reader: it reads what its socket has
-    /// and parks again, detaches on `q`, panics on `!`, finishes on EOF; its ticks are scripted.
-    struct Fake {
-        name: &'static str,
-        sock: UnixStream,
-        slot: Rc<Cell<u32>>,
-        ticks: VecDeque<Tick>,
-        log: Log,
-    }
-
-    impl Fake {
-        fn log(&self, what: &str) {
-            self.log.borrow_mut().push(format!("{} {what}", self.name));
-        }
-    }
-
-    impl Parked for Fake {
-        fn fd(&self) -> RawFd {
-            self.sock.as_raw_fd()
-        }
-
-        fn set_slot(&self, slot: u32) {
-            self.slot.set(slot);
-        }
-
-        fn on_ready(&mut self) -> Next {
-            let mut buf = [0u8; 64];
-            match self.sock.read(&mut buf) {
-                Ok(0) => Next::Finish,
-                Ok(n) => {
-                    let got = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    self.log(&format!("read {got}"));
-                    assert!(!got.contains('!'), "told to panic");
-                    if got.contains('q') {
-                        Next::Detach
-                    } else {
-                        Next::Park
-                    }
-                }
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-
-        fn tick(&mut self) -> Tick {
-            self.ticks.pop_front().unwrap_or(Tick::Alive)
-        }
-
-        fn ping(&mut self) -> Next {
-            self.log("ping");
-            Next::Park
-        }
-
-        fn finish(self) {
-            self.log("finish");
-        }
-
-        fn detach(self) {
-            self.log("detach");
-        }
-    }
-
-    /// A fake on one end of a socket pair, with the other end to play the peer.
-    fn fake(name: &'static str, ticks: &[Tick], log: &Log) -> (Fake, UnixStream, Rc<Cell<u32>>) {
-        let (a, b) = UnixStream::pair().unwrap();
-        a.set_nonblocking(true).unwrap();
-        let slot = Rc::new(Cell::new(NOT_PARKED));
-        let f = Fake {
-            name,
-            sock: a,
-            slot: slot.clone(),
-            ticks: ticks.iter().copied().collect(),
-            log: log.clone(),
-        };
-        (f, b, slot)
-    }
-
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
-
-    /// Runs the event loop until `log` holds `n` entries (at most 5 s).
-    async fn until_logged(log: &Log, n: usize) {
-        for _ in 0..5000 {
-            if log.borrow().len() >= n {
-                return;
-            }
-            monoio::time::sleep(Duration::from_millis(1)).await;
-        }
-        panic!("only {:?} after 5 s", log.borrow());
-    }
-
-    fn parked(poller: &Poller<Fake>, f: Fake) {
-        assert!(poller.park(f).is_none(), "parked");
-    }
-
-    #[test]
-    fn readiness_runs_the_ready_connection_and_follows_its_answer() {
-        let log = Log::default();
-        block_on(async {
-            let poller = Rc::new(Poller::new(0, 4).unwrap());
-            let (a, mut peer_a, slot_a) = fake("a", &[], &log);
-            let (b, mut peer_b, slot_b) = fake("b", &[], &log);
-            let (c, peer_c, _) = fake("c", &[], &log);
-            parked(&poller, a);
-            parked(&poller, b);
-            parked(&poller, c);
-            assert_eq!(poller.parked(), 3);
-            assert_ne!(slot_a.get(), NOT_PARKED);
-            let p = poller.clone();
-            monoio::spawn(async move { p.run().await });
-
-            peer_a.write_all(b"hi").unwrap();
-            until_logged(&log, 1).await;
-            assert_eq!(*log.borrow(), ["a read hi"]);
-            assert_eq!(poller.parked(), 3, "a parks again");
-
-            peer_b.write_all(b"q").unwrap();
-            until_logged(&log, 3).await;
-            assert_eq!(&log.borrow()[1..], ["b read q", "b detach"]);
-            assert_eq!(slot_b.get(), NOT_PARKED, "b left the table");
-
-            drop(peer_c);
-            until_logged(&log, 4).await;
-            assert_eq!(log.borrow()[3], "c finish", "EOF finishes c");
-
-            peer_a.write_all(b"!").unwrap();
-            until_logged(&log, 6).await;
-            assert_eq!(
-                &log.borrow()[4..],
-                ["a read !", "a finish"],
-                "a panic finishes a"
-            );
-            assert_eq!((poller.parked(), slot_a.get()), (0, NOT_PARKED));
-            poller.stop();
-        });
-    }
-
-    #[test]
-    fn a_sweep_pings_and_finishes_as_the_ticks_say() {
-        let log = Log::default();
-        block_on(async {
-            let poller = Poller::new(0, 4).unwrap();
-            let (a, _pa, slot_a) = fake("a", &[Tick::Ping, Tick::Alive], &log);
-            let (b, _pb, slot_b) = fake("b", &[Tick::Alive, Tick::Dead], &log);
-            parked(&poller, a);
-            parked(&poller, b);
-            poller.sweep();
-            assert_eq!(*log.borrow(), ["a ping"]);
-            poller.sweep();
-            assert_eq!(*log.borrow(), ["a ping", "b finish"]);
-            assert_eq!(poller.parked(), 1);
-            assert_ne!(slot_a.get(), NOT_PARKED);
-            assert_eq!(slot_b.get(), NOT_PARKED);
-        });
-    }
-
-    #[test]
-    fn unpark_detaches_and_a_stopped_poller_parks_nothing() {
-        let log = Log::default();
-        block_on(async {
-            let poller = Poller::new(0, 4).unwrap();
-            let (a, _pa, slot_a) = fake("a", &[], &log);
-            parked(&poller, a);
-            let key = slot_a.get() as usize;
-            poller.unpark(key);
-            poller.unpark(key);
-            assert_eq!(*log.borrow(), ["a detach"], "once");
-            assert_eq!((poller.parked(), slot_a.get()), (0, NOT_PARKED));
-
-            poller.stop();
-            let (b, _pb, _) = fake("b", &[], &log);
-            let b = poller.park(b).expect("given back");
-            assert_eq!(b.name, "b");
-        });
-    }
-
-    #[test]
-    fn a_poller_task_that_ends_unstopped_detaches_everything() {
-        let log = Log::default();
-        block_on(async {
-            let poller = Poller::new(0, 4).unwrap();
-            let (a, _pa, _) = fake("a", &[], &log);
-            let (b, _pb, _) = fake("b", &[], &log);
-            parked(&poller, a);
-            parked(&poller, b);
-            // The task's future dropped while the poller was not stopped (as after a panic).
-            monoio::select! {
-                _ = poller.run() => unreachable!("nothing stops it"),
-                _ = monoio::time::sleep(Duration::from_millis(5)) => {}
-            }
-            let mut got = log.borrow().clone();
-            got.sort();
-            assert_eq!(got, ["a detach", "b detach"]);
-            assert_eq!(poller.parked(), 0);
-            let (c, _pc, _) = fake("c", &[], &log);
-            assert!(poller.park(c).is_some(), "nothing more is parked");
-        });
-    }
-}
+#[path = "poller_tests.rs"]
+mod tests;

@@ -30,7 +30,7 @@ use std::{
 };
 
 use crate::{
-    config::{Config, RingMode},
+    config::{Config, RecvMode, RingMode},
     http::DateCache,
     metrics::Metrics,
     net::writer::Flusher,
@@ -234,6 +234,7 @@ impl Core {
         let rooms = RoomTable::new(names, storage.clone(), host.clone());
         let metrics = Rc::new(Metrics::default());
         let process_cap = crate::config::process_connection_cap();
+        let ws_recv = config.ws_recv;
         Core {
             id,
             config,
@@ -258,10 +259,14 @@ impl Core {
             storage,
             alarms: Alarms::default(),
             host,
-            ws_poller: match WsPoller::new(id, conn_cap.min(process_cap).min(POLLER_RESERVE)) {
-                Ok(p) => Some(p),
+            ws_poller: match WsPoller::new(
+                id,
+                conn_cap.min(process_cap).min(POLLER_RESERVE),
+                ws_recv,
+            ) {
+                Ok((p, _)) => Some(p),
                 Err(e) => {
-                    tracing::warn!(core = id, error = %e, "no websocket poller: one task per connection");
+                    tracing::warn!(core = id, mode = %ws_recv, error = %e, "no websocket poller: one task per connection");
                     None
                 }
             },
@@ -441,7 +446,7 @@ pub fn run(
     listener: std::net::TcpListener,
     inbox: Inbox,
     stats: Arc<CoreStats>,
-    ready: std::sync::mpsc::Sender<std::io::Result<RingMode>>,
+    ready: std::sync::mpsc::Sender<std::io::Result<(RingMode, RecvMode)>>,
 ) {
     let config = shared.config.clone();
     let storage = match open_storage(id, &config) {
@@ -471,6 +476,17 @@ pub fn run(
             return;
         }
     };
+    // A forced receive mode that this kernel refuses stops the start, as a forced ring mode
+    // does: an A/B run must measure what it asked for.
+    if config.ws_recv == RecvMode::Ring {
+        if let Err(e) = crate::net::recv_ring::RecvRing::new() {
+            let _ = ready.send(Err(std::io::Error::new(
+                e.kind(),
+                format!("core {id}: cannot build the websocket receive ring: {e}"),
+            )));
+            return;
+        }
+    }
     rt.block_on(async move {
         storage.start();
         let core = Rc::new_cyclic(|me| {
@@ -482,7 +498,8 @@ pub fn run(
                 super::host::CoreHost::shared(me.clone()),
             )
         });
-        let _ = ready.send(Ok(ring_mode));
+        let recv = core.ws_poller.as_ref().map_or(RecvMode::Epoll, |p| p.mode());
+        let _ = ready.send(Ok((ring_mode, recv)));
         // A parked connection that our side starts closing goes back to a task of its own.
         let weak = Rc::downgrade(&core);
         core.flusher.on_unpark(Box::new(move |slot| {

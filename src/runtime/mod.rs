@@ -46,6 +46,8 @@ pub struct Server {
     pub stats: Vec<Arc<CoreStats>>,
     /// How the cores' event loops were set up (never `Auto`: the mode `Auto` resolved to).
     pub ring_mode: ring::RingMode,
+    /// How the cores' parked WebSockets receive.
+    pub ws_recv: crate::config::RecvMode,
     inboxes: handoff::Inboxes,
     threads: Vec<JoinHandle<()>>,
     /// Each core thread sends its id here as it ends.
@@ -233,6 +235,7 @@ impl Builder {
             addr,
             stats,
             ring_mode: ring::RingMode::Auto,
+            ws_recv: crate::config::RecvMode::Epoll,
             inboxes,
             threads,
             finished,
@@ -242,7 +245,8 @@ impl Builder {
         let mut failure = None;
         for _ in 0..config.threads {
             match ready_rx.recv() {
-                Ok(Ok(mode)) => {
+                Ok(Ok((mode, recv))) => {
+                    server.ws_recv = recv;
                     if server.ring_mode != ring::RingMode::Auto && server.ring_mode != mode {
                         tracing::warn!(first = %server.ring_mode, other = %mode, "cores run different ring modes");
                     }

@@ -482,8 +482,35 @@ impl Parked for Reader {
         self.leave();
     }
 
-    fn detach(self) {
-        spawn_guarded(self.core().id, self.run());
+    fn detach(mut self, mut unread: Vec<u8>) {
+        let id = self.core().id;
+        spawn_guarded(id, async move {
+            // Bytes the receive ring had already taken from the socket come first.
+            if !unread.is_empty() {
+                self.feed(&mut unread);
+            }
+            drop(unread);
+            self.run().await
+        });
+    }
+
+    /// The receive ring read these for it: the same as a read of them (`read_some`).
+    fn on_data(&mut self, data: &mut [u8]) -> Next {
+        self.core().metrics.received_bytes.add(data.len() as u64);
+        self.feed(data);
+        self.next()
+    }
+
+    fn on_read_end(&mut self, error: Option<io::Error>) -> Next {
+        let step = match error {
+            None => self.session.on_eof(),
+            Some(e) => {
+                tracing::debug!(conn = %self.conn.id(), error = %e, "websocket read failed");
+                self.session.on_read_error(e)
+            }
+        };
+        debug_assert_eq!(step, Step::Leave);
+        Next::Finish
     }
 }
 

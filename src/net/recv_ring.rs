@@ -1,0 +1,479 @@
+//! A core's receive ring: multishot `recv` into provided buffers, for the poller's sockets.
+//!
+//! Owns: a second io_uring instance per core (not monoio's: monoio 0.2.4 has no API for
+//! multishot receive or provided buffers), its provided-buffer ring ([`BUFS`] x [`BUF_SIZE`],
+//! shared by every socket of the core), and the completions taken off it but not yet handled.
+//! Does not own: the sockets (their owners keep them open while a receive is armed), or what
+//! the bytes mean (the poller hands them to the parked connection).
+//!
+//! How it is driven: the poller arms one multishot `recv` per parked socket ([`RecvRing::arm`]).
+//! The kernel then copies each batch of arriving bytes into a buffer it takes from the ring and
+//! posts a completion naming the buffer; no readiness round trip, no `recv` syscall, and an
+//! idle socket holds no buffer. Each buffer goes back to the ring right after its bytes were
+//! handled.
+//!
+//! The ring is set up `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG` (`COOP_TASKRUN` where the
+//! kernel refuses): the receives that arriving bytes trigger wait as deferred work until the
+//! poller enters this ring ([`RecvRing::reap`]), and then run as one batch. The core's thread
+//! waits in monoio's ring, not in this one, so an eventfd is registered with this ring: the
+//! kernel signals it when work arrives while none is pending, and monoio polls it like any fd.
+//! One enter runs a bounded share of the deferred work (20 items on Linux 6.13+) and the
+//! eventfd is not signalled again while work is left, so `reap` enters until an enter posts
+//! nothing new, and [`RecvRing::backlogged`] tells the poller not to sleep while anything is
+//! left. With `COOP_TASKRUN` instead, each receive ran as task work at the thread's next kernel
+//! entry, one or two at a time after every `sendmsg`: 17% slower on echo (PERF.md §1k).
+//!
+//! Leaving: a socket whose connection leaves the poller must not have a receive that could
+//! still take its bytes. [`RecvRing::cancel`] submits what is queued, cancels the socket's
+//! receive synchronously (`IORING_REGISTER_SYNC_CANCEL`, which returns once the request is
+//! gone), runs the deferred work, then moves every completion posted so far into the backlog and hands back the bytes
+//! that were for the leaving socket: nothing it was sent is lost or read by anyone else.
+//!
+//! Needs Linux 6.0 (multishot receive, synchronous cancel; buffer rings are 5.19).
+//! [`RecvRing::new`] probes for all of it and fails otherwise (then `--ws-recv ring` stops the
+//! start). Measured against the epoll poller, the default, in PERF.md §1k.
+
+use std::{
+    collections::VecDeque,
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    sync::atomic::{AtomicU16, Ordering},
+};
+
+use io_uring::{cqueue, opcode, types, IoUring};
+
+/// Provided buffers per core. Each completion holds one until it is handled; a socket that
+/// finds none left ends its receive with `ENOBUFS` and is armed again (its bytes wait in the
+/// socket meanwhile). The whole set is touched in turn under load, so it is resident memory:
+/// 1,024 x 2 KiB = 2 MiB per core.
+pub const BUFS: u16 = 1024;
+/// Bytes per provided buffer (uWebSockets' io_uring backend uses 2 KiB too). A larger read is
+/// split over several completions; the session keeps a frame's head across them.
+pub const BUF_SIZE: usize = 2048;
+/// The one buffer group.
+const BGID: u16 = 0;
+/// Submission queue entries: re-arms of one loop pass, submitted together.
+const SQ_ENTRIES: u32 = 1024;
+/// Completion queue entries (more are kept by the kernel in its overflow list, never dropped).
+const CQ_ENTRIES: u32 = 8192;
+/// Enters per [`RecvRing::reap`] at most (each runs up to 20 deferred receives).
+const MAX_ENTERS: usize = 64;
+const GETEVENTS: u32 = 1; // IORING_ENTER_GETEVENTS
+
+/// One completion: the socket's key (`user_data`), the result, the flags.
+#[derive(Copy, Clone, Debug)]
+pub struct Completion {
+    pub user_data: u64,
+    pub result: i32,
+    pub flags: u32,
+}
+
+impl Completion {
+    /// The provided buffer holding the bytes, if the completion took one.
+    pub fn buffer(&self) -> Option<u16> {
+        cqueue::buffer_select(self.flags)
+    }
+
+    /// The receive stays armed (a multishot receive ends with a completion without this).
+    pub fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+}
+
+pub struct RecvRing {
+    ring: IoUring,
+    /// Registered with the ring: the kernel signals it when work for the ring arrives (see
+    /// the module docs); the poller waits for it to be readable.
+    efd: OwnedFd,
+    /// The ring defers its work (`DEFER_TASKRUN`) until [`RecvRing::reap`] runs it.
+    defer: bool,
+    /// The last `reap` stopped at its bound with work perhaps left.
+    unreaped: bool,
+    bufs: BufRing,
+    /// Completions taken off the ring by [`RecvRing::cancel`], handed out before newer ones.
+    backlog: VecDeque<Completion>,
+    /// SQEs pushed and not yet submitted.
+    unsubmitted: bool,
+}
+
+impl RecvRing {
+    /// # Errors
+    /// The kernel lacks io_uring or one of the features above (then use epoll).
+    pub fn new() -> io::Result<RecvRing> {
+        let (ring, defer) = match IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
+            .setup_cqsize(CQ_ENTRIES)
+            .build(SQ_ENTRIES)
+        {
+            Ok(ring) => (ring, true),
+            Err(_) => (
+                IoUring::builder()
+                    .setup_coop_taskrun()
+                    .setup_taskrun_flag()
+                    .setup_cqsize(CQ_ENTRIES)
+                    .build(SQ_ENTRIES)?,
+                false,
+            ),
+        };
+        // SAFETY: eventfd has no memory-safety preconditions; a negative result is an error.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `efd` was just returned by eventfd, so it is open and owned by nobody else.
+        let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+        ring.submitter().register_eventfd(efd.as_raw_fd())?;
+        // Synchronous cancel (6.0) of a request that does not exist answers ENOENT; an older
+        // kernel answers EINVAL for the unknown register opcode.
+        match ring
+            .submitter()
+            .register_sync_cancel(None, types::CancelBuilder::user_data(u64::MAX))
+        {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Ok(()) => {}
+            Err(e) => return Err(e),
+        }
+        let mut probe = io_uring::Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        if !probe.is_supported(opcode::RecvMulti::CODE) {
+            return Err(io::Error::from(io::ErrorKind::Unsupported));
+        }
+        let bufs = BufRing::new(&ring)?;
+        Ok(RecvRing {
+            ring,
+            efd,
+            defer,
+            unreaped: false,
+            bufs,
+            backlog: VecDeque::new(),
+            unsubmitted: false,
+        })
+    }
+
+    /// The fd to wait on: readable once work for the ring arrived (then call
+    /// [`RecvRing::reap`]).
+    pub fn fd(&self) -> RawFd {
+        self.efd.as_raw_fd()
+    }
+
+    /// Resets the wake-up fd, submits what is queued and runs the ring's deferred work, so that
+    /// every completion due so far is in the queue for [`RecvRing::pop`].
+    ///
+    /// # Errors
+    /// `io_uring_enter` failed.
+    pub fn reap(&mut self) -> io::Result<()> {
+        let mut count = 0u64;
+        // SAFETY: `efd` is an open eventfd and `count` the 8 writable bytes its read takes;
+        // EAGAIN (nothing signalled) leaves it untouched.
+        unsafe { libc::read(self.efd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+        if !self.defer {
+            return self.submit();
+        }
+        // One enter runs a bounded share of the deferred work (20 items on Linux 6.13+); the
+        // kernel signals the eventfd again only for work that arrives while none is pending,
+        // so run it until an enter posts nothing new.
+        self.unreaped = true;
+        for _ in 0..MAX_ENTERS {
+            let before = self.ring.completion().len();
+            let to_submit = self.ring.submission().len();
+            // SAFETY: no argument pointer is passed; the SQEs submitted are valid as `arm`
+            // documents.
+            match unsafe {
+                self.ring
+                    .submitter()
+                    .enter::<libc::sigset_t>(to_submit as u32, 0, GETEVENTS, None)
+            } {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => break,
+                Err(e) => return Err(e),
+            }
+            self.unsubmitted = !self.ring.submission().is_empty();
+            if self.ring.completion().len() == before && !self.ring.submission().taskrun() {
+                self.unreaped = false;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a multishot receive on `fd`, its completions tagged `user_data`. `fd` must stay
+    /// open until the receive ended (a completion without `more`) or was cancelled.
+    ///
+    /// # Errors
+    /// The submission queue is full and submitting it failed.
+    pub fn arm(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
+        let sqe = opcode::RecvMulti::new(types::Fd(fd), BGID)
+            .build()
+            .user_data(user_data);
+        loop {
+            // SAFETY: the SQE references only the socket, which its owner keeps open while the
+            // receive is armed (the poller cancels it before the socket can be closed), and the
+            // buffer ring, which lives as long as the ring (see `BufRing`).
+            if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+                self.unsubmitted = true;
+                return Ok(());
+            }
+            self.submit()?;
+        }
+    }
+
+    /// Submits what [`RecvRing::arm`] queued.
+    ///
+    /// # Errors
+    /// `io_uring_enter` failed (other than `EINTR`/`EBUSY`, which leave the SQEs for later).
+    pub fn submit(&mut self) -> io::Result<()> {
+        if !self.unsubmitted && !self.ring.submission().cq_overflow() {
+            return Ok(());
+        }
+        match self.ring.submit() {
+            Ok(_) => {
+                self.unsubmitted = !self.ring.submission().is_empty();
+                Ok(())
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::Interrupted
+                    || e.raw_os_error() == Some(libc::EBUSY) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends the receive tagged `user_data` (see the module docs) and returns the bytes it had
+    /// received and not yet handed out, in order.
+    ///
+    /// # Errors
+    /// Submitting or cancelling failed: the receive may still be armed.
+    pub fn cancel(&mut self, user_data: u64) -> io::Result<Vec<u8>> {
+        // A receive still in the submission queue would be armed after the cancel.
+        for _ in 0..MAX_ENTERS {
+            if !self.unsubmitted {
+                break;
+            }
+            self.reap()?;
+        }
+        if self.unsubmitted {
+            return Err(io::Error::other("the receive ring does not take submissions"));
+        }
+        match self
+            .ring
+            .submitter()
+            .register_sync_cancel(None, types::CancelBuilder::user_data(user_data).all())
+        {
+            Ok(()) => {}
+            // Already ended (its last completion is in the queue, or was handled).
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        // Deferred work may still hold completions for it (bytes received before the cancel).
+        self.reap()?;
+        self.backlog.extend(self.ring.completion().map(|c| Completion {
+            user_data: c.user_data(),
+            result: c.result(),
+            flags: c.flags(),
+        }));
+        let mut unread = Vec::new();
+        let bufs = &mut self.bufs;
+        self.backlog.retain(|c| {
+            if c.user_data != user_data {
+                return true;
+            }
+            if let Some(bid) = c.buffer() {
+                if c.result > 0 {
+                    unread.extend_from_slice(bufs.get(bid, c.result as usize));
+                }
+                bufs.give_back(bid);
+            }
+            false
+        });
+        Ok(unread)
+    }
+
+    /// Completions or deferred work wait that the wake-up fd does not show: taken off the queue
+    /// by a cancel, left in the queue by a batch that stopped early, or left deferred by a
+    /// [`RecvRing::reap`] that hit its bound. Call `reap` and take them without waiting.
+    pub fn backlogged(&mut self) -> bool {
+        !self.backlog.is_empty() || self.unreaped || !self.ring.completion().is_empty()
+    }
+
+    /// The next completion, oldest first. Its buffer (if any) must go back with
+    /// [`RecvRing::give_back`] once its bytes were handled.
+    pub fn pop(&mut self) -> Option<Completion> {
+        if let Some(c) = self.backlog.pop_front() {
+            return Some(c);
+        }
+        self.ring.completion().next().map(|c| Completion {
+            user_data: c.user_data(),
+            result: c.result(),
+            flags: c.flags(),
+        })
+    }
+
+    /// Copies the `len` bytes of buffer `bid` into `out` (cleared first). The buffer stays
+    /// ours until [`RecvRing::give_back`].
+    pub fn copy_out(&self, bid: u16, len: usize, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(self.bufs.get(bid, len));
+    }
+
+    /// Hands buffer `bid` back to the kernel.
+    pub fn give_back(&mut self, bid: u16) {
+        self.bufs.give_back(bid);
+    }
+}
+
+impl Drop for RecvRing {
+    fn drop(&mut self) {
+        // Closing a ring cancels its requests asynchronously; end every receive now, so none
+        // can write into `bufs` after they are freed.
+        let _ = self
+            .ring
+            .submitter()
+            .register_sync_cancel(None, types::CancelBuilder::any());
+    }
+}
+
+/// The provided-buffer ring: [`BUFS`] entries in a page-aligned mapping registered with the
+/// ring, pointing into one allocation of [`BUFS`] x [`BUF_SIZE`] bytes. (The floor peer's
+/// `--io uring` variant, `loadtest/peers/floor/src/uring.rs`, has its own copy: the floor
+/// depends on nothing of partyring, so that it measures the kernel without our code.)
+struct BufRing {
+    entries: *mut types::BufRingEntry,
+    map_len: usize,
+    data: Box<[u8]>,
+    tail: u16,
+}
+
+impl BufRing {
+    fn new(ring: &IoUring) -> io::Result<BufRing> {
+        let map_len = BUFS as usize * std::mem::size_of::<types::BufRingEntry>();
+        // SAFETY: an anonymous private mapping; no existing memory is touched; the result is
+        // checked against MAP_FAILED below.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let mut br = BufRing {
+            entries: map.cast(),
+            map_len,
+            data: vec![0u8; BUFS as usize * BUF_SIZE].into_boxed_slice(),
+            tail: 0,
+        };
+        // SAFETY: `entries` is a page-aligned mapping of BUFS entries, unmapped only in `drop`;
+        // the `RecvRing` cancels every receive synchronously and then drops its ring (field
+        // order: `ring` before `bufs`) before this, so the kernel never reads the entries or
+        // writes the buffers after they are freed.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring(br.entries as u64, BUFS, BGID)?
+        };
+        for bid in 0..BUFS {
+            br.give_back(bid);
+        }
+        Ok(br)
+    }
+
+    fn get(&self, bid: u16, len: usize) -> &[u8] {
+        let at = usize::from(bid) * BUF_SIZE;
+        &self.data[at..at + len.min(BUF_SIZE)]
+    }
+
+    fn give_back(&mut self, bid: u16) {
+        debug_assert!(bid < BUFS);
+        let slot = usize::from(self.tail & (BUFS - 1));
+        let addr = self.data.as_ptr() as u64 + u64::from(bid) * BUF_SIZE as u64;
+        // SAFETY: `slot` < BUFS, inside the mapping; the kernel reads an entry only once the
+        // tail (published below with a release store) covers it, and it has consumed every
+        // entry the tail passed over before this slot is reused (the buffer was handed to us).
+        let e = unsafe { &mut *self.entries.add(slot) };
+        e.set_addr(addr);
+        e.set_len(BUF_SIZE as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: `BufRingEntry::tail` gives the address of the ring's tail field inside the
+        // mapping, a properly aligned u16 the kernel reads atomically; a release store
+        // publishes the entry written above.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries).cast::<AtomicU16>();
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: `entries` is the mapping of `map_len` bytes made in `new`; the ring that read
+        // it is already closed (see `new`).
+        unsafe { libc::munmap(self.entries.cast(), self.map_len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{Read, Write},
+        os::unix::net::UnixStream,
+    };
+
+    use super::*;
+
+    fn wait(ring: &mut RecvRing) -> Completion {
+        for _ in 0..2000 {
+            ring.reap().unwrap();
+            if let Some(c) = ring.pop() {
+                return c;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        panic!("no completion");
+    }
+
+    /// Bytes arrive without a read call, tagged with the socket's key; cancel hands back what
+    /// was received and not handled, and ends the receive (so later bytes stay in the socket).
+    #[test]
+    fn receives_and_cancels_without_losing_bytes() {
+        let Ok(mut ring) = RecvRing::new() else {
+            eprintln!("no multishot receive on this kernel: skipped");
+            return;
+        };
+        let (mut a, b) = UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        ring.arm(b.as_raw_fd(), 7).unwrap();
+        ring.submit().unwrap();
+        a.write_all(b"hello").unwrap();
+        let c = wait(&mut ring);
+        assert_eq!((c.user_data, c.result), (7, 5));
+        assert!(c.more());
+        let mut got = Vec::new();
+        ring.copy_out(c.buffer().unwrap(), 5, &mut got);
+        assert_eq!(got, b"hello");
+        ring.give_back(c.buffer().unwrap());
+
+        a.write_all(b"unread").unwrap();
+        // Let the kernel post it before the cancel (the cancel must return it either way).
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut unread = ring.cancel(7).unwrap();
+        a.write_all(b" after").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        ring.reap().unwrap();
+        assert!(ring.pop().is_none(), "the receive is gone");
+        let mut rest = [0u8; 64];
+        let n = (&b).read(&mut rest).unwrap_or(0);
+        unread.extend_from_slice(&rest[..n]);
+        assert_eq!(unread, b"unread after");
+    }
+
+}
