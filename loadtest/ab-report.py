@@ -93,8 +93,8 @@ def main():
     print(f"Per side: medians over the saturated rounds (server >= {min_cpu:g}% of a CPU), spread min-max; "
           "kernel events on the server's side per op.\n")
     print("| shape | side | saturated rounds | per server-CPU-s | server CPU % | RES/op | cs/op | cycles/op "
-          "| B in/op |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| syscalls/op | B in/op |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     sat = {}
     for shape in shapes:
         for side in sides:
@@ -108,7 +108,7 @@ def main():
             col = lambda key, f: spread([v[key] for v in good.values() if v[key] is not None], f)
             print(f"| {shape} | {side} | {len(good)}/{len(by_round)} | {col('per_cpu', fmt)} | "
                   f"{spread([v['srv_pct'] for v in by_round.values() if v['srv_pct'] is not None], f0)} | "
-                  f"{col('res', f3)} | {col('cs', f3)} | {col('cycles', f0)} | "
+                  f"{col('res', f3)} | {col('cs', f3)} | {col('cycles', f0)} | {col('syscalls', f3)} | "
                   f"{spread([v['wire_in'] for v in by_round.values() if v.get('wire_in') is not None], f0)} |")
 
     peers = [s for s in ("old", "bun", "floor", "flooru") if s in sides]

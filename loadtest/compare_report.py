@@ -47,6 +47,7 @@ def load_run(path):
         "res": num("res_per_op"),
         "cs": num("ctx_switches_per_op"),
         "cycles": num("cycles_per_op"),
+        "syscalls": num("syscalls_per_op"),
         "wire_in": num("wire_in_per_op"),
         "wire_out": num("wire_out_per_op"),
         "rss_per_conn": num("server_rss_bytes_per_conn", d.get("memory")),
@@ -99,7 +100,7 @@ def main():
     print(f"results: {out}")
     print("Every run (fresh server): rate per wall second and per server-CPU-second, CPU shares, and")
     print("the server's kernel events per counted unit (RES = rescheduling IPIs on the server's CPU,")
-    print("cs = context switches of its threads, cycles from perf stat where the CPU exposes them).")
+    print("cs = context switches of its threads, cycles and syscalls from perf stat where it can count them).")
     rows = []
     for sc in scenarios:
         for s in servers:
@@ -108,13 +109,14 @@ def main():
                 continue
             rows.append([sc, s, r["unit"] or "ops", fmt(r["rate"]), fmt(r["per_cpu"]),
                          fmt(r["srv_pct"], 0), fmt(r["gen_pct"], 0), fmt(r["res"], 3),
-                         fmt(r["cs"], 3), fmt(r["cycles"], 0), fmt_bytes(r["wire_in"]),
+                         fmt(r["cs"], 3), fmt(r["cycles"], 0), fmt(r["syscalls"], 3),
+                         fmt_bytes(r["wire_in"]),
                          fmt_bytes(r["wire_out"]), fmt_bytes(r["rss_per_conn"]),
                          ("ok" if r["ok"] else "FAILED")
                          + (f" 1/{r['inflate_sample']} inflated" if r["inflate_sample"] > 1 else "")
                          + ("" if saturated(r, min_cpu) else " unsaturated")])
     print(table(["scenario", "server", "unit", "rate/s", "per cpu-s", "srv%", "gen%", "RES/op",
-                 "cs/op", "cycles/op", "B in/op", "B out/op", "RSS B/conn", "integrity"], rows))
+                 "cs/op", "cycles/op", "syscalls/op", "B in/op", "B out/op", "RSS B/conn", "integrity"], rows))
 
     if "partyring" in servers:
         peers = [s for s in servers if s != "partyring"]

@@ -1,4 +1,6 @@
-//! `perf stat -e context-switches,cycles -p PID` over exactly the measured windows.
+//! `perf stat -e context-switches,cycles[,raw_syscalls:sys_enter] -p PID` over exactly the
+//! measured windows. The syscall tracepoint is asked for only where tracefs shows it (a perf
+//! that is given an event it cannot open counts nothing at all).
 //!
 //! `perf stat` needs tens of milliseconds to attach, so it is started ahead of a window with its
 //! counters disabled (`-D -1`) and a control FIFO pair (`--control fifo:CTL,ACK`, perf 5.10+);
@@ -24,6 +26,24 @@ use serde::{Deserialize, Serialize};
 pub struct PerfCounts {
     pub context_switches: Option<u64>,
     pub cycles: Option<u64>,
+    /// Syscalls the server's threads entered (`raw_syscalls:sys_enter`).
+    #[serde(default)]
+    pub syscalls: Option<u64>,
+}
+
+/// The perf events to count: the syscall tracepoint only where tracefs has it.
+fn events() -> &'static str {
+    let traced = [
+        "/sys/kernel/tracing/events/raw_syscalls/sys_enter",
+        "/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists());
+    if traced {
+        "context-switches,cycles,raw_syscalls:sys_enter"
+    } else {
+        "context-switches,cycles"
+    }
 }
 
 /// One `perf stat` process attached to the server, counting only between enable and disable.
@@ -59,7 +79,7 @@ impl PerfStat {
             let open = |p: &PathBuf| File::options().read(true).write(true).open(p).ok();
             let (ctl, ack) = (open(&ctl_path)?, open(&ack_path)?);
             let child = Command::new("perf")
-                .args(["stat", "-x,", "-e", "context-switches,cycles", "-D", "-1"])
+                .args(["stat", "-x,", "-e", events(), "-D", "-1"])
                 .arg(format!(
                     "--control=fifo:{},{}",
                     ctl_path.display(),
@@ -162,10 +182,11 @@ pub fn parse_perf_csv(text: &str) -> PerfCounts {
             continue;
         }
         let value = f[0].trim().parse::<u64>().ok();
-        let event = f[2].split(':').next().unwrap_or("").trim();
-        match event {
+        let event = f[2].trim();
+        match event.split(':').next().unwrap_or("") {
             "context-switches" | "cs" => c.context_switches = value,
             "cycles" | "cpu-cycles" => c.cycles = value,
+            "raw_syscalls" if event == "raw_syscalls:sys_enter" => c.syscalls = value,
             _ => {}
         }
     }
@@ -181,12 +202,14 @@ mod tests {
         let text = "# started on Tue Dec  1 22:24:56 2026\n\n\
                     98413,,context-switches,5000000,100.00,,\n\
                     <not supported>,,cycles,0,100.00,,\n\
+                    701485,,raw_syscalls:sys_enter,2978081162,100.00,,\n\
                     Events enabled\nEvents disabled\n";
         assert_eq!(
             parse_perf_csv(text),
             PerfCounts {
                 context_switches: Some(98413),
-                cycles: None
+                cycles: None,
+                syscalls: Some(701485),
             }
         );
         let text = "<not counted>,,context-switches,0,0.00,,\n1234567,,cycles:u,1,100.00,,\n";
@@ -194,7 +217,8 @@ mod tests {
             parse_perf_csv(text),
             PerfCounts {
                 context_switches: None,
-                cycles: Some(1234567)
+                cycles: Some(1234567),
+                syscalls: None,
             }
         );
     }

@@ -58,6 +58,9 @@ struct Kernel {
     perf_context_switches: Option<u64>,
     cycles: Option<u64>,
     cycles_per_op: Option<f64>,
+    /// Syscalls the server entered (`perf stat -e raw_syscalls:sys_enter`), when perf ran.
+    syscalls: Option<u64>,
+    syscalls_per_op: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -116,6 +119,7 @@ struct Report<'a> {
     res_per_op: Option<f64>,
     ctx_switches_per_op: Option<f64>,
     cycles_per_op: Option<f64>,
+    syscalls_per_op: Option<f64>,
     /// The scenario's main rate of the last step, per second of server CPU time (what
     /// `loadtest/compare` tabulates): deliveries for fanout, operations otherwise.
     per_server_cpu_sec: Option<f64>,
@@ -245,6 +249,8 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
             perf_context_switches: pc.context_switches,
             cycles: pc.cycles,
             cycles_per_op: per_op(pc.cycles),
+            syscalls: pc.syscalls,
+            syscalls_per_op: per_op(pc.syscalls),
         };
         let per_unit = |n: u64| (unit_count > 0).then(|| n as f64 / unit_count as f64);
         let wire = Wire {
@@ -375,12 +381,13 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
         for s in &steps {
             let k = &s.kernel;
             println!(
-                "  {}: per {unit}: RES IPIs on {} {}, context switches {}, cycles {}",
+                "  {}: per {unit}: RES IPIs on {} {}, context switches {}, cycles {}, syscalls {}",
                 s.label,
                 k.res_cpu.map_or("all CPUs".into(), |c| format!("CPU{c}")),
                 fmt_opt(k.res_per_op, 3),
                 fmt_opt(k.ctx_switches_per_op, 3),
                 fmt_opt(k.cycles_per_op, 0),
+                fmt_opt(k.syscalls_per_op, 3),
             );
         }
     }
@@ -484,6 +491,7 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
         res_per_op: last.and_then(|s| s.kernel.res_per_op),
         ctx_switches_per_op: last.and_then(|s| s.kernel.ctx_switches_per_op),
         cycles_per_op: last.and_then(|s| s.kernel.cycles_per_op),
+        syscalls_per_op: last.and_then(|s| s.kernel.syscalls_per_op),
         per_server_cpu_sec: last.and_then(|s| {
             if fanout {
                 s.delivered_per_server_cpu_sec
