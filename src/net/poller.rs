@@ -132,8 +132,8 @@ struct RingSource {
 
 pub struct Poller<P> {
     source: Source,
-    /// Owns the epoll fd (closed on drop) or a duplicate of the ring's fd; monoio waits for its
-    /// readability. It is not a socket, but only `readable` is ever called on it, which is a
+    /// Owns the epoll fd (closed on drop) or a duplicate of the receive ring's wake-up eventfd;
+    /// monoio waits for its readability. It is not a socket, but only `readable` is ever called on it, which is a
     /// poll of the fd (io_uring `PollAdd`, or a registration in the epoll fallback driver),
     /// valid for any pollable fd.
     waiter: monoio::net::TcpStream,
@@ -269,12 +269,15 @@ impl<P: Parked> Poller<P> {
                 let mut ring = ring.borrow_mut();
                 ring.arm(fd, user_data(key, gen))?;
                 // Now: the poller submits its re-arms after each batch, but it may be asleep.
-                ring.submit()
+                ring.submit()?;
+                // Bytes already in the socket complete inside the submit.
+                ring.wake_if_backlogged();
+                Ok(())
             }
         }
     }
 
-    /// Takes a parked connection out of the table and the epoll instance.
+    /// Takes a parked connection out of the table (the caller unregisters it).
     fn take(&self, key: usize) -> Option<P> {
         let parked = {
             let mut slots = self.slots.borrow_mut();

@@ -290,7 +290,21 @@ impl RecvRing {
             }
             false
         });
+        // The reap above consumed the wake-up the poller may still be waiting for.
+        self.wake_if_backlogged();
         Ok(unread)
+    }
+
+    /// Signals the wake-up fd if completions wait that it does not show: after a `reap` or a
+    /// submission outside the poller's own batch (a cancel, an arm), whose completions would
+    /// otherwise wait for the next unrelated wake-up.
+    pub fn wake_if_backlogged(&mut self) {
+        if self.backlogged() {
+            let one: u64 = 1;
+            // SAFETY: `efd` is an open eventfd and `one` the 8 bytes its write takes; the only
+            // failure (EAGAIN, counter at its maximum) means it is signalled already.
+            unsafe { libc::write(self.efd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
     }
 
     /// Completions or deferred work wait that the wake-up fd does not show: taken off the queue
