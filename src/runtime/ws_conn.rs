@@ -487,6 +487,7 @@ impl Parked for Reader {
         spawn_guarded(id, async move {
             // Bytes the receive ring had already taken from the socket come first.
             if !unread.is_empty() {
+                self.core().metrics.received_bytes.add(unread.len() as u64);
                 self.feed(&mut unread);
             }
             drop(unread);
