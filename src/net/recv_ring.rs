@@ -173,7 +173,9 @@ impl RecvRing {
         }
         // One enter runs a bounded share of the deferred work (20 items on Linux 6.13+); the
         // kernel signals the eventfd again only for work that arrives while none is pending,
-        // so run it until an enter posts nothing new.
+        // so run it until an enter posts nothing new. (An enter whose whole share was wake-ups
+        // that found no bytes would end this early with work left, until the next signal; not
+        // seen, and 20 such in a row would be needed.)
         self.unreaped = true;
         for _ in 0..MAX_ENTERS {
             let before = self.ring.completion().len();
