@@ -148,17 +148,11 @@ pub struct Poller<P> {
 
 impl<P: Parked> Poller<P> {
     /// A poller for `owner`'s event loop, its table reserved for `capacity` connections (it
-    /// grows past that if it must), learning of bytes as `recv` says. Must be called inside the
+    /// grows past that if it must), learning of bytes through `ring` if given (built on this
+    /// thread: it is `SINGLE_ISSUER`), else through an epoll instance. Must be called inside the
     /// monoio runtime.
-    ///
-    /// # Returns
-    /// The poller, and its receive mode (`recv`).
-    pub fn new(owner: usize, capacity: usize, recv: RecvMode) -> io::Result<(Self, RecvMode)> {
-        let ring = match recv {
-            RecvMode::Epoll => None,
-            RecvMode::Ring => Some(RecvRing::new()?),
-        };
-        let (source, fd, mode) = match ring {
+    pub fn new(owner: usize, capacity: usize, ring: Option<RecvRing>) -> io::Result<Self> {
+        let (source, fd) = match ring {
             Some(ring) => {
                 // SAFETY: dup has no memory-safety preconditions; a negative result is an
                 // error, handled below.
@@ -169,13 +163,13 @@ impl<P: Parked> Poller<P> {
                     next_gen: Cell::new(0),
                     scratch: RefCell::new(Vec::with_capacity(recv_ring::BUF_SIZE)),
                 }));
-                (source, fd, RecvMode::Ring)
+                (source, fd)
             }
             None => {
                 // SAFETY: epoll_create1 has no memory-safety preconditions; a negative result
                 // is an error, handled below.
                 let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-                (Source::Epoll(fd), fd, RecvMode::Epoll)
+                (Source::Epoll(fd), fd)
             }
         };
         if fd < 0 {
@@ -185,7 +179,7 @@ impl<P: Parked> Poller<P> {
         // nobody else.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         let waiter = monoio::net::TcpStream::from_std(std::net::TcpStream::from(owned))?;
-        let poller = Poller {
+        Ok(Poller {
             source,
             waiter,
             slots: RefCell::new(Slab::with_capacity(capacity)),
@@ -193,8 +187,7 @@ impl<P: Parked> Poller<P> {
             stop_waker: Cell::new(None),
             sweep_waker: Cell::new(None),
             owner,
-        };
-        Ok((poller, mode))
+        })
     }
 
     /// How this poller learns of bytes ([`RecvMode::Ring`] or [`RecvMode::Epoll`]).

@@ -33,7 +33,7 @@ use crate::{
     config::{Config, RecvMode, RingMode},
     http::DateCache,
     metrics::Metrics,
-    net::writer::Flusher,
+    net::{recv_ring::RecvRing, writer::Flusher},
     party::{Parties, PartySet},
     room::{Host, Room, RoomTable},
     storage::Storage,
@@ -216,6 +216,7 @@ impl Core {
         stats: Arc<CoreStats>,
         storage: Storage,
         host: Host,
+        recv_ring: Option<RecvRing>,
     ) -> Self {
         let Shared {
             config,
@@ -234,7 +235,6 @@ impl Core {
         let rooms = RoomTable::new(names, storage.clone(), host.clone());
         let metrics = Rc::new(Metrics::default());
         let process_cap = crate::config::process_connection_cap();
-        let ws_recv = config.ws_recv;
         Core {
             id,
             config,
@@ -262,11 +262,11 @@ impl Core {
             ws_poller: match WsPoller::new(
                 id,
                 conn_cap.min(process_cap).min(POLLER_RESERVE),
-                ws_recv,
+                recv_ring,
             ) {
-                Ok((p, _)) => Some(p),
+                Ok(p) => Some(p),
                 Err(e) => {
-                    tracing::warn!(core = id, mode = %ws_recv, error = %e, "no websocket poller: one task per connection");
+                    tracing::warn!(core = id, error = %e, "no websocket poller: one task per connection");
                     None
                 }
             },
@@ -476,17 +476,22 @@ pub fn run(
             return;
         }
     };
-    // A forced receive mode that this kernel refuses stops the start, as a forced ring mode
-    // does: an A/B run must measure what it asked for.
-    if config.ws_recv == RecvMode::Ring {
-        if let Err(e) = crate::net::recv_ring::RecvRing::new() {
-            let _ = ready.send(Err(std::io::Error::new(
-                e.kind(),
-                format!("core {id}: cannot build the websocket receive ring: {e}"),
-            )));
-            return;
-        }
-    }
+    // The receive ring is built here, on the core's thread (it is `SINGLE_ISSUER`), and handed
+    // to the poller. A kernel that refuses it stops the start, as a forced ring mode does: an
+    // A/B run must measure what it asked for.
+    let recv_ring = match config.ws_recv {
+        RecvMode::Epoll => None,
+        RecvMode::Ring => match RecvRing::new() {
+            Ok(ring) => Some(ring),
+            Err(e) => {
+                let _ = ready.send(Err(std::io::Error::new(
+                    e.kind(),
+                    format!("core {id}: cannot build the websocket receive ring: {e}"),
+                )));
+                return;
+            }
+        },
+    };
     rt.block_on(async move {
         storage.start();
         let core = Rc::new_cyclic(|me| {
@@ -496,6 +501,7 @@ pub fn run(
                 stats,
                 storage,
                 super::host::CoreHost::shared(me.clone()),
+                recv_ring,
             )
         });
         let recv = core.ws_poller.as_ref().map_or(RecvMode::Epoll, |p| p.mode());
