@@ -116,6 +116,10 @@ pub struct Config {
     /// How a core's parked WebSockets receive (see `net/recv_ring.rs`). Default
     /// [`RecvMode::Epoll`]: the receive ring measured no faster (PERF.md §1k).
     pub ws_recv: RecvMode,
+    /// How WebSocket frames are sent (`--ws-send`): one `sendmsg` per connection and pass
+    /// (`syscall`, the default), or SQEs on the core's ring, one submit per pass (`ring`).
+    /// Measured against each other in PERF.md §1l.
+    pub ws_send: SendMode,
 
     /// Static assets (`--serve DIR`, PartyKit's flag of the same name): files under a directory
     /// for every path that is not a room, `/metrics` or `/parties/...` (see `runtime/assets.rs`).
@@ -317,6 +321,61 @@ impl std::str::FromStr for RecvMode {
     }
 }
 
+/// How a core sends queued WebSocket frames (see `net/writer.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SendMode {
+    /// One `sendmsg` (or `send`) syscall per connection with something queued, per event-loop
+    /// pass (the default).
+    #[default]
+    Syscall,
+    /// The pass's sends become SQEs on the core's io_uring (the receive ring's instance), all
+    /// submitted with one `io_uring_enter` (Linux 6.0+).
+    Ring,
+}
+
+impl SendMode {
+    /// Every mode's name, as `--ws-send` takes it.
+    pub const NAMES: [&'static str; 2] = ["syscall", "ring"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SendMode::Syscall => "syscall",
+            SendMode::Ring => "ring",
+        }
+    }
+
+    /// The mode with what it means, for the start line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SendMode::Ring => "ring (send SQEs, one submit per pass)",
+            SendMode::Syscall => "syscall (sendmsg per connection)",
+        }
+    }
+}
+
+impl std::fmt::Display for SendMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for SendMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "syscall" | "sendmsg" | "" => SendMode::Syscall,
+            "ring" | "sqe" => SendMode::Ring,
+            other => {
+                return Err(format!(
+                    "{other:?} is not a send mode (one of: {})",
+                    Self::NAMES.join(", ")
+                ))
+            }
+        })
+    }
+}
+
 /// Which origins may make cross-origin HTTP requests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Cors {
@@ -379,6 +438,7 @@ impl Config {
             fetch_entry: None,
             ring_mode: RingMode::Auto,
             ws_recv: RecvMode::Epoll,
+            ws_send: SendMode::Syscall,
             serve: None,
             crons: Vec::new(),
         }

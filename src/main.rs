@@ -125,6 +125,11 @@ struct Cli {
     /// 2 MiB per core; stops the start if the kernel refuses). PERF.md §1k measures both.
     #[arg(long, env = "PARTYRING_WS_RECV", default_value = "epoll")]
     ws_recv: partyring::config::RecvMode,
+    /// How WebSocket frames are sent: `syscall` (one sendmsg per connection and event-loop
+    /// pass; the default) or `ring` (io_uring send SQEs, one submit per pass; stops the start
+    /// if the kernel refuses). PERF.md §1l measures both.
+    #[arg(long, env = "PARTYRING_WS_SEND", default_value = "syscall")]
+    ws_send: partyring::config::SendMode,
     /// Serve the static files under this directory (PartyKit's `--serve`): every path that is
     /// not a room, `/metrics` or `/parties/...`; `/` is its `index.html` (else the demo page).
     #[arg(long, env = "PARTYRING_SERVE")]
@@ -312,6 +317,7 @@ fn main() -> ExitCode {
     config.fetch_entry = cli.fetch_entry;
     config.ring_mode = cli.ring_mode;
     config.ws_recv = cli.ws_recv;
+    config.ws_send = cli.ws_send;
     config.serve = cli.serve.map(|dir| Serve {
         dir,
         browser_ttl: Duration::from_secs(cli.serve_browser_ttl),
@@ -343,7 +349,8 @@ fn main() -> ExitCode {
     }
     raise_fd_limit();
     let signals = block_shutdown_signals();
-    let (threads, shutdown_timeout) = (config.threads, config.shutdown_timeout);
+    let (threads, shutdown_timeout, ws_send) =
+        (config.threads, config.shutdown_timeout, config.ws_send);
     let yjs_persist = cli.yjs_persist;
     let server = Server::builder()
         .config(config)
@@ -351,10 +358,14 @@ fn main() -> ExitCode {
         .start();
     match server {
         Ok(server) => {
-            let (ring, recv) = (server.ring_mode.describe(), server.ws_recv.describe());
-            // The log line names the ring and receive modes; stdout keeps the one line scripts
-            // parse.
-            tracing::info!(addr = %server.addr, cores = threads, "partyring listening, ring mode {ring}, websocket receive {recv}");
+            let (ring, recv, send) = (
+                server.ring_mode.describe(),
+                server.ws_recv.describe(),
+                ws_send.describe(),
+            );
+            // The log line names the ring, receive and send modes; stdout keeps the one line
+            // scripts parse.
+            tracing::info!(addr = %server.addr, cores = threads, "partyring listening, ring mode {ring}, websocket receive {recv}, websocket send {send}");
             println!("partyring listening on http://{}", server.addr);
             let signal = wait_for_signal(&signals);
             tracing::info!(

@@ -8,5 +8,6 @@
 pub mod listener;
 pub mod poller;
 pub mod recv_ring;
+pub mod send_batch;
 pub mod sock;
 pub mod writer;

@@ -42,6 +42,7 @@ use std::{
     io,
     os::fd::{FromRawFd, OwnedFd, RawFd},
     panic::{self, AssertUnwindSafe},
+    rc::Rc,
     task::{Poll, Waker},
     time::Duration,
 };
@@ -119,7 +120,8 @@ enum Source {
 
 /// The receive ring and what the poller keeps beside it.
 struct RingSource {
-    ring: RefCell<RecvRing>,
+    /// Shared with the core's flusher when it sends through the ring (`--ws-send ring`).
+    ring: Rc<RefCell<RecvRing>>,
     /// Per table slot, the generation of its receive: completions are tagged with slot and
     /// generation, so one that comes after its connection left is never taken for a later
     /// connection in the same slot.
@@ -151,14 +153,18 @@ impl<P: Parked> Poller<P> {
     /// grows past that if it must), learning of bytes through `ring` if given (built on this
     /// thread: it is `SINGLE_ISSUER`), else through an epoll instance. Must be called inside the
     /// monoio runtime.
-    pub fn new(owner: usize, capacity: usize, ring: Option<RecvRing>) -> io::Result<Self> {
+    pub fn new(
+        owner: usize,
+        capacity: usize,
+        ring: Option<Rc<RefCell<RecvRing>>>,
+    ) -> io::Result<Self> {
         let (source, fd) = match ring {
             Some(ring) => {
                 // SAFETY: dup has no memory-safety preconditions; a negative result is an
                 // error, handled below.
-                let fd = unsafe { libc::fcntl(ring.fd(), libc::F_DUPFD_CLOEXEC, 0) };
+                let fd = unsafe { libc::fcntl(ring.borrow().fd(), libc::F_DUPFD_CLOEXEC, 0) };
                 let source = Source::Ring(Box::new(RingSource {
-                    ring: RefCell::new(ring),
+                    ring,
                     gens: RefCell::new(Vec::new()),
                     next_gen: Cell::new(0),
                     scratch: RefCell::new(Vec::with_capacity(recv_ring::BUF_SIZE)),
@@ -251,8 +257,12 @@ impl<P: Parked> Poller<P> {
                     next_gen,
                     ..
                 } = &**src;
-                // 0 marks a slot with no receive.
-                let gen = next_gen.get().checked_add(1).unwrap_or(1);
+                // 0 marks a slot with no receive; a generation stays under 2^31, so a receive's
+                // tag never has the bit of a send's (`recv_ring::SEND_TAG`).
+                let gen = match next_gen.get() {
+                    g if g >= MAX_GEN => 1,
+                    g => g + 1,
+                };
                 next_gen.set(gen);
                 let mut gens = gens.borrow_mut();
                 if gens.len() <= key {
@@ -459,15 +469,12 @@ impl<P: Parked> Poller<P> {
             Source::Ring(_) => Vec::new(),
         };
         loop {
-            // Work the receive ring's wake-up fd does not show (see `RecvRing::backlogged`) is
-            // handled before any wait (`yield_once` below gave the others their turn).
-            if self.backlogged() {
-                if !self.ring_batch() {
-                    return;
-                }
-                yield_once().await;
-                continue;
-            }
+            // Work the receive ring's wake-up fd does not show (see `RecvRing::backlogged`)
+            // makes it readable now, so the wait below returns at once, but through monoio's
+            // ring. Looping here with a yield instead kept monoio from ever entering its ring to
+            // wait, and under DEFER_TASKRUN nothing of that ring is completed otherwise (accepts,
+            // timers, a drain task's writability): echo runs stalled for good (PERF.md §1l).
+            self.signal_if_backlogged();
             let stopped = self.stopped(&self.stop_waker);
             monoio::select! {
                 r = self.waiter.readable(false) => if let Err(e) = r {
@@ -492,11 +499,19 @@ impl<P: Parked> Poller<P> {
 }
 
 impl<P: Parked> Poller<P> {
-    /// The receive ring holds completions that are no longer in its queue.
+    /// The receive ring holds work its wake-up fd does not show (for tests).
+    #[cfg(test)]
     fn backlogged(&self) -> bool {
         match &self.source {
             Source::Epoll(_) => false,
             Source::Ring(src) => src.ring.borrow_mut().backlogged(),
+        }
+    }
+
+    /// Makes the wake-up fd readable if the receive ring holds work it does not show.
+    fn signal_if_backlogged(&self) {
+        if let Source::Ring(src) = &self.source {
+            src.ring.borrow_mut().wake_if_backlogged();
         }
     }
 
@@ -592,6 +607,9 @@ impl<P: Parked> Poller<P> {
         true
     }
 }
+
+/// The largest generation of a receive (see `register`).
+const MAX_GEN: u32 = (1 << 31) - 1;
 
 /// A receive's tag: the table slot and its generation.
 fn user_data(key: usize, gen: u32) -> u64 {

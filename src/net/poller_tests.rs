@@ -156,7 +156,7 @@ fn each_mode(test: impl Fn(RecvMode)) {
 fn poller(mode: RecvMode) -> Poller<Fake> {
     let ring = match mode {
         RecvMode::Epoll => None,
-        RecvMode::Ring => Some(recv_ring::RecvRing::new().unwrap()),
+        RecvMode::Ring => Some(Rc::new(RefCell::new(recv_ring::RecvRing::new().unwrap()))),
     };
     let p = Poller::new(0, 4, ring).unwrap();
     assert_eq!(p.mode(), mode);

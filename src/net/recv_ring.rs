@@ -17,10 +17,11 @@
 //! poller enters this ring ([`RecvRing::reap`]), and then run as one batch. The core's thread
 //! waits in monoio's ring, not in this one, so an eventfd is registered with this ring: the
 //! kernel signals it when work arrives while none is pending, and monoio polls it like any fd.
-//! One enter runs a bounded share of the deferred work (20 items on Linux 6.13+) and the
-//! eventfd is not signalled again while work is left, so `reap` enters until an enter posts
-//! nothing new, and [`RecvRing::backlogged`] tells the poller not to sleep while anything is
-//! left. With `COOP_TASKRUN` instead, each receive ran as task work at the thread's next kernel
+//! One plain enter runs a bounded share of the deferred work (20 items on Linux 6.13+) and the
+//! eventfd is not signalled again while work is left, so `reap` asks each enter for a full
+//! queue's worth (with a zero timeout: it never waits), which runs all of it, enters again while
+//! completions keep coming, and [`RecvRing::backlogged`] tells the poller not to sleep while
+//! anything is left. With `COOP_TASKRUN` instead, each receive ran as task work at the thread's next kernel
 //! entry, one or two at a time after every `sendmsg`: 17% slower on echo (PERF.md §1k).
 //!
 //! Leaving: a socket whose connection leaves the poller must not have a receive that could
@@ -28,6 +29,11 @@
 //! receive synchronously (`IORING_REGISTER_SYNC_CANCEL`, which returns once the request is
 //! gone), runs the deferred work, then moves every completion posted so far into the backlog and hands back the bytes
 //! that were for the leaving socket: nothing it was sent is lost or read by anyone else.
+//!
+//! Sends: with `--ws-send ring` the core's flusher sends through this ring too
+//! ([`RecvRing::send_batch`]): one SQE per connection, one submit per pass, every send
+//! completing inside it (`MSG_DONTWAIT`). Their completions carry [`SEND_TAG`]; receive
+//! completions met while collecting them wait in the backlog.
 //!
 //! Needs Linux 6.0 (multishot receive, synchronous cancel; buffer rings are 5.19).
 //! [`RecvRing::new`] probes for all of it and fails otherwise (then `--ws-recv ring` stops the
@@ -41,6 +47,8 @@ use std::{
 };
 
 use io_uring::{cqueue, opcode, types, IoUring};
+
+pub use super::send_batch::SendBatch;
 
 /// Provided buffers per core. Each completion holds one until it is handled; a socket that
 /// finds none left ends its receive with `ENOBUFS` and is armed again (its bytes wait in the
@@ -56,9 +64,16 @@ const BGID: u16 = 0;
 const SQ_ENTRIES: u32 = 1024;
 /// Completion queue entries (more are kept by the kernel in its overflow list, never dropped).
 const CQ_ENTRIES: u32 = 8192;
-/// Enters per [`RecvRing::reap`] at most (each runs up to 20 deferred receives).
+/// Enters per [`RecvRing::reap`] at most (each runs every deferred receive pending; more are
+/// needed only while completions keep coming).
 const MAX_ENTERS: usize = 64;
 const GETEVENTS: u32 = 1; // IORING_ENTER_GETEVENTS
+/// The `user_data` bit of a send's completion; a receive's tag never sets it (the poller keeps
+/// its generations below 2^31).
+pub const SEND_TAG: u64 = 1 << 63;
+/// Waits for a batch's sends to complete, at most (each one completes inside the submit; see
+/// [`RecvRing::send_batch`]).
+const MAX_SEND_WAITS: usize = 1024;
 
 /// One completion: the socket's key (`user_data`), the result, the flags.
 #[derive(Copy, Clone, Debug)]
@@ -94,6 +109,9 @@ pub struct RecvRing {
     backlog: VecDeque<Completion>,
     /// SQEs pushed and not yet submitted.
     unsubmitted: bool,
+    /// Send batches whose completions never came (an enter failed): the kernel may still read
+    /// their bytes, so they are kept until the ring is dropped (after its cancel).
+    orphans: Vec<SendBatch>,
 }
 
 impl RecvRing {
@@ -149,6 +167,7 @@ impl RecvRing {
             bufs,
             backlog: VecDeque::new(),
             unsubmitted: false,
+            orphans: Vec::new(),
         })
     }
 
@@ -171,29 +190,33 @@ impl RecvRing {
         if !self.defer {
             return self.submit();
         }
-        // One enter runs a bounded share of the deferred work (20 items on Linux 6.13+); the
-        // kernel signals the eventfd again only for work that arrives while none is pending,
-        // so run it until an enter posts nothing new. (An enter whose whole share was wake-ups
-        // that found no bytes would end this early with work left, until the next signal; not
-        // seen, and 20 such in a row would be needed.)
+        // An enter runs at most max(20, min_complete) deferred items (Linux 6.13+), the rest
+        // waiting in a list that signals nothing: arriving work signals the eventfd only when
+        // it finds that list empty. So each enter asks for as many completions as the queue
+        // holds (the kernel's own cap), which runs every item pending, with a zero timeout, so
+        // it never waits: ETIME is the normal answer. Stopping after a 20-item enter that
+        // posted nothing stalled connections whose bytes were in the rest of the list (seen on
+        // echo: a run that delivered nothing after its first second).
         self.unreaped = true;
+        let zero = types::Timespec::new();
+        let args = types::SubmitArgs::new().timespec(&zero);
         for _ in 0..MAX_ENTERS {
             let before = self.ring.completion().len();
-            let to_submit = self.ring.submission().len();
-            // SAFETY: no argument pointer is passed; the SQEs submitted are valid as `arm`
-            // documents.
-            match unsafe {
-                self.ring
-                    .submitter()
-                    .enter::<libc::sigset_t>(to_submit as u32, 0, GETEVENTS, None)
-            } {
+            match self
+                .ring
+                .submitter()
+                .submit_with_args(CQ_ENTRIES as usize, &args)
+            {
                 Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => break,
                 Err(e) => return Err(e),
             }
             self.unsubmitted = !self.ring.submission().is_empty();
-            if self.ring.completion().len() == before && !self.ring.submission().taskrun() {
+            // Every pending item ran, so an enter that posted nothing leaves nothing behind.
+            // (The ring's TASKRUN flag is no guide: it was seen to stay set with nothing to run.)
+            if self.ring.completion().len() == before {
                 self.unreaped = false;
                 break;
             }
@@ -319,14 +342,21 @@ impl RecvRing {
     /// The next completion, oldest first. Its buffer (if any) must go back with
     /// [`RecvRing::give_back`] once its bytes were handled.
     pub fn pop(&mut self) -> Option<Completion> {
-        if let Some(c) = self.backlog.pop_front() {
-            return Some(c);
+        loop {
+            let c = match self.backlog.pop_front() {
+                Some(c) => c,
+                None => self.ring.completion().next().map(|c| Completion {
+                    user_data: c.user_data(),
+                    result: c.result(),
+                    flags: c.flags(),
+                })?,
+            };
+            // A send's completion here is one of an orphaned batch (see `send_batch`): nobody
+            // waits for it.
+            if c.user_data & SEND_TAG == 0 {
+                return Some(c);
+            }
         }
-        self.ring.completion().next().map(|c| Completion {
-            user_data: c.user_data(),
-            result: c.result(),
-            flags: c.flags(),
-        })
     }
 
     /// Copies the `len` bytes of buffer `bid` into `out` (cleared first). The buffer stays
@@ -339,6 +369,113 @@ impl RecvRing {
     /// Hands buffer `bid` back to the kernel.
     pub fn give_back(&mut self, bid: u16) {
         self.bufs.give_back(bid);
+    }
+
+    /// Sends every send of `batch` with one submit, and fills in each result (bytes sent, or
+    /// minus an errno: `-EAGAIN` for a socket that takes nothing now).
+    ///
+    /// Every send carries `MSG_DONTWAIT`, which io_uring honours by completing the request
+    /// with `-EAGAIN` instead of waiting for the socket, so each one completes inside the
+    /// submit, no task work involved; a send is never left in flight when this returns. Should
+    /// a completion not come all the same (an enter fails), the batch's buffers are kept by the
+    /// ring for as long as it lives, `batch` is left empty, and the error returned. Receive
+    /// completions met on the way wait in the backlog, in order.
+    ///
+    /// # Errors
+    /// `io_uring_enter` failed; the sends' outcome is unknown.
+    pub fn send_batch(&mut self, batch: &mut SendBatch) -> io::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.materialise();
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        let mut pending = 0usize;
+        let mut failed = None;
+        for i in 0..batch.sends.len() {
+            let send = &batch.sends[i];
+            let iovs = &batch.iovs[send.parts.0..send.parts.1];
+            let sqe = if iovs.len() == 1 {
+                opcode::Send::new(types::Fd(send.fd), iovs[0].iov_base.cast(), iovs[0].iov_len as u32)
+                    .flags(flags)
+                    .build()
+            } else {
+                opcode::SendMsg::new(types::Fd(send.fd), &batch.hdrs[i])
+                    .flags(flags as u32)
+                    .build()
+            }
+            .user_data(SEND_TAG | i as u64);
+            loop {
+                // SAFETY: the SQE points at `batch`'s iovecs, header and bytes (its frames are
+                // kept by the batch), which stay in place and unchanged until every send of the
+                // batch has completed: this function waits for that, or hands the batch to
+                // `orphans` (dropped only after the ring's requests are cancelled).
+                if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+                    pending += 1;
+                    break;
+                }
+                if let Err(e) = self.ring.submit() {
+                    failed = Some(e);
+                    break;
+                }
+                self.collect_sends(batch, &mut pending);
+            }
+            if failed.is_some() {
+                break;
+            }
+        }
+        if failed.is_none() {
+            if let Err(e) = self.ring.submit() {
+                failed = Some(e);
+            }
+        }
+        self.collect_sends(batch, &mut pending);
+        let mut waits = 0;
+        while pending > 0 && failed.is_none() && waits < MAX_SEND_WAITS {
+            waits += 1;
+            // SAFETY: no argument pointer is passed; the SQEs submitted are valid as above.
+            match unsafe {
+                self.ring
+                    .submitter()
+                    .enter::<libc::sigset_t>(0, 1, GETEVENTS, None)
+            } {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => failed = Some(e),
+            }
+            self.collect_sends(batch, &mut pending);
+        }
+        self.unsubmitted = !self.ring.submission().is_empty();
+        self.wake_if_backlogged();
+        if pending > 0 {
+            self.orphans.push(std::mem::take(batch));
+            return Err(failed.unwrap_or_else(|| io::Error::other("sends did not complete")));
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the completions queued so far: sends' results into `batch`, receives into the
+    /// backlog.
+    fn collect_sends(&mut self, batch: &mut SendBatch, pending: &mut usize) {
+        for c in self.ring.completion() {
+            if c.user_data() & SEND_TAG != 0 {
+                let i = (c.user_data() & !SEND_TAG) as usize;
+                if let Some(send) = batch.sends.get_mut(i) {
+                    if send.result.is_none() {
+                        send.result = Some(c.result());
+                        *pending -= 1;
+                    }
+                }
+            } else {
+                self.backlog.push_back(Completion {
+                    user_data: c.user_data(),
+                    result: c.result(),
+                    flags: c.flags(),
+                });
+            }
+        }
     }
 }
 
@@ -442,6 +579,7 @@ mod tests {
     use std::{
         io::{Read, Write},
         os::unix::net::UnixStream,
+        rc::Rc,
     };
 
     use super::*;
@@ -492,4 +630,65 @@ mod tests {
         assert_eq!(unread, b"unread after");
     }
 
+    /// A batch's sends reach their sockets in one submit, each result in its place: a single
+    /// frame, frames corked into one copy, several frames as one `sendmsg`; a socket that is
+    /// full answers `-EAGAIN` rather than waiting. A receive that completes meanwhile is kept
+    /// for `pop`.
+    #[test]
+    fn a_batch_sends_in_one_submit_and_reports_each_result() {
+        let Ok(mut ring) = RecvRing::new() else {
+            eprintln!("no io_uring receive ring on this kernel: skipped");
+            return;
+        };
+        let pairs: Vec<(UnixStream, UnixStream)> =
+            (0..4).map(|_| UnixStream::pair().unwrap()).collect();
+        for (a, _) in &pairs {
+            a.set_nonblocking(true).unwrap();
+        }
+        // The fourth socket is full before the batch.
+        let full = &pairs[3].0;
+        let mut filled = 0;
+        while let Ok(n) = (&*full).write(&[0u8; 4096]) {
+            filled += n;
+        }
+        assert!(filled > 0);
+        // A receive armed on the first pair's other end, completed by a write from `a`.
+        let (recv_a, recv_b) = UnixStream::pair().unwrap();
+        ring.arm(recv_b.as_raw_fd(), 42).unwrap();
+        ring.submit().unwrap();
+        (&recv_a).write_all(b"ping").unwrap();
+
+        let one: Rc<[u8]> = Rc::from(&b"single"[..]);
+        let two: Rc<[u8]> = Rc::from(&b"-second"[..]);
+        let mut batch = SendBatch::default();
+        batch.begin(pairs[0].0.as_raw_fd());
+        batch.add_frame(&one, 0);
+        batch.begin(pairs[1].0.as_raw_fd());
+        batch.add_copy(b"cor");
+        batch.add_copy(b"ked");
+        batch.begin(pairs[2].0.as_raw_fd());
+        batch.add_frame(&one, 2);
+        batch.add_frame(&two, 0);
+        batch.begin(full.as_raw_fd());
+        batch.add_frame(&one, 0);
+        ring.send_batch(&mut batch).unwrap();
+        assert_eq!(batch.result(0), Some(6));
+        assert_eq!(batch.result(1), Some(6));
+        assert_eq!(batch.result(2), Some(11));
+        assert_eq!(batch.result(3), Some(-libc::EAGAIN));
+        let mut got = [0u8; 64];
+        let n = (&pairs[0].1).read(&mut got).unwrap();
+        assert_eq!(&got[..n], b"single");
+        let n = (&pairs[1].1).read(&mut got).unwrap();
+        assert_eq!(&got[..n], b"corked");
+        let n = (&pairs[2].1).read(&mut got).unwrap();
+        assert_eq!(&got[..n], b"ngle-second");
+        batch.clear();
+        assert!(batch.is_empty());
+
+        let c = wait(&mut ring);
+        assert_eq!((c.user_data, c.result), (42, 4));
+        ring.give_back(c.buffer().unwrap());
+        ring.cancel(42).unwrap();
+    }
 }

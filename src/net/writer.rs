@@ -8,6 +8,11 @@
 //! (up to [`MAX_IOVECS`] frames), so a burst of broadcasts costs one syscall and one TCP segment
 //! per recipient instead of one per frame (worth ~10x on loopback: docs/loopback-costs.md).
 //!
+//! With `--ws-send ring` the pass's sends become SQEs on the core's second io_uring instead, all
+//! submitted with one enter ([`RecvRing::send_batch`]); each completes inside that submit
+//! (`MSG_DONTWAIT`), so the flusher takes every result before anything else runs, as it takes a
+//! `sendmsg`'s, and nothing is in flight between passes (docs/ring-modes.md).
+//!
 //! There is no writer task per connection: an idle connection costs its queue and nothing
 //! else. Only a connection whose socket is full (a slow reader) gets a short-lived drain task,
 //! which waits for writability, sends, and exits once its queue is empty.
@@ -30,7 +35,10 @@ use std::{
 use monoio::net::TcpStream;
 use smallvec::SmallVec;
 
-use super::sock;
+use super::{
+    recv_ring::{RecvRing, SendBatch},
+    sock,
+};
 use crate::metrics::Metrics;
 
 /// Frames handed to one `sendmsg` at most (Linux allows 1024; 64 frames already fill a segment
@@ -39,6 +47,12 @@ pub const MAX_IOVECS: usize = 64;
 
 /// Frames totalling at most this many bytes are copied into one buffer before sending.
 const CORK_MAX: usize = 16 * 1024;
+
+/// Sends per submit at most, with `--ws-send ring` (the ring's submission queue holds 1,024,
+/// some of them the poller's receives).
+const RING_SENDS_MAX: usize = 256;
+/// Bytes corked into one ring batch at most, before it is submitted.
+const RING_COPY_MAX: usize = 512 * 1024;
 
 thread_local! {
     /// The core's cork buffer (each core is one thread).
@@ -532,15 +546,18 @@ impl Outbox {
         });
         match sent {
             None | Some(Ok(())) => {}
-            Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.blocked.set(true);
-                monoio::spawn(drain(self.clone()));
-            }
+            Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => self.block(),
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "websocket write failed");
                 self.shut();
             }
         }
+    }
+
+    /// The socket is full: a drain task sends the rest as it takes it.
+    fn block(self: &Rc<Self>) {
+        self.blocked.set(true);
+        monoio::spawn(drain(self.clone()));
     }
 
     /// Once our close frame is out, half-close the socket.
@@ -596,6 +613,10 @@ pub struct Flusher {
     /// Called with a parked connection's slot when our side closes it or its outbox is shut
     /// (the owner of the poller hands that connection back to a task). Only on close paths.
     unparker: RefCell<Option<Unparker>>,
+    /// With `--ws-send ring`: the core's ring, which each pass's sends go through
+    /// ([`Flusher::send_through`]), and the batch they are built in.
+    ring: RefCell<Option<Rc<RefCell<RecvRing>>>>,
+    batch: RefCell<SendBatch>,
 }
 
 impl Flusher {
@@ -605,7 +626,15 @@ impl Flusher {
             waker: Cell::new(None),
             metrics,
             unparker: RefCell::new(None),
+            ring: RefCell::new(None),
+            batch: RefCell::new(SendBatch::default()),
         })
+    }
+
+    /// Sends through `ring` from now on: each pass's sends are submitted together
+    /// (`--ws-send ring`; see [`RecvRing::send_batch`]).
+    pub fn send_through(&self, ring: Rc<RefCell<RecvRing>>) {
+        *self.ring.borrow_mut() = Some(ring);
     }
 
     /// Sets what happens when a parked connection's outbox starts closing or is shut (see
@@ -641,6 +670,11 @@ impl Flusher {
             })
             .await;
             std::mem::swap(&mut batch, &mut *self.dirty.borrow_mut());
+            let ring = self.ring.borrow().clone();
+            if let Some(ring) = ring {
+                self.flush_through(&ring, &mut batch);
+                continue;
+            }
             for outbox in batch.drain(..) {
                 outbox.scheduled.set(false);
                 if outbox.state.get() != OutState::Closed {
@@ -649,63 +683,12 @@ impl Flusher {
             }
         }
     }
+
 }
+
+#[path = "writer_ring.rs"]
+mod ring;
 
 #[cfg(test)]
-mod tests {
-    use std::{io::Read, os::fd::AsFd, os::unix::net::UnixStream};
-
-    use super::*;
-
-    #[test]
-    fn partial_sends_keep_frame_boundaries_and_order() {
-        let (a, mut b) = UnixStream::pair().unwrap();
-        a.set_nonblocking(true).unwrap();
-        let outbox = Outbox::new(64 << 20);
-        let mut want = Vec::new();
-        for i in 0..300u32 {
-            // Frames of varied sizes, so sends stop mid-frame.
-            let frame: Vec<u8> = (0..(i * 97 % 5000 + 1)).map(|j| (i + j) as u8).collect();
-            want.extend_from_slice(&frame);
-            assert_eq!(outbox.push(frame.into()), SendStatus::Queued);
-        }
-        let mut got = Vec::new();
-        let mut chunk = vec![0u8; 7000];
-        for _ in 0..100_000 {
-            match outbox.send_some(a.as_fd()) {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
-            }
-            let n = b.read(&mut chunk).unwrap();
-            got.extend_from_slice(&chunk[..n]);
-        }
-        assert_eq!(outbox.queued_bytes(), 0);
-        drop(a);
-        b.read_to_end(&mut got).unwrap();
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn close_frame_jumps_the_queue_when_discarding() {
-        let outbox = Outbox::new(100);
-        assert_eq!(outbox.push(vec![1; 60].into()), SendStatus::Queued);
-        assert_eq!(outbox.push(vec![2; 60].into()), SendStatus::Backpressure);
-        assert!(outbox.close_with(vec![8; 4].into(), true));
-        assert_eq!(
-            outbox.queued_bytes(),
-            4,
-            "pending frames dropped, close queued"
-        );
-        assert_eq!(outbox.push(vec![3; 1].into()), SendStatus::Dropped);
-        assert!(
-            !outbox.close_with(vec![8; 4].into(), true),
-            "only one close"
-        );
-        outbox.shut();
-        assert_eq!(
-            (outbox.state(), outbox.queued_bytes()),
-            (OutState::Closed, 0)
-        );
-    }
-}
+#[path = "writer_tests.rs"]
+mod tests;

@@ -30,7 +30,7 @@ use std::{
 };
 
 use crate::{
-    config::{Config, RecvMode, RingMode},
+    config::{Config, RecvMode, RingMode, SendMode},
     http::DateCache,
     metrics::Metrics,
     net::{recv_ring::RecvRing, writer::Flusher},
@@ -234,6 +234,13 @@ impl Core {
             .collect();
         let rooms = RoomTable::new(names, storage.clone(), host.clone());
         let metrics = Rc::new(Metrics::default());
+        // One ring for receives (the poller's) and sends (the flusher's), as configured.
+        let receive_through_ring = config.ws_recv == RecvMode::Ring;
+        let recv_ring = recv_ring.map(|r| Rc::new(RefCell::new(r)));
+        let flusher = Flusher::new(metrics.clone());
+        if let Some(ring) = recv_ring.as_ref().filter(|_| config.ws_send == SendMode::Ring) {
+            flusher.send_through(ring.clone());
+        }
         let process_cap = crate::config::process_connection_cap();
         Core {
             id,
@@ -244,7 +251,7 @@ impl Core {
             rooms: RefCell::new(rooms),
             date: DateCache::new(),
             read_buf: RefCell::new(vec![0u8; READ_BUF_BYTES].into_boxed_slice()),
-            flusher: Flusher::new(metrics.clone()),
+            flusher,
             metrics,
             next_serial: Cell::new(0),
             trim_pending: Cell::new(false),
@@ -262,7 +269,7 @@ impl Core {
             ws_poller: match WsPoller::new(
                 id,
                 conn_cap.min(process_cap).min(POLLER_RESERVE),
-                recv_ring,
+                recv_ring.clone().filter(|_| receive_through_ring),
             ) {
                 Ok(p) => Some(p),
                 Err(e) => {
@@ -476,17 +483,17 @@ pub fn run(
             return;
         }
     };
-    // The receive ring is built here, on the core's thread (it is `SINGLE_ISSUER`), and handed
-    // to the poller. A kernel that refuses it stops the start, as a forced ring mode does: an
-    // A/B run must measure what it asked for.
-    let recv_ring = match config.ws_recv {
-        RecvMode::Epoll => None,
-        RecvMode::Ring => match RecvRing::new() {
+    // The core's second ring (receives, sends or both) is built here, on the core's thread (it
+    // is `SINGLE_ISSUER`), and handed to the poller and the flusher. A kernel that refuses it
+    // stops the start, as a forced ring mode does: an A/B run must measure what it asked for.
+    let recv_ring = match (config.ws_recv, config.ws_send) {
+        (RecvMode::Epoll, SendMode::Syscall) => None,
+        _ => match RecvRing::new() {
             Ok(ring) => Some(ring),
             Err(e) => {
                 let _ = ready.send(Err(std::io::Error::new(
                     e.kind(),
-                    format!("core {id}: cannot build the websocket receive ring: {e}"),
+                    format!("core {id}: cannot build the websocket ring (--ws-recv/--ws-send ring): {e}"),
                 )));
                 return;
             }

@@ -78,9 +78,9 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// `Config::test(threads)` in the ring mode that `PARTYRING_RING_MODE` names and the receive
-/// mode that `PARTYRING_WS_RECV` names, if set: CI runs the suites once per mode (.ci/run), and
-/// the binary reads the same variables itself.
+/// `Config::test(threads)` in the ring mode that `PARTYRING_RING_MODE` names, the receive mode
+/// that `PARTYRING_WS_RECV` names and the send mode that `PARTYRING_WS_SEND` names, if set: CI
+/// runs the suites once per mode (.ci/run), and the binary reads the same variables itself.
 pub fn config(threads: usize) -> Config {
     let mut config = Config::test(threads);
     if let Ok(mode) = std::env::var("PARTYRING_RING_MODE") {
@@ -88,6 +88,9 @@ pub fn config(threads: usize) -> Config {
     }
     if let Ok(mode) = std::env::var("PARTYRING_WS_RECV") {
         config.ws_recv = mode.parse().expect("PARTYRING_WS_RECV is a receive mode");
+    }
+    if let Ok(mode) = std::env::var("PARTYRING_WS_SEND") {
+        config.ws_send = mode.parse().expect("PARTYRING_WS_SEND is a send mode");
     }
     config
 }
