@@ -114,7 +114,8 @@ pub struct Config {
     /// Default: [`RingMode::Auto`], the fastest mode the kernel accepts.
     pub ring_mode: RingMode,
     /// How a core's parked WebSockets receive (see `net/recv_ring.rs`). Default
-    /// [`RecvMode::Epoll`]: the receive ring measured no faster (PERF.md §1k).
+    /// [`RecvMode::Epoll`]: the receive ring costs idle memory and was faster only on some
+    /// shapes (PERF.md §1k, §1l).
     pub ws_recv: RecvMode,
     /// How WebSocket frames are sent (`--ws-send`): one `sendmsg` per connection and pass
     /// (`syscall`, the default), or SQEs on the core's ring, one submit per pass (`ring`).
@@ -264,9 +265,9 @@ impl std::str::FromStr for RingMode {
 }
 
 /// How the WebSockets that wait in a core's poller receive their bytes. Measured against each
-/// other in PERF.md §1k: the ring halves the syscalls per echo and showed no difference in
-/// throughput per server-CPU-second, and it keeps 2 MiB of buffers per core, so epoll is the
-/// default.
+/// other in PERF.md §1k and §1l: with the send ring too, the rings beat epoll on echo at 500
+/// connections and showed no difference elsewhere, and the receive ring keeps 2 MiB of buffers
+/// per core (idle memory over its target), so epoll is the default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RecvMode {
     /// An epoll instance per core: readiness, then a `recv` syscall per readable socket (the

@@ -18,8 +18,9 @@
 //! instance's place: each parked socket has a multishot `recv` armed, the kernel reads, and
 //! the poller hands each completion's bytes to its connection ([`Parked::on_data`]). A
 //! connection that leaves takes the bytes received for it and not yet handed over
-//! ([`Parked::detach`]). Epoll stays the default: the ring halved the syscalls per echo and
-//! showed no throughput difference, for 2 MiB of buffers per core (PERF.md §1k).
+//! ([`Parked::detach`]). Epoll stays the default: with the send ring too the rings were faster
+//! on echo at 500 connections only, and the receive ring's 2 MiB of buffers per core put idle
+//! memory over its target (PERF.md §1k, §1l).
 //!
 //! A connection leaves the table when [`Parked::on_ready`] (or a ping) says so: finished (EOF,
 //! an error) or going on in a task of its own (a closing handshake, which is short and rare);

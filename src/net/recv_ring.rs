@@ -37,7 +37,7 @@
 //!
 //! Needs Linux 6.0 (multishot receive, synchronous cancel; buffer rings are 5.19).
 //! [`RecvRing::new`] probes for all of it and fails otherwise (then `--ws-recv ring` stops the
-//! start). Measured against the epoll poller, the default, in PERF.md §1k.
+//! start). Measured against the epoll poller, the default, in PERF.md §1k and §1l.
 
 use std::{
     collections::VecDeque,
@@ -112,6 +112,9 @@ pub struct RecvRing {
     /// Send batches whose completions never came (an enter failed): the kernel may still read
     /// their bytes, so they are kept until the ring is dropped (after its cancel).
     orphans: Vec<SendBatch>,
+    /// The number of the current send batch (31 bits), in its sends' tags: a late completion of
+    /// an orphaned batch is never taken for a send of a later one.
+    send_gen: u64,
 }
 
 impl RecvRing {
@@ -168,6 +171,7 @@ impl RecvRing {
             backlog: VecDeque::new(),
             unsubmitted: false,
             orphans: Vec::new(),
+            send_gen: 0,
         })
     }
 
@@ -388,6 +392,8 @@ impl RecvRing {
             return Ok(());
         }
         batch.materialise();
+        self.send_gen = (self.send_gen + 1) & 0x7fff_ffff;
+        let tag = SEND_TAG | self.send_gen << 32;
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         let mut pending = 0usize;
         let mut failed = None;
@@ -403,7 +409,7 @@ impl RecvRing {
                     .flags(flags as u32)
                     .build()
             }
-            .user_data(SEND_TAG | i as u64);
+            .user_data(tag | i as u64);
             loop {
                 // SAFETY: the SQE points at `batch`'s iovecs, header and bytes (its frames are
                 // kept by the batch), which stay in place and unchanged until every send of the
@@ -461,7 +467,10 @@ impl RecvRing {
     fn collect_sends(&mut self, batch: &mut SendBatch, pending: &mut usize) {
         for c in self.ring.completion() {
             if c.user_data() & SEND_TAG != 0 {
-                let i = (c.user_data() & !SEND_TAG) as usize;
+                if (c.user_data() >> 32) & 0x7fff_ffff != self.send_gen {
+                    continue; // an orphaned batch's
+                }
+                let i = (c.user_data() & 0xffff_ffff) as usize;
                 if let Some(send) = batch.sends.get_mut(i) {
                     if send.result.is_none() {
                         send.result = Some(c.result());
