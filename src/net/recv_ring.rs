@@ -419,7 +419,7 @@ impl RecvRing {
                     pending += 1;
                     break;
                 }
-                if let Err(e) = self.ring.submit() {
+                if let Err(e) = self.submit_sends() {
                     failed = Some(e);
                     break;
                 }
@@ -430,7 +430,7 @@ impl RecvRing {
             }
         }
         if failed.is_none() {
-            if let Err(e) = self.ring.submit() {
+            if let Err(e) = self.submit_sends() {
                 failed = Some(e);
             }
         }
@@ -459,6 +459,16 @@ impl RecvRing {
         match failed {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// Submits the queue for `send_batch`, again after a signal interrupted the enter.
+    fn submit_sends(&mut self) -> io::Result<()> {
+        loop {
+            match self.ring.submit() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r.map(|_| ()),
+            }
         }
     }
 
