@@ -67,7 +67,6 @@ const CQ_ENTRIES: u32 = 8192;
 /// Enters per [`RecvRing::reap`] at most (each runs every deferred receive pending; more are
 /// needed only while completions keep coming).
 const MAX_ENTERS: usize = 64;
-const GETEVENTS: u32 = 1; // IORING_ENTER_GETEVENTS
 /// The `user_data` bit of a send's completion; a receive's tag never sets it (the poller keeps
 /// its generations below 2^31).
 pub const SEND_TAG: u64 = 1 << 63;
@@ -125,6 +124,7 @@ impl RecvRing {
             .setup_single_issuer()
             .setup_defer_taskrun()
             .setup_taskrun_flag()
+            .setup_submit_all()
             .setup_cqsize(CQ_ENTRIES)
             .build(SQ_ENTRIES)
         {
@@ -133,6 +133,7 @@ impl RecvRing {
                 IoUring::builder()
                     .setup_coop_taskrun()
                     .setup_taskrun_flag()
+                    .setup_submit_all()
                     .setup_cqsize(CQ_ENTRIES)
                     .build(SQ_ENTRIES)?,
                 false,
@@ -380,73 +381,79 @@ impl RecvRing {
     ///
     /// Every send carries `MSG_DONTWAIT`, which io_uring honours by completing the request
     /// with `-EAGAIN` instead of waiting for the socket, so each one completes inside the
-    /// submit, no task work involved; a send is never left in flight when this returns. Should
-    /// a completion not come all the same (an enter fails), the batch's buffers are kept by the
-    /// ring for as long as it lives, `batch` is left empty, and the error returned. Receive
-    /// completions met on the way wait in the backlog, in order.
+    /// submit, no task work involved; a send is never left in flight when this returns. The
+    /// ring is `SUBMIT_ALL`, and the submission queue is empty when this returns (else the
+    /// process aborts, see `submit_all`): an SQE naming a socket by number never waits for a
+    /// later enter, by which time its connection may be closed and the number reused. Should a
+    /// completion not come all the same, the batch's buffers are kept by the ring for as long
+    /// as it lives, `batch` is left empty, and an error returned. Receive completions met on
+    /// the way wait in the backlog, in order.
     ///
     /// # Errors
-    /// `io_uring_enter` failed; the sends' outcome is unknown.
+    /// The queue had no room for the batch (nothing was sent), or a completion did not come.
     pub fn send_batch(&mut self, batch: &mut SendBatch) -> io::Result<()> {
         if batch.is_empty() {
             return Ok(());
+        }
+        let mut pending = 0usize;
+        // The poller's receives first, so the batch fits in the queue whole.
+        self.submit_all(batch, &mut pending);
+        let room = {
+            let sq = self.ring.submission();
+            sq.capacity() - sq.len()
+        };
+        if room < batch.len() {
+            return Err(io::Error::other(
+                "the ring's submission queue has no room for the sends",
+            ));
         }
         batch.materialise();
         self.send_gen = (self.send_gen + 1) & 0x7fff_ffff;
         let tag = SEND_TAG | self.send_gen << 32;
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-        let mut pending = 0usize;
-        let mut failed = None;
-        for i in 0..batch.sends.len() {
-            let send = &batch.sends[i];
-            let iovs = &batch.iovs[send.parts.0..send.parts.1];
-            let sqe = if iovs.len() == 1 {
-                opcode::Send::new(types::Fd(send.fd), iovs[0].iov_base.cast(), iovs[0].iov_len as u32)
+        {
+            let mut sq = self.ring.submission();
+            for i in 0..batch.sends.len() {
+                let send = &batch.sends[i];
+                let iovs = &batch.iovs[send.parts.0..send.parts.1];
+                let sqe = if iovs.len() == 1 {
+                    opcode::Send::new(
+                        types::Fd(send.fd),
+                        iovs[0].iov_base.cast(),
+                        iovs[0].iov_len as u32,
+                    )
                     .flags(flags)
                     .build()
-            } else {
-                opcode::SendMsg::new(types::Fd(send.fd), &batch.hdrs[i])
-                    .flags(flags as u32)
-                    .build()
-            }
-            .user_data(tag | i as u64);
-            loop {
+                } else {
+                    opcode::SendMsg::new(types::Fd(send.fd), &batch.hdrs[i])
+                        .flags(flags as u32)
+                        .build()
+                }
+                .user_data(tag | i as u64);
                 // SAFETY: the SQE points at `batch`'s iovecs, header and bytes (its frames are
                 // kept by the batch), which stay in place and unchanged until every send of the
                 // batch has completed: this function waits for that, or hands the batch to
-                // `orphans` (dropped only after the ring's requests are cancelled).
-                if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
-                    pending += 1;
-                    break;
-                }
-                if let Err(e) = self.submit_sends() {
-                    failed = Some(e);
-                    break;
-                }
-                self.collect_sends(batch, &mut pending);
-            }
-            if failed.is_some() {
-                break;
+                // `orphans` (dropped only after the ring's requests are cancelled). The queue
+                // has room for all of them (checked above), so the push cannot fail.
+                let pushed = unsafe { sq.push(&sqe) };
+                debug_assert!(pushed.is_ok(), "room was checked");
+                pending += 1;
             }
         }
-        if failed.is_none() {
-            if let Err(e) = self.submit_sends() {
-                failed = Some(e);
-            }
-        }
+        self.submit_all(batch, &mut pending);
         self.collect_sends(batch, &mut pending);
+        // Each send completed inside the submit; this is for a kernel that posts one later.
+        let short = types::Timespec::new().nsec(1_000_000);
+        let args = types::SubmitArgs::new().timespec(&short);
         let mut waits = 0;
-        while pending > 0 && failed.is_none() && waits < MAX_SEND_WAITS {
+        while pending > 0 && waits < MAX_SEND_WAITS {
             waits += 1;
-            // SAFETY: no argument pointer is passed; the SQEs submitted are valid as above.
-            match unsafe {
-                self.ring
-                    .submitter()
-                    .enter::<libc::sigset_t>(0, 1, GETEVENTS, None)
-            } {
+            match self.ring.submitter().submit_with_args(1, &args) {
                 Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => failed = Some(e),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(_) => break,
             }
             self.collect_sends(batch, &mut pending);
         }
@@ -454,22 +461,32 @@ impl RecvRing {
         self.wake_if_backlogged();
         if pending > 0 {
             self.orphans.push(std::mem::take(batch));
-            return Err(failed.unwrap_or_else(|| io::Error::other("sends did not complete")));
+            return Err(io::Error::other("sends through the ring did not complete"));
         }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
-    /// Submits the queue for `send_batch`, again after a signal interrupted the enter.
-    fn submit_sends(&mut self) -> io::Result<()> {
-        loop {
-            match self.ring.submit() {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r.map(|_| ()),
+    /// Submits everything queued, taking completions off the queue between tries (a full
+    /// completion queue answers `EBUSY`). An SQE that stayed queued could be submitted by a
+    /// later enter after its socket was closed and the number reused, sending one client's
+    /// bytes to another; a ring that takes no submissions at all is broken beyond that, so the
+    /// process aborts rather than risk it.
+    fn submit_all(&mut self, batch: &mut SendBatch, pending: &mut usize) {
+        let mut last = None;
+        for _ in 0..MAX_SEND_WAITS {
+            if self.ring.submission().is_empty() {
+                return;
             }
+            if let Err(e) = self.ring.submit() {
+                last = Some(e);
+            }
+            self.collect_sends(batch, pending);
         }
+        if self.ring.submission().is_empty() {
+            return;
+        }
+        tracing::error!(error = ?last, "the websocket ring takes no submissions; aborting");
+        std::process::abort();
     }
 
     /// Takes the completions queued so far: sends' results into `batch`, receives into the

@@ -11,7 +11,8 @@
 //! With `--ws-send ring` the pass's sends become SQEs on the core's second io_uring instead, all
 //! submitted with one enter ([`RecvRing::send_batch`]); each completes inside that submit
 //! (`MSG_DONTWAIT`), so the flusher takes every result before anything else runs, as it takes a
-//! `sendmsg`'s, and nothing is in flight between passes (docs/ring-modes.md).
+//! `sendmsg`'s, and nothing is in flight between passes (but after a ring failure, whose
+//! connections are closed: docs/ring-modes.md).
 //!
 //! There is no writer task per connection: an idle connection costs its queue and nothing
 //! else. Only a connection whose socket is full (a slow reader) gets a short-lived drain task,

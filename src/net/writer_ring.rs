@@ -110,10 +110,14 @@ impl Flusher {
                 }
             }
             let left: Vec<Rc<Outbox>> = rest.collect();
-            if let Err(e) = ring.borrow_mut().send_batch(&mut batch) {
-                tracing::error!(error = %e, "cannot send through the ring; the connections of the batch are closed");
-            }
+            let sent = ring.borrow_mut().send_batch(&mut batch);
             let results: Vec<Option<i32>> = (0..members.len()).map(|i| batch.result(i)).collect();
+            if let Err(e) = sent {
+                // Those without a result are closed (`sent_by_ring`): what reached them is
+                // unknown.
+                let closed = results.iter().filter(|r| r.is_none()).count();
+                tracing::error!(error = %e, closed, "cannot send through the websocket ring");
+            }
             batch.clear();
             drop(batch);
             for ((outbox, offered), sent) in members.drain(..).zip(results) {
