@@ -11,3 +11,14 @@ pub mod recv_ring;
 pub mod send_batch;
 pub mod sock;
 pub mod writer;
+
+/// Runs a future on a fresh monoio runtime (io_uring, else epoll) with timers: the test helper
+/// of this module's tests and the runtime's.
+#[cfg(test)]
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}

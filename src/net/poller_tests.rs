@@ -9,6 +9,7 @@ use std::{
 };
 
 use super::*;
+use crate::net::block_on;
 
 /// What the fakes did, in order.
 type Log = Rc<RefCell<Vec<String>>>;
@@ -118,14 +119,6 @@ fn block_on_defer<F: std::future::Future>(f: F) -> F::Output {
         Ok(mut rt) => rt.block_on(f),
         Err(_) => block_on(f),
     }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime")
-        .block_on(f)
 }
 
 /// Runs the event loop until `log` holds `n` entries (at most 5 s).

@@ -21,8 +21,9 @@
 //! eventfd is not signalled again while work is left, so `reap` asks each enter for a full
 //! queue's worth (with a zero timeout: it never waits), which runs all of it, enters again while
 //! completions keep coming, and [`RecvRing::backlogged`] tells the poller not to sleep while
-//! anything is left. With `COOP_TASKRUN` instead, each receive ran as task work at the thread's next kernel
-//! entry, one or two at a time after every `sendmsg`: 17% slower on echo (PERF.md §1k).
+//! anything is left. With `COOP_TASKRUN` instead, each receive ran as task work at the
+//! thread's next kernel entry, one or two at a time after every `sendmsg`: 17% slower on echo
+//! (PERF.md §1k).
 //!
 //! Leaving: a socket whose connection leaves the poller must not have a receive that could
 //! still take its bytes. [`RecvRing::cancel`] submits what is queued, cancels the socket's
@@ -48,7 +49,7 @@ use std::{
 
 use io_uring::{cqueue, opcode, types, IoUring};
 
-pub use super::send_batch::SendBatch;
+use super::send_batch::SendBatch;
 
 /// Provided buffers per core. Each completion holds one until it is handled; a socket that
 /// finds none left ends its receive with `ENOBUFS` and is armed again (its bytes wait in the
@@ -200,8 +201,7 @@ impl RecvRing {
         // it finds that list empty. So each enter asks for as many completions as the queue
         // holds (the kernel's own cap), which runs every item pending, with a zero timeout, so
         // it never waits: ETIME is the normal answer. Stopping after a 20-item enter that
-        // posted nothing stalled connections whose bytes were in the rest of the list (seen on
-        // echo: a run that delivered nothing after its first second).
+        // posted nothing could leave the rest of the list unsignalled until other work came.
         self.unreaped = true;
         let zero = types::Timespec::new();
         let args = types::SubmitArgs::new().timespec(&zero);

@@ -36,10 +36,7 @@ use std::{
 use monoio::net::TcpStream;
 use smallvec::SmallVec;
 
-use super::{
-    recv_ring::{RecvRing, SendBatch},
-    sock,
-};
+use super::{recv_ring::RecvRing, send_batch::SendBatch, sock};
 use crate::metrics::Metrics;
 
 /// Frames handed to one `sendmsg` at most (Linux allows 1024; 64 frames already fill a segment
@@ -618,7 +615,12 @@ pub struct Flusher {
     /// ([`Flusher::send_through`]), and the batch they are built in.
     ring: RefCell<Option<Rc<RefCell<RecvRing>>>>,
     batch: RefCell<SendBatch>,
+    /// The outboxes of the batch being sent (see `Flusher::flush_through`).
+    members: RefCell<Vec<RingMember>>,
 }
+
+/// An outbox in a ring batch: the bytes its send offered, and the send's outcome.
+type RingMember = (Rc<Outbox>, usize, Option<i32>);
 
 impl Flusher {
     pub fn new(metrics: Rc<Metrics>) -> Rc<Self> {
@@ -629,6 +631,7 @@ impl Flusher {
             unparker: RefCell::new(None),
             ring: RefCell::new(None),
             batch: RefCell::new(SendBatch::default()),
+            members: RefCell::new(Vec::new()),
         })
     }
 
@@ -684,7 +687,6 @@ impl Flusher {
             }
         }
     }
-
 }
 
 #[path = "writer_ring.rs"]

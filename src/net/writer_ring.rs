@@ -8,7 +8,7 @@ use std::{cell::RefCell, io, os::fd::AsRawFd, os::fd::RawFd, rc::Rc};
 use super::{
     Flusher, OutState, Outbox, CORK_MAX, MAX_IOVECS, RING_COPY_MAX, RING_SENDS_MAX,
 };
-use crate::net::recv_ring::{RecvRing, SendBatch};
+use crate::net::{recv_ring::RecvRing, send_batch::SendBatch};
 
 impl Outbox {
     /// Adds what [`Outbox::send_some`] would send now to `batch`, as one send on `fd`: the
@@ -82,53 +82,62 @@ impl Flusher {
     /// One pass's sends through the ring: every dirty outbox's send goes in one batch (or a
     /// few, past the bounds), submitted with one enter; outboxes that sent all they offered and
     /// have more queued (over [`MAX_IOVECS`] frames) go again in another batch. The outcome of
-    /// each send is taken as `flush` takes a `sendmsg`'s.
+    /// each send is taken as `flush` takes a `sendmsg`'s. Leaves `todo` empty.
     pub(super) fn flush_through(&self, ring: &RefCell<RecvRing>, todo: &mut Vec<Rc<Outbox>>) {
-        let mut members: Vec<(Rc<Outbox>, usize)> = Vec::new();
+        // Reused from pass to pass, as the batch is: (outbox, bytes offered, outcome).
+        let mut members = std::mem::take(&mut *self.members.borrow_mut());
         let mut again = Vec::new();
         for outbox in todo.iter() {
             outbox.scheduled.set(false);
         }
-        while !todo.is_empty() {
-            let mut batch = self.batch.borrow_mut();
-            let mut rest = todo.drain(..);
-            for outbox in rest.by_ref() {
-                if outbox.state.get() == OutState::Closed || outbox.blocked.get() {
-                    continue;
-                }
-                let Some(fd) = outbox.with_fd(|fd| fd.as_raw_fd()) else {
-                    continue;
-                };
-                match outbox.add_to(&mut batch, fd) {
-                    0 => {
-                        outbox.with_fd(|fd| outbox.after_drained(fd));
+        let mut next = 0;
+        while next < todo.len() {
+            {
+                let mut batch = self.batch.borrow_mut();
+                while next < todo.len()
+                    && batch.len() < RING_SENDS_MAX
+                    && batch.copied_bytes() < RING_COPY_MAX
+                {
+                    let outbox = &todo[next];
+                    next += 1;
+                    if outbox.state.get() == OutState::Closed || outbox.blocked.get() {
+                        continue;
                     }
-                    offered => members.push((outbox, offered)),
+                    let Some(fd) = outbox.with_fd(|fd| fd.as_raw_fd()) else {
+                        continue;
+                    };
+                    match outbox.add_to(&mut batch, fd) {
+                        0 => {
+                            outbox.with_fd(|fd| outbox.after_drained(fd));
+                        }
+                        offered => members.push((outbox.clone(), offered, None)),
+                    }
                 }
-                if batch.len() >= RING_SENDS_MAX || batch.copied_bytes() >= RING_COPY_MAX {
-                    break;
+                let sent = ring.borrow_mut().send_batch(&mut batch);
+                for (i, member) in members.iter_mut().enumerate() {
+                    member.2 = batch.result(i);
                 }
+                if let Err(e) = sent {
+                    // Those without an outcome are closed (`sent_by_ring`): what reached them
+                    // is unknown.
+                    let closed = members.iter().filter(|m| m.2.is_none()).count();
+                    tracing::error!(error = %e, closed, "cannot send through the websocket ring");
+                }
+                batch.clear();
             }
-            let left: Vec<Rc<Outbox>> = rest.collect();
-            let sent = ring.borrow_mut().send_batch(&mut batch);
-            let results: Vec<Option<i32>> = (0..members.len()).map(|i| batch.result(i)).collect();
-            if let Err(e) = sent {
-                // Those without a result are closed (`sent_by_ring`): what reached them is
-                // unknown.
-                let closed = results.iter().filter(|r| r.is_none()).count();
-                tracing::error!(error = %e, closed, "cannot send through the websocket ring");
-            }
-            batch.clear();
-            drop(batch);
-            for ((outbox, offered), sent) in members.drain(..).zip(results) {
+            // The batch is released: closing a connection reaches the poller, and the ring.
+            for (outbox, offered, sent) in members.drain(..) {
                 if outbox.sent_by_ring(offered, sent) {
                     again.push(outbox);
                 }
             }
-            todo.extend(left);
-            if todo.is_empty() {
+            if next == todo.len() && !again.is_empty() {
+                todo.clear();
                 std::mem::swap(todo, &mut again);
+                next = 0;
             }
         }
+        todo.clear();
+        *self.members.borrow_mut() = members;
     }
 }

@@ -2,6 +2,7 @@
 use std::{io::Read, os::fd::AsFd, os::unix::net::UnixStream};
 
 use super::*;
+use crate::net::block_on;
 use crate::metrics::Metrics;
 
 #[test]
@@ -56,20 +57,9 @@ fn close_frame_jumps_the_queue_when_discarding() {
     );
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("runtime")
-        .block_on(f)
-}
-
-/// With `--ws-send ring`, three connections' queues go out through the ring's batches:
-/// each peer gets exactly its own bytes, in order, across partial sends, a full socket (a
-/// peer that reads slowly, so the drain task takes over) and more frames than one send
-/// carries.
-#[test]
-fn ring_sends_keep_each_connections_bytes_and_order() {
+/// Runs `test` on a fresh event loop with a running flusher that sends through a fresh ring
+/// (skipped where the kernel has no such ring).
+fn with_ring_flusher<F: std::future::Future<Output = ()>>(test: impl FnOnce(Rc<Flusher>) -> F) {
     let Ok(ring) = RecvRing::new() else {
         eprintln!("no io_uring ring on this kernel: skipped");
         return;
@@ -79,6 +69,17 @@ fn ring_sends_keep_each_connections_bytes_and_order() {
         let flusher = Flusher::new(Rc::new(Metrics::default()));
         flusher.send_through(ring);
         monoio::spawn(flusher.clone().run());
+        test(flusher).await
+    });
+}
+
+/// With `--ws-send ring`, three connections' queues go out through the ring's batches:
+/// each peer gets exactly its own bytes, in order, across partial sends, a full socket (a
+/// peer that reads slowly, so the drain task takes over) and more frames than one send
+/// carries.
+#[test]
+fn ring_sends_keep_each_connections_bytes_and_order() {
+    with_ring_flusher(|flusher| async move {
         let mut outboxes = Vec::new();
         let mut readers = Vec::new();
         for k in 0..3u32 {
@@ -134,15 +135,7 @@ fn ring_sends_keep_each_connections_bytes_and_order() {
 /// A send that fails through the ring (the peer is gone) shuts that connection only.
 #[test]
 fn a_failed_ring_send_shuts_only_its_connection() {
-    let Ok(ring) = RecvRing::new() else {
-        eprintln!("no io_uring ring on this kernel: skipped");
-        return;
-    };
-    let ring = Rc::new(RefCell::new(ring));
-    block_on(async move {
-        let flusher = Flusher::new(Rc::new(Metrics::default()));
-        flusher.send_through(ring);
-        monoio::spawn(flusher.clone().run());
+    with_ring_flusher(|flusher| async move {
         let (a, gone) = UnixStream::pair().unwrap();
         let (c, mut alive) = UnixStream::pair().unwrap();
         drop(gone);

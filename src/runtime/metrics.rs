@@ -136,7 +136,7 @@ pub async fn gather(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::handoff::Inbound;
+    use crate::{net::block_on, runtime::handoff::Inbound};
 
     fn snap(core: usize, base: u64) -> Snapshot {
         Snapshot {
@@ -145,14 +145,6 @@ mod tests {
             rooms: base + 3,
             ..Snapshot::default()
         }
-    }
-
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(f)
     }
 
     #[test]
