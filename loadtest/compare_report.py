@@ -43,6 +43,8 @@ def load_run(path):
         "per_cpu": num("per_server_cpu_sec"),
         "rate": num("rate"),
         "srv_pct": num("server_cpu_pct"),
+        # Of srv_pct, ksoftirqd on the server's CPU (partyring-load counts it as the server's).
+        "softirqd_pct": num("softirqd_cpu_pct"),
         "gen_pct": num("gen_cpu_pct", last),
         "res": num("res_per_op"),
         "cs": num("ctx_switches_per_op"),

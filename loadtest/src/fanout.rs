@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::net::{Handler, Out};
+use crate::net::{Handler, Out, SendMode};
 use crate::payload::{self, Payload};
 use crate::phase::{connect_all, drain, Counters, Measured, Opened};
 use crate::stats::{now_ns, record, Part, SeqCheck};
@@ -62,6 +62,10 @@ pub struct FanoutArgs {
     /// Room names are <prefix>-<index>.
     #[arg(long, default_value = "fanout")]
     pub room_prefix: String,
+    /// Closed loop: when a room's next round leaves once its last delivery arrived: `batch`
+    /// (with everything else queued in the loop turn) or `immediate` (at once, its own write).
+    #[arg(long, value_enum, default_value_t = SendMode::Batch)]
+    pub send: SendMode,
 }
 
 const HTTP_BIT: u32 = 1 << 31;
@@ -310,6 +314,7 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
     let share = my_rooms.len() as f64 / a.rooms as f64;
     let m = a.members;
     let mut net = ctx.net(my_rooms.start * (m + 1))?;
+    net.set_send(a.send);
     let mut f = Fanout {
         a,
         rooms: Vec::new(),

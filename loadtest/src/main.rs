@@ -196,6 +196,8 @@ pub struct Driver {
     hold: f64,
     /// The CPU whose rescheduling interrupts count (`None`: all).
     pub server_cpu: Option<u32>,
+    /// `ksoftirqd` of `server_cpu`: its time counts as the server's (`stats::ksoftirqd_pid`).
+    softirqd: Option<u32>,
     pub before: Snap,
     pub ready: Option<Snap>,
     pub starts: Vec<Snap>,
@@ -213,7 +215,7 @@ impl Driver {
         if self.hold > 0.0 {
             std::thread::sleep(Duration::from_secs_f64(self.hold));
         }
-        self.ready = Some(Snap::take(self.pid));
+        self.ready = Some(Snap::take(self.pid, self.softirqd));
     }
 
     /// Starts perf (counters off) for the next window, when wanted and not running yet.
@@ -231,11 +233,11 @@ impl Driver {
                 self.use_perf = false;
             }
         }
-        self.starts.push(Snap::take(self.pid));
+        self.starts.push(Snap::take(self.pid, self.softirqd));
     }
 
     fn window_end(&mut self) {
-        self.ends.push(Snap::take(self.pid));
+        self.ends.push(Snap::take(self.pid, self.softirqd));
         let counts = self
             .perf
             .take()
@@ -583,14 +585,20 @@ fn main() {
     };
     let pid = cli.common.server_pid;
     let windows = !matches!(cli.cmd, Cmd::Idle(_));
+    let server_cpu = cli
+        .common
+        .server_cpu
+        .or_else(|| pid.and_then(|p| stats::proc_single_cpu(&p.to_string())));
+    // Only for a server on one CPU: with several, their softirq threads also serve others.
+    let softirqd = server_cpu
+        .filter(|_| pid.is_some() && windows)
+        .and_then(stats::ksoftirqd_pid);
     let mut driver = Driver {
         pid,
         hold,
-        server_cpu: cli
-            .common
-            .server_cpu
-            .or_else(|| pid.and_then(|p| stats::proc_single_cpu(&p.to_string()))),
-        before: Snap::take(pid),
+        server_cpu,
+        softirqd,
+        before: Snap::take(pid, softirqd),
         ready: None,
         starts: Vec::new(),
         ends: Vec::new(),

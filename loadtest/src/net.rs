@@ -5,8 +5,8 @@
 //! A scenario implements [`Handler`]; it queues bytes with [`Out`], and how they leave depends on
 //! the [`SendMode`]. `Batch` (the default): nothing is written at once, and [`Net::turn`] ends by
 //! writing each socket's queue with one `write` call, so the answers to everything read in a turn
-//! leave together. `Immediate`: what a callback queued for its own connection is written the
-//! moment the callback returns, before the next response or frame is parsed: the closed-loop
+//! leave together. `Immediate`: what a callback queued (for its own connection, or in fan-out
+//! for the publisher whose round a delivery completed) is written the moment the callback returns, before the next response or frame is parsed: the closed-loop
 //! pattern of wrk, where each connection's next request follows its own response rather than a
 //! turn's worth of them (wrk marks the socket writable when the response completes and writes
 //! on its next poll pass, which returns at once). The server then sees a steady trickle of
@@ -127,10 +127,17 @@ pub struct Out {
     /// Per connection: our compressor's window bits, 0 to send plain.
     compress_bits: Vec<u8>,
     deflater: Deflater,
+    /// `Immediate` mode: the connections a callback queued bytes for, written when it returns.
+    touched: Option<Vec<usize>>,
 }
 
 impl Out {
     fn mark(&mut self, id: usize) {
+        if let Some(t) = &mut self.touched {
+            if t.last() != Some(&id) {
+                t.push(id);
+            }
+        }
         if !self.is_dirty[id] {
             self.is_dirty[id] = true;
             self.dirty.push(id);
@@ -290,6 +297,7 @@ impl Net {
                 closing: Vec::new(),
                 compress_bits: Vec::new(),
                 deflater: Deflater::default(),
+                touched: None,
             },
             scratch: vec![0; SCRATCH],
             server,
@@ -317,6 +325,7 @@ impl Net {
     /// Chooses when queued bytes leave (see the module note); `Batch` until called.
     pub fn set_send(&mut self, send: SendMode) {
         self.send = send;
+        self.out.touched = (send == SendMode::Immediate).then(Vec::new);
     }
 
     /// Wakes the next [`Net::turn`] at `deadline_ns` (CLOCK_MONOTONIC), with the kernel's
@@ -811,16 +820,38 @@ impl Net {
         true
     }
 
-    /// In `Immediate` mode, writes what a callback just queued for `id` (an open connection):
-    /// the answer leaves before anything else read in this turn is looked at.
+    /// In `Immediate` mode, writes what the callback that just returned (on `id`, an open
+    /// connection) queued, for `id` and for any other open connection (a fan-out member's
+    /// delivery may start its room's next round on the publisher's connection): it leaves
+    /// before anything else read in this turn is looked at. An error is `id`'s; another
+    /// connection that fails is failed at the end of the turn, when its queue is written again.
     fn write_now(&mut self, id: usize) -> Result<(), String> {
-        if self.send != SendMode::Immediate || self.out.wbufs[id].is_empty() {
-            return Ok(());
-        }
-        let Some(s) = self.conns[id].as_mut().and_then(|c| c.stream.as_mut()) else {
+        let Some(mut touched) = self.out.touched.take() else {
             return Ok(());
         };
-        write_queue(s, &mut self.out.wbufs[id], &mut self.stats)
+        let mut result = Ok(());
+        for &t in &touched {
+            if self.out.wbufs[t].is_empty() {
+                continue;
+            }
+            let Some(c) = self.conns[t].as_mut() else {
+                continue;
+            };
+            if !matches!(c.state, State::Open | State::Closing) {
+                continue; // written once connected, as in `flush`
+            }
+            let Some(s) = c.stream.as_mut() else {
+                continue;
+            };
+            if let Err(e) = write_queue(s, &mut self.out.wbufs[t], &mut self.stats) {
+                if t == id {
+                    result = Err(e);
+                }
+            }
+        }
+        touched.clear();
+        self.out.touched = Some(touched);
+        result
     }
 
     fn flush<H: Handler>(&mut self, h: &mut H) {
@@ -1026,6 +1057,7 @@ mod tests {
             closing: Vec::new(),
             compress_bits: vec![0; n],
             deflater: Deflater::default(),
+            touched: None,
         }
     }
 
@@ -1229,5 +1261,81 @@ mod tests {
     fn immediate_mode_answers_each_response_with_its_own_write() {
         // The first request, then one write per response.
         assert_eq!(writes_for_two_responses(SendMode::Immediate), 3);
+    }
+
+    /// Answers each response on the *other* connection, as a fan-out member's delivery starts
+    /// its room's next round on the publisher's connection.
+    struct Cross {
+        responses: usize,
+    }
+
+    impl Handler for Cross {
+        fn on_open(&mut self, out: &mut Out, id: usize, _now: u64) {
+            out.raw(id, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
+        }
+        fn on_fail(&mut self, _id: usize, _opened: bool, err: &str) {
+            panic!("connection failed: {err}");
+        }
+        fn on_http(&mut self, out: &mut Out, id: usize, status: u16, _body: &[u8], _now: u64) {
+            assert_eq!(status, 200);
+            self.responses += 1;
+            out.raw(id ^ 1, b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n");
+        }
+    }
+
+    /// Two connections, two responses in one segment on each, each answered on the other
+    /// connection; returns the client's write calls.
+    fn writes_for_cross_answers(mode: SendMode) -> u64 {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut socks: Vec<std::net::TcpStream> =
+                (0..2).map(|_| listener.accept().unwrap().0).collect();
+            let mut buf = [0u8; 1024];
+            for s in &mut socks {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).unwrap();
+                    assert!(n > 0, "client closed before its first request");
+                    got.extend_from_slice(&buf[..n]);
+                }
+            }
+            let one = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            for s in &mut socks {
+                s.write_all(&[&one[..], &one[..]].concat()).unwrap();
+            }
+            for s in &mut socks {
+                let mut answers = Vec::new();
+                while answers.windows(6).filter(|w| w == b"GET /b").count() < 2 {
+                    let n = s.read(&mut buf).unwrap();
+                    assert!(n > 0, "client closed before answering");
+                    answers.extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        let mut net = Net::new(addr, Vec::new(), 0, 4).unwrap();
+        net.set_send(mode);
+        net.add_http(0);
+        net.add_http(1);
+        let mut h = Cross { responses: 0 };
+        for _ in 0..200 {
+            if h.responses == 4 && net.out.dirty.is_empty() {
+                break;
+            }
+            net.turn(&mut h, Duration::from_millis(50)).unwrap();
+        }
+        assert_eq!(h.responses, 4);
+        server.join().unwrap();
+        net.stats.writes
+    }
+
+    #[test]
+    fn immediate_mode_writes_an_answer_queued_for_another_connection_at_once() {
+        // Two first requests; then batch: one write per connection for both its answers,
+        // immediate: one write per answer.
+        assert_eq!(writes_for_cross_answers(SendMode::Batch), 4);
+        assert_eq!(writes_for_cross_answers(SendMode::Immediate), 6);
     }
 }

@@ -16,9 +16,12 @@ struct StepReport {
     delivered: u64,
     delivered_per_sec: f64,
     bytes_per_sec: f64,
-    /// Server CPU seconds (utime + stime) used during the window, if --server-pid was given.
+    /// Server CPU seconds (utime + stime) used during the window, if --server-pid was given,
+    /// with those of `ksoftirqd` on the server's CPU when it is pinned to one.
     server_cpu_secs: Option<f64>,
     server_cpu_pct: Option<f64>,
+    /// Of `server_cpu_pct`, the share `ksoftirqd` on the server's CPU ran (`None`: not known).
+    softirqd_cpu_pct: Option<f64>,
     ops_per_server_cpu_sec: Option<f64>,
     delivered_per_server_cpu_sec: Option<f64>,
     /// Generator CPU (all processes) as % of one core over the window.
@@ -113,8 +116,11 @@ struct Integrity {
 #[derive(Serialize)]
 struct Report<'a> {
     scenario: &'static str,
-    /// Server CPU share of the last step's window, % of one CPU (compare's saturation check).
+    /// Server CPU share of the last step's window, % of one CPU (compare's saturation check),
+    /// `ksoftirqd` of its CPU included.
     server_cpu_pct: Option<f64>,
+    /// Of that, `ksoftirqd`'s share.
+    softirqd_cpu_pct: Option<f64>,
     /// The last step's kernel counters per counted unit (see `Kernel`).
     res_per_op: Option<f64>,
     ctx_switches_per_op: Option<f64>,
@@ -160,8 +166,14 @@ struct Deflate {
     declined: u64,
 }
 
+/// The server's CPU seconds between two snapshots: its own threads' and, when known, those of
+/// its CPU's `ksoftirqd` (the loopback work its sends leave there; PERF.md §1m).
 fn diff(a: &Snap, b: &Snap) -> Option<f64> {
-    Some(b.server_cpu_secs? - a.server_cpu_secs?)
+    Some(b.server_cpu_secs? - a.server_cpu_secs? + softirqd_diff(a, b).unwrap_or(0.0))
+}
+
+fn softirqd_diff(a: &Snap, b: &Snap) -> Option<f64> {
+    Some(b.softirqd_cpu_secs? - a.softirqd_cpu_secs?)
 }
 
 fn per_conn(before: Option<u64>, after: Option<u64>, unit: f64, n: u64) -> Option<f64> {
@@ -201,9 +213,13 @@ fn memory(n: u64, a: &Snap, b: &Snap) -> Memory {
 pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -> bool {
     let mut steps = Vec::new();
     for (i, s) in part.steps.iter().enumerate() {
-        let (server_cpu, window) = match (d.starts.get(i), d.ends.get(i)) {
-            (Some(a), Some(b)) => (diff(a, b), (b.at_ns - a.at_ns) as f64 / 1e9),
-            _ => (None, s.wall_secs),
+        let (server_cpu, softirqd, window) = match (d.starts.get(i), d.ends.get(i)) {
+            (Some(a), Some(b)) => (
+                diff(a, b),
+                softirqd_diff(a, b),
+                (b.at_ns - a.at_ns) as f64 / 1e9,
+            ),
+            _ => (None, None, s.wall_secs),
         };
         let wall = s.wall_secs.max(1e-9);
         let h = pairs_to_hist(&s.hist);
@@ -271,6 +287,7 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
             bytes_per_sec: s.bytes as f64 / wall,
             server_cpu_secs: server_cpu,
             server_cpu_pct: server_cpu.map(|c| c / window.max(1e-9) * 100.0),
+            softirqd_cpu_pct: softirqd.map(|c| c / window.max(1e-9) * 100.0),
             ops_per_server_cpu_sec: per(s.ops),
             delivered_per_server_cpu_sec: per(s.delivered),
             gen_cpu_pct: s.gen_cpu_secs / wall * 100.0,
@@ -290,13 +307,13 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
         Cmd::Churn(a) => {
             // Let the server finish closing, bounded by --settle.
             let until = Instant::now() + Duration::from_secs_f64(a.settle.clamp(0.0, 120.0));
-            let mut after = Snap::take(cli.common.server_pid);
+            let mut after = Snap::take(cli.common.server_pid, None);
             while let (Some(b), Some(n)) = (d.before.server_fds, after.server_fds) {
                 if n <= b || Instant::now() >= until {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
-                after = Snap::take(cli.common.server_pid);
+                after = Snap::take(cli.common.server_pid, None);
             }
             if let (Some(b), Some(n)) = (d.before.server_fds, after.server_fds) {
                 fds_returned = Some(n <= b);
@@ -360,6 +377,15 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
                 fmt_opt(l.map(|l| l.p999), 0),
                 fmt_opt(l.map(|l| l.max), 0),
             );
+        }
+        for s in &steps {
+            if let Some(k) = s.softirqd_cpu_pct {
+                println!(
+                    "  {}: srv-cpu includes ksoftirqd/{} at {k:.1}% of a CPU",
+                    s.label,
+                    d.server_cpu.unwrap_or_default()
+                );
+            }
         }
         let unit = if matches!(cli.cmd.name(), "fanout" | "yjs") {
             "delivery"
@@ -488,6 +514,7 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
     let report = Report {
         scenario: cli.cmd.name(),
         server_cpu_pct: last.and_then(|s| s.server_cpu_pct),
+        softirqd_cpu_pct: last.and_then(|s| s.softirqd_cpu_pct),
         res_per_op: last.and_then(|s| s.kernel.res_per_op),
         ctx_switches_per_op: last.and_then(|s| s.kernel.ctx_switches_per_op),
         cycles_per_op: last.and_then(|s| s.kernel.cycles_per_op),
@@ -548,4 +575,26 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
         }
     }
     integrity_ok && conns_ok && churn_ok && deflate_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(server: f64, softirqd: Option<f64>) -> Snap {
+        Snap {
+            server_cpu_secs: Some(server),
+            softirqd_cpu_secs: softirqd,
+            ..Snap::default()
+        }
+    }
+
+    #[test]
+    fn the_servers_cpu_includes_its_cpus_ksoftirqd_when_known() {
+        let d = diff(&snap(10.0, Some(3.0)), &snap(12.5, Some(3.5))).unwrap();
+        assert!((d - 3.0).abs() < 1e-9, "{d}");
+        let d = diff(&snap(10.0, None), &snap(12.5, None)).unwrap();
+        assert!((d - 2.5).abs() < 1e-9, "{d}");
+        assert!(diff(&Snap::default(), &snap(1.0, None)).is_none());
+    }
 }

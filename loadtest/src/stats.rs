@@ -169,6 +169,19 @@ fn ctx_switches_of(status: &str) -> Option<u64> {
     Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
 }
 
+/// The pid of `ksoftirqd/<cpu>`, the kernel thread that runs the softirqs `cpu` could not run
+/// where they were raised. On loopback a sender's CPU does the receive side's network work in
+/// softirq; past the kernel's per-run budget it goes to this thread, whose time is the
+/// server's cost but not in its `/proc/<pid>/stat` (PERF.md §1m).
+pub fn ksoftirqd_pid(cpu: u32) -> Option<u32> {
+    let want = format!("ksoftirqd/{cpu}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        (comm.trim_end() == want).then_some(pid)
+    })
+}
+
 /// The CPU a process is pinned to, if its affinity (`Cpus_allowed_list` in
 /// `/proc/<pid>/status`) is exactly one CPU.
 pub fn proc_single_cpu(pid: &str) -> Option<u32> {
@@ -182,6 +195,10 @@ pub fn proc_single_cpu(pid: &str) -> Option<u32> {
 pub struct Snap {
     pub at_ns: u64,
     pub server_cpu_secs: Option<f64>,
+    /// CPU seconds of `ksoftirqd/N` for the server's CPU (pinned servers only, see
+    /// [`ksoftirqd_pid`]).
+    #[serde(default)]
+    pub softirqd_cpu_secs: Option<f64>,
     pub server_rss_kb: Option<u64>,
     /// `None` unless the server reports it (partyring's `/metrics`).
     #[serde(default)]
@@ -210,12 +227,15 @@ impl Snap {
 }
 
 impl Snap {
-    pub fn take(pid: Option<u32>) -> Snap {
+    /// The server `pid`'s figures, and the CPU time of `softirqd` (the pid of its CPU's
+    /// `ksoftirqd`), if known.
+    pub fn take(pid: Option<u32>, softirqd: Option<u32>) -> Snap {
         let pid = pid.map(|p| p.to_string());
         let ss = sockstat();
         Snap {
             at_ns: now_ns(),
             server_cpu_secs: pid.as_deref().and_then(proc_cpu_secs),
+            softirqd_cpu_secs: softirqd.and_then(|k| proc_cpu_secs(&k.to_string())),
             server_rss_kb: pid.as_deref().and_then(proc_rss_kb),
             server_heap_bytes: server_heap_bytes(),
             server_fds: pid.as_deref().and_then(proc_fds),
@@ -459,6 +479,16 @@ mod tests {
         assert_eq!(snap.res_on(Some(1)), Some(7276));
         assert_eq!(snap.res_on(None), Some(8516 + 7276));
         assert_eq!(snap.res_on(Some(5)), None);
+    }
+
+    #[test]
+    fn ksoftirqd_is_found_by_name_only() {
+        // Where /proc shows kernel threads (not in every container), ksoftirqd/0 exists.
+        if let Some(pid) = ksoftirqd_pid(0) {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+            assert_eq!(comm.trim_end(), "ksoftirqd/0");
+        }
+        assert_eq!(ksoftirqd_pid(u32::MAX), None);
     }
 
     #[test]
