@@ -15,7 +15,8 @@
 # figure per server-CPU-second, the server's CPU share and the kernel events per op. Then
 # loadtest/ab-report.py prints the medians (min-max), the ratios, whether NEW beat OLD in every
 # round, and writes a ratio plot per shape (DIR/ratio-<shape>.svg).
-# The one-in-flight fan-out shapes (fanout-{100x16,1x1000,1000x10}-b1: --batch 1) and the
+# The one-in-flight fan-out shapes (fanout-{100x16,1x1000,1000x10}-b1: --batch 1), the
+# immediate-send ones (fanout-{...}-imm: --send immediate) and the
 # permessage-deflate shapes (fanout-deflate-{on,off}-{512,4096}, echo-deflate-{on,off}-512)
 # run only when --shapes names them, e.g. `--shapes fanout-deflate-on-512,fanout-deflate-off-512`;
 # DEFLATE_INFLATE_SAMPLE=N (passed on to compare) lets one receiver in N inflate on the `on' ones.
@@ -82,6 +83,11 @@ OPT_SHAPES=(
   "fanout-100x16-b1|fanout|--rooms 100 --members 16 --size 64 --publish ws --batch 1 --room-prefix f16b"
   "fanout-1x1000-b1|fanout|--rooms 1 --members 1000 --size 64 --publish ws --batch 1 --room-prefix f1kb"
   "fanout-1000x10-b1|fanout|--rooms 1000 --members 10 --size 64 --publish ws --batch 1 --room-prefix f10kb"
+  # The same 16-in-flight fan-outs with the other client pattern: a room's next round leaves
+  # the moment its last delivery arrives (--send immediate), not at the end of the loop turn.
+  "fanout-100x16-imm|fanout|--rooms 100 --members 16 --size 64 --publish ws --send immediate --room-prefix f16i"
+  "fanout-1x1000-imm|fanout|--rooms 1 --members 1000 --size 64 --publish ws --send immediate --room-prefix f1ki"
+  "fanout-1000x10-imm|fanout|--rooms 1000 --members 10 --size 64 --publish ws --send immediate --room-prefix f10ki"
   "fanout-deflate-on-512|fanout-deflate-on-512|"
   "fanout-deflate-off-512|fanout-deflate-off-512|"
   "fanout-deflate-on-4096|fanout-deflate-on-4096|"

@@ -126,7 +126,7 @@ struct Cli {
     #[arg(long, env = "PARTYRING_WS_RECV", default_value = "epoll")]
     ws_recv: partyring::config::RecvMode,
     /// How WebSocket frames are sent: `syscall` (one sendmsg per connection and event-loop
-    /// pass; the default) or `ring` (io_uring send SQEs, one submit per pass; stops the start
+    /// pass; the default) or `ring` (io_uring send SQEs, 16 per enter; stops the start
     /// if the kernel refuses). PERF.md §1l measures both.
     #[arg(long, env = "PARTYRING_WS_SEND", default_value = "syscall")]
     ws_send: partyring::config::SendMode,

@@ -32,7 +32,7 @@
 //! that were for the leaving socket: nothing it was sent is lost or read by anyone else.
 //!
 //! Sends: with `--ws-send ring` the core's flusher sends through this ring too
-//! ([`RecvRing::send_batch`]): one SQE per connection, one submit per pass, every send
+//! ([`RecvRing::send_batch`]): one SQE per connection, submitted 16 per enter ([`SEND_CHUNK`]), every send
 //! completing inside it (`MSG_DONTWAIT`). Their completions carry [`SEND_TAG`]; receive
 //! completions met while collecting them wait in the backlog.
 //!
@@ -50,6 +50,13 @@ use std::{
 use io_uring::{cqueue, opcode, types, IoUring};
 
 use super::send_batch::SendBatch;
+
+/// SQEs one enter submits at most (`submit_all`). The sends of one enter run back to back in
+/// the kernel; on loopback each leaves the receiving socket's work as a softirq on this CPU, and
+/// in a long enter that work piled up past the softirq's budget and went to `ksoftirqd`: 10-21%
+/// of the CPU with a whole pass per enter, and the rounds with most of it the slowest. With 16
+/// per enter it was 3-4% (PERF.md §1m).
+const SEND_CHUNK: usize = 16;
 
 /// Provided buffers per core. Each completion holds one until it is handled; a socket that
 /// finds none left ends its receive with `ENOBUFS` and is armed again (its bytes wait in the
@@ -376,7 +383,7 @@ impl RecvRing {
         self.bufs.give_back(bid);
     }
 
-    /// Sends every send of `batch` with one submit, and fills in each result (bytes sent, or
+    /// Sends every send of `batch` (16 SQEs per enter), and fills in each result (bytes sent, or
     /// minus an errno: `-EAGAIN` for a socket that takes nothing now).
     ///
     /// Every send carries `MSG_DONTWAIT`, which io_uring honours by completing the request
@@ -466,7 +473,8 @@ impl RecvRing {
         Ok(())
     }
 
-    /// Submits everything queued, taking completions off the queue between tries (a full
+    /// Submits everything queued, at most [`SEND_CHUNK`] SQEs per enter, taking completions
+    /// off the queue between enters (a full
     /// completion queue answers `EBUSY`). An SQE that stayed queued could be submitted by a
     /// later enter after its socket was closed and the number reused, sending one client's
     /// bytes to another; a ring that takes no submissions at all is broken beyond that, so the
@@ -477,7 +485,10 @@ impl RecvRing {
             if self.ring.submission().is_empty() {
                 return;
             }
-            if let Err(e) = self.ring.submit() {
+            let n = self.ring.submission().len().min(SEND_CHUNK) as u32;
+            // SAFETY: a plain submit of `n` of the queued SQEs (n <= the queue's length): no
+            // flags and no argument, so the kernel reads nothing of ours but the queue.
+            if let Err(e) = unsafe { self.ring.submitter().enter::<libc::sigset_t>(n, 0, 0, None) } {
                 last = Some(e);
             }
             self.collect_sends(batch, pending);

@@ -9,7 +9,7 @@
 //! per recipient instead of one per frame (worth ~10x on loopback: docs/loopback-costs.md).
 //!
 //! With `--ws-send ring` the pass's sends become SQEs on the core's second io_uring instead, all
-//! submitted with one enter ([`RecvRing::send_batch`]); each completes inside that submit
+//! submitted 16 per enter ([`RecvRing::send_batch`]); each completes inside its submit
 //! (`MSG_DONTWAIT`), so the flusher takes every result before anything else runs, as it takes a
 //! `sendmsg`'s, and nothing is in flight between passes (but after a ring failure, whose
 //! connections are closed: docs/ring-modes.md).

@@ -80,7 +80,7 @@ impl Outbox {
 
 impl Flusher {
     /// One pass's sends through the ring: every dirty outbox's send goes in one batch (or a
-    /// few, past the bounds), submitted with one enter; outboxes that sent all they offered and
+    /// few, past the bounds), submitted 16 per enter; outboxes that sent all they offered and
     /// have more queued (over [`MAX_IOVECS`] frames) go again in another batch. The outcome of
     /// each send is taken as `flush` takes a `sendmsg`'s. Leaves `todo` empty.
     pub(super) fn flush_through(&self, ring: &RefCell<RecvRing>, todo: &mut Vec<Rc<Outbox>>) {
