@@ -117,9 +117,10 @@ pub struct Config {
     /// [`RecvMode::Epoll`]: the receive ring costs idle memory and was faster only on some
     /// shapes (PERF.md §1k, §1l).
     pub ws_recv: RecvMode,
-    /// How WebSocket frames are sent (`--ws-send`): one `sendmsg` per connection and pass
-    /// (`syscall`, the default), or SQEs on the core's ring, submitted 16 per enter (`ring`).
-    /// Measured against each other in PERF.md §1l.
+    /// How WebSocket frames are sent (`--ws-send`): SQEs on the core's ring, submitted 16 per
+    /// enter (`ring`), or one `sendmsg` per connection and pass (`syscall`). Default
+    /// [`SendMode::Auto`]: the ring where the kernel builds it, else `syscall`. Measured
+    /// against each other in PERF.md §1l and §1m.
     pub ws_send: SendMode,
 
     /// Static assets (`--serve DIR`, PartyKit's flag of the same name): files under a directory
@@ -325,21 +326,26 @@ impl std::str::FromStr for RecvMode {
 /// How a core sends queued WebSocket frames (see `net/writer.rs`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SendMode {
-    /// One `sendmsg` (or `send`) syscall per connection with something queued, per event-loop
-    /// pass (the default).
+    /// `Ring` where the kernel builds the core's ring, else `Syscall` (logged); the default.
+    /// A running core never reports `Auto`, only what it resolved to.
     #[default]
+    Auto,
+    /// One `sendmsg` (or `send`) syscall per connection with something queued, per event-loop
+    /// pass.
     Syscall,
-    /// The pass's sends become SQEs on the core's io_uring (the receive ring's instance), all
-    /// submitted with one `io_uring_enter` (Linux 6.0+).
+    /// The pass's sends become SQEs on the core's io_uring (the receive ring's instance),
+    /// submitted 16 per `io_uring_enter` (Linux 6.0+); stops the start where the kernel
+    /// refuses the ring.
     Ring,
 }
 
 impl SendMode {
     /// Every mode's name, as `--ws-send` takes it.
-    pub const NAMES: [&'static str; 2] = ["syscall", "ring"];
+    pub const NAMES: [&'static str; 3] = ["auto", "syscall", "ring"];
 
     pub fn name(self) -> &'static str {
         match self {
+            SendMode::Auto => "auto",
             SendMode::Syscall => "syscall",
             SendMode::Ring => "ring",
         }
@@ -348,6 +354,7 @@ impl SendMode {
     /// The mode with what it means, for the start line.
     pub fn describe(self) -> &'static str {
         match self {
+            SendMode::Auto => "auto (ring where the kernel has it, else syscall)",
             SendMode::Ring => "ring (send SQEs, 16 per io_uring_enter)",
             SendMode::Syscall => "syscall (sendmsg per connection)",
         }
@@ -365,7 +372,8 @@ impl std::str::FromStr for SendMode {
 
     fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s.trim().to_ascii_lowercase().as_str() {
-            "syscall" | "sendmsg" | "" => SendMode::Syscall,
+            "auto" | "" => SendMode::Auto,
+            "syscall" | "sendmsg" => SendMode::Syscall,
             "ring" | "sqe" => SendMode::Ring,
             other => {
                 return Err(format!(
@@ -439,7 +447,7 @@ impl Config {
             fetch_entry: None,
             ring_mode: RingMode::Auto,
             ws_recv: RecvMode::Epoll,
-            ws_send: SendMode::Syscall,
+            ws_send: SendMode::Auto,
             serve: None,
             crons: Vec::new(),
         }

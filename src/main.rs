@@ -125,10 +125,11 @@ struct Cli {
     /// 2 MiB per core; stops the start if the kernel refuses). PERF.md §1k measures both.
     #[arg(long, env = "PARTYRING_WS_RECV", default_value = "epoll")]
     ws_recv: partyring::config::RecvMode,
-    /// How WebSocket frames are sent: `syscall` (one sendmsg per connection and event-loop
-    /// pass; the default) or `ring` (io_uring send SQEs, 16 per enter; stops the start
-    /// if the kernel refuses). PERF.md §1l measures both.
-    #[arg(long, env = "PARTYRING_WS_SEND", default_value = "syscall")]
+    /// How WebSocket frames are sent: `auto` (the default: `ring` where the kernel has it,
+    /// else `syscall`), `ring` (io_uring send SQEs, 16 per enter; stops the start if the kernel
+    /// refuses) or `syscall` (one sendmsg per connection and event-loop pass). PERF.md §1m
+    /// measures both.
+    #[arg(long, env = "PARTYRING_WS_SEND", default_value = "auto")]
     ws_send: partyring::config::SendMode,
     /// Serve the static files under this directory (PartyKit's `--serve`): every path that is
     /// not a room, `/metrics` or `/parties/...`; `/` is its `index.html` (else the demo page).
@@ -349,8 +350,7 @@ fn main() -> ExitCode {
     }
     raise_fd_limit();
     let signals = block_shutdown_signals();
-    let (threads, shutdown_timeout, ws_send) =
-        (config.threads, config.shutdown_timeout, config.ws_send);
+    let (threads, shutdown_timeout) = (config.threads, config.shutdown_timeout);
     let yjs_persist = cli.yjs_persist;
     let server = Server::builder()
         .config(config)
@@ -361,7 +361,7 @@ fn main() -> ExitCode {
             let (ring, recv, send) = (
                 server.ring_mode.describe(),
                 server.ws_recv.describe(),
-                ws_send.describe(),
+                server.ws_send.describe(),
             );
             // The log line names the ring, receive and send modes; stdout keeps the one line
             // scripts parse.

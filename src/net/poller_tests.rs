@@ -139,7 +139,7 @@ fn parked(poller: &Poller<Fake>, f: Fake) {
 /// Runs `test` with a poller of each receive mode this kernel offers.
 fn each_mode(test: impl Fn(RecvMode)) {
     test(RecvMode::Epoll);
-    if recv_ring::RecvRing::new().is_ok() {
+    if recv_ring::RecvRing::new(true).is_ok() {
         test(RecvMode::Ring);
     } else {
         eprintln!("no receive ring on this kernel: ring mode skipped");
@@ -149,7 +149,7 @@ fn each_mode(test: impl Fn(RecvMode)) {
 fn poller(mode: RecvMode) -> Poller<Fake> {
     let ring = match mode {
         RecvMode::Epoll => None,
-        RecvMode::Ring => Some(Rc::new(RefCell::new(recv_ring::RecvRing::new().unwrap()))),
+        RecvMode::Ring => Some(Rc::new(RefCell::new(recv_ring::RecvRing::new(true).unwrap()))),
     };
     let p = Poller::new(0, 4, ring).unwrap();
     assert_eq!(p.mode(), mode);

@@ -31,7 +31,7 @@
 //! gone), runs the deferred work, then moves every completion posted so far into the backlog and hands back the bytes
 //! that were for the leaving socket: nothing it was sent is lost or read by anyone else.
 //!
-//! Sends: with `--ws-send ring` the core's flusher sends through this ring too
+//! Sends: with the send ring (`--ws-send auto`, the default, or `ring`) the core's flusher sends through this ring too
 //! ([`RecvRing::send_batch`]): one SQE per connection, submitted 16 per enter ([`SEND_CHUNK`]), every send
 //! completing inside it (`MSG_DONTWAIT`). Their completions carry [`SEND_TAG`]; receive
 //! completions met while collecting them wait in the backlog.
@@ -111,7 +111,9 @@ pub struct RecvRing {
     defer: bool,
     /// The last `reap` stopped at its bound with work perhaps left.
     unreaped: bool,
-    bufs: BufRing,
+    /// The provided buffers; `None` for a ring built for sends only (`RecvRing::new(false)`),
+    /// which arms no receive.
+    bufs: Option<BufRing>,
     /// Completions taken off the ring by [`RecvRing::cancel`], handed out before newer ones.
     backlog: VecDeque<Completion>,
     /// SQEs pushed and not yet submitted.
@@ -125,9 +127,12 @@ pub struct RecvRing {
 }
 
 impl RecvRing {
+    /// A ring for receives and sends, or with `receive` false for sends only (then without
+    /// the 2 MiB of provided buffers, and [`RecvRing::arm`] refuses).
+    ///
     /// # Errors
     /// The kernel lacks io_uring or one of the features above (then use epoll).
-    pub fn new() -> io::Result<RecvRing> {
+    pub fn new(receive: bool) -> io::Result<RecvRing> {
         let (ring, defer) = match IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
@@ -170,7 +175,11 @@ impl RecvRing {
         if !probe.is_supported(opcode::RecvMulti::CODE) {
             return Err(io::Error::from(io::ErrorKind::Unsupported));
         }
-        let bufs = BufRing::new(&ring)?;
+        let bufs = if receive {
+            Some(BufRing::new(&ring)?)
+        } else {
+            None
+        };
         Ok(RecvRing {
             ring,
             efd,
@@ -242,6 +251,9 @@ impl RecvRing {
     /// # Errors
     /// The submission queue is full and submitting it failed.
     pub fn arm(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
+        if self.bufs.is_none() {
+            return Err(io::Error::other("this ring was built for sends only"));
+        }
         let sqe = opcode::RecvMulti::new(types::Fd(fd), BGID)
             .build()
             .user_data(user_data);
@@ -314,12 +326,13 @@ impl RecvRing {
             flags: c.flags(),
         }));
         let mut unread = Vec::new();
-        let bufs = &mut self.bufs;
+        let mut bufs = self.bufs.as_mut();
         self.backlog.retain(|c| {
             if c.user_data != user_data {
                 return true;
             }
-            if let Some(bid) = c.buffer() {
+            // A buffer implies a receive, and receives imply the buffers (`arm`).
+            if let (Some(bid), Some(bufs)) = (c.buffer(), bufs.as_deref_mut()) {
                 if c.result > 0 {
                     unread.extend_from_slice(bufs.get(bid, c.result as usize));
                 }
@@ -375,12 +388,16 @@ impl RecvRing {
     /// ours until [`RecvRing::give_back`].
     pub fn copy_out(&self, bid: u16, len: usize, out: &mut Vec<u8>) {
         out.clear();
-        out.extend_from_slice(self.bufs.get(bid, len));
+        if let Some(bufs) = &self.bufs {
+            out.extend_from_slice(bufs.get(bid, len));
+        }
     }
 
     /// Hands buffer `bid` back to the kernel.
     pub fn give_back(&mut self, bid: u16) {
-        self.bufs.give_back(bid);
+        if let Some(bufs) = &mut self.bufs {
+            bufs.give_back(bid);
+        }
     }
 
     /// Sends every send of `batch` (16 SQEs per enter), and fills in each result (bytes sent, or
@@ -646,7 +663,7 @@ mod tests {
     /// was received and not handled, and ends the receive (so later bytes stay in the socket).
     #[test]
     fn receives_and_cancels_without_losing_bytes() {
-        let Ok(mut ring) = RecvRing::new() else {
+        let Ok(mut ring) = RecvRing::new(true) else {
             eprintln!("no multishot receive on this kernel: skipped");
             return;
         };
@@ -683,7 +700,7 @@ mod tests {
     /// for `pop`.
     #[test]
     fn a_batch_sends_in_one_submit_and_reports_each_result() {
-        let Ok(mut ring) = RecvRing::new() else {
+        let Ok(mut ring) = RecvRing::new(true) else {
             eprintln!("no io_uring receive ring on this kernel: skipped");
             return;
         };

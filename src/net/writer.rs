@@ -8,7 +8,7 @@
 //! (up to [`MAX_IOVECS`] frames), so a burst of broadcasts costs one syscall and one TCP segment
 //! per recipient instead of one per frame (worth ~10x on loopback: docs/loopback-costs.md).
 //!
-//! With `--ws-send ring` the pass's sends become SQEs on the core's second io_uring instead, all
+//! With the send ring (`--ws-send auto`, the default, where the kernel has it, or `ring`) the pass's sends become SQEs on the core's second io_uring instead, all
 //! submitted 16 per enter ([`RecvRing::send_batch`]); each completes inside its submit
 //! (`MSG_DONTWAIT`), so the flusher takes every result before anything else runs, as it takes a
 //! `sendmsg`'s, and nothing is in flight between passes (but after a ring failure, whose

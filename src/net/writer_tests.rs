@@ -60,7 +60,7 @@ fn close_frame_jumps_the_queue_when_discarding() {
 /// Runs `test` on a fresh event loop with a running flusher that sends through a fresh ring
 /// (skipped where the kernel has no such ring).
 fn with_ring_flusher<F: std::future::Future<Output = ()>>(test: impl FnOnce(Rc<Flusher>) -> F) {
-    let Ok(ring) = RecvRing::new() else {
+    let Ok(ring) = RecvRing::new(true) else {
         eprintln!("no io_uring ring on this kernel: skipped");
         return;
     };

@@ -238,7 +238,10 @@ impl Core {
         let receive_through_ring = config.ws_recv == RecvMode::Ring;
         let recv_ring = recv_ring.map(|r| Rc::new(RefCell::new(r)));
         let flusher = Flusher::new(metrics.clone());
-        if let Some(ring) = recv_ring.as_ref().filter(|_| config.ws_send == SendMode::Ring) {
+        if let Some(ring) = recv_ring
+            .as_ref()
+            .filter(|_| config.ws_send != SendMode::Syscall)
+        {
             flusher.send_through(ring.clone());
         }
         let process_cap = crate::config::process_connection_cap();
@@ -425,6 +428,16 @@ impl Core {
     }
 }
 
+/// The send mode a core runs: `Ring` when it has a ring and was not told `syscall`; `auto`
+/// without a ring (a kernel that refused it) sends with `sendmsg`.
+fn resolved_send(asked: SendMode, have_ring: bool) -> SendMode {
+    if have_ring && asked != SendMode::Syscall {
+        SendMode::Ring
+    } else {
+        SendMode::Syscall
+    }
+}
+
 /// What every core gets a clone of at start.
 #[derive(Clone)]
 pub struct Shared {
@@ -453,7 +466,7 @@ pub fn run(
     listener: std::net::TcpListener,
     inbox: Inbox,
     stats: Arc<CoreStats>,
-    ready: std::sync::mpsc::Sender<std::io::Result<(RingMode, RecvMode)>>,
+    ready: std::sync::mpsc::Sender<std::io::Result<(RingMode, RecvMode, SendMode)>>,
 ) {
     let config = shared.config.clone();
     let storage = match open_storage(id, &config) {
@@ -485,11 +498,17 @@ pub fn run(
     };
     // The core's second ring (receives, sends or both) is built here, on the core's thread (it
     // is `SINGLE_ISSUER`), and handed to the poller and the flusher. A kernel that refuses it
-    // stops the start, as a forced ring mode does: an A/B run must measure what it asked for.
+    // stops the start where a ring was asked for by name, as a forced ring mode does (an A/B run
+    // must measure what it asked for); the default send mode (`auto`) then sends with `sendmsg`.
+    let forced = config.ws_recv == RecvMode::Ring || config.ws_send == SendMode::Ring;
     let recv_ring = match (config.ws_recv, config.ws_send) {
         (RecvMode::Epoll, SendMode::Syscall) => None,
-        _ => match RecvRing::new() {
+        _ => match RecvRing::new(config.ws_recv == RecvMode::Ring) {
             Ok(ring) => Some(ring),
+            Err(e) if !forced => {
+                tracing::warn!(core = id, error = %e, "no websocket send ring on this kernel; sending with sendmsg");
+                None
+            }
             Err(e) => {
                 let _ = ready.send(Err(std::io::Error::new(
                     e.kind(),
@@ -499,6 +518,7 @@ pub fn run(
             }
         },
     };
+    let send = resolved_send(config.ws_send, recv_ring.is_some());
     rt.block_on(async move {
         storage.start();
         let core = Rc::new_cyclic(|me| {
@@ -512,7 +532,7 @@ pub fn run(
             )
         });
         let recv = core.ws_poller.as_ref().map_or(RecvMode::Epoll, |p| p.mode());
-        let _ = ready.send(Ok((ring_mode, recv)));
+        let _ = ready.send(Ok((ring_mode, recv, send)));
         // A parked connection that our side starts closing goes back to a task of its own.
         let weak = Rc::downgrade(&core);
         core.flusher.on_unpark(Box::new(move |slot| {
@@ -709,5 +729,19 @@ async fn inbox_loop(core: Rc<Core>, inbox: Inbox) {
                 tracing::warn!(core = core.id, from = h.from, error = %e, "cannot adopt a handed-off connection")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{resolved_send, SendMode};
+
+    #[test]
+    fn the_default_send_mode_uses_the_ring_only_where_there_is_one() {
+        assert_eq!(resolved_send(SendMode::Auto, true), SendMode::Ring);
+        assert_eq!(resolved_send(SendMode::Auto, false), SendMode::Syscall);
+        assert_eq!(resolved_send(SendMode::Ring, true), SendMode::Ring);
+        assert_eq!(resolved_send(SendMode::Syscall, true), SendMode::Syscall);
+        assert_eq!(resolved_send(SendMode::Syscall, false), SendMode::Syscall);
     }
 }

@@ -48,6 +48,8 @@ pub struct Server {
     pub ring_mode: ring::RingMode,
     /// How the cores' parked WebSockets receive.
     pub ws_recv: crate::config::RecvMode,
+    /// How the cores send WebSocket frames (never `Auto`: what it resolved to).
+    pub ws_send: crate::config::SendMode,
     inboxes: handoff::Inboxes,
     threads: Vec<JoinHandle<()>>,
     /// Each core thread sends its id here as it ends.
@@ -236,6 +238,7 @@ impl Builder {
             stats,
             ring_mode: ring::RingMode::Auto,
             ws_recv: crate::config::RecvMode::Epoll,
+            ws_send: crate::config::SendMode::Syscall,
             inboxes,
             threads,
             finished,
@@ -245,8 +248,9 @@ impl Builder {
         let mut failure = None;
         for _ in 0..config.threads {
             match ready_rx.recv() {
-                Ok(Ok((mode, recv))) => {
+                Ok(Ok((mode, recv, send))) => {
                     server.ws_recv = recv;
+                    server.ws_send = send;
                     if server.ring_mode != ring::RingMode::Auto && server.ring_mode != mode {
                         tracing::warn!(first = %server.ring_mode, other = %mode, "cores run different ring modes");
                     }
