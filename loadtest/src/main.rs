@@ -589,9 +589,11 @@ fn main() {
         .common
         .server_cpu
         .or_else(|| pid.and_then(|p| stats::proc_single_cpu(&p.to_string())));
-    // Only for a server on one CPU: with several, their softirq threads also serve others.
+    // Only for a server pinned to that one CPU: with several, their softirq threads also serve
+    // others, and an unpinned server's softirq work is not all on the CPU `--server-cpu` names.
+    let pinned = pid.and_then(|p| stats::proc_single_cpu(&p.to_string()));
     let softirqd = server_cpu
-        .filter(|_| pid.is_some() && windows)
+        .filter(|c| windows && pinned == Some(*c))
         .and_then(stats::ksoftirqd_pid);
     let mut driver = Driver {
         pid,

@@ -838,7 +838,7 @@ impl Net {
                 continue;
             };
             if !matches!(c.state, State::Open | State::Closing) {
-                continue; // written once connected, as in `flush`
+                continue; // not open: left to `flush` (end of the turn, or once connected)
             }
             let Some(s) = c.stream.as_mut() else {
                 continue;
@@ -855,6 +855,10 @@ impl Net {
     }
 
     fn flush<H: Handler>(&mut self, h: &mut H) {
+        // Everything queued is written below; what a callback touched is written by now.
+        if let Some(t) = &mut self.out.touched {
+            t.clear();
+        }
         for id in std::mem::take(&mut self.out.closing) {
             if let Some(Some(c)) = self.conns.get_mut(id) {
                 c.close_sent = true;

@@ -121,7 +121,7 @@ enum Source {
 
 /// The receive ring and what the poller keeps beside it.
 struct RingSource {
-    /// Shared with the core's flusher when it sends through the ring (`--ws-send ring`).
+    /// Shared with the core's flusher when it sends through the ring (`--ws-send auto` or `ring`).
     ring: Rc<RefCell<RecvRing>>,
     /// Per table slot, the generation of its receive: completions are tagged with slot and
     /// generation, so one that comes after its connection left is never taken for a later

@@ -58,6 +58,9 @@ use super::send_batch::SendBatch;
 /// per enter it was 3-4% (PERF.md §1m).
 const SEND_CHUNK: usize = 16;
 
+/// `IORING_ENTER_GETEVENTS` (linux/io_uring.h; the io-uring crate keeps its constants private).
+const ENTER_GETEVENTS: u32 = 1;
+
 /// Provided buffers per core. Each completion holds one until it is handled; a socket that
 /// finds none left ends its receive with `ENOBUFS` and is armed again (its bytes wait in the
 /// socket meanwhile). The whole set is touched in turn under load, so it is resident memory:
@@ -159,7 +162,10 @@ impl RecvRing {
         }
         // SAFETY: `efd` was just returned by eventfd, so it is open and owned by nobody else.
         let efd = unsafe { OwnedFd::from_raw_fd(efd) };
-        ring.submitter().register_eventfd(efd.as_raw_fd())?;
+        // Only the poller waits for it; a ring for sends only would signal it for nobody.
+        if receive {
+            ring.submitter().register_eventfd(efd.as_raw_fd())?;
+        }
         // Synchronous cancel (6.0) of a request that does not exist answers ENOENT; an older
         // kernel answers EINVAL for the unknown register opcode.
         match ring
@@ -420,6 +426,9 @@ impl RecvRing {
             return Ok(());
         }
         let mut pending = 0usize;
+        // A new number first: a late completion of an orphaned batch, met from here on, is
+        // never taken for one of this batch's sends.
+        self.send_gen = (self.send_gen + 1) & 0x7fff_ffff;
         // The poller's receives first, so the batch fits in the queue whole.
         self.submit_all(batch, &mut pending);
         let room = {
@@ -432,7 +441,6 @@ impl RecvRing {
             ));
         }
         batch.materialise();
-        self.send_gen = (self.send_gen + 1) & 0x7fff_ffff;
         let tag = SEND_TAG | self.send_gen << 32;
         let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         {
@@ -491,7 +499,7 @@ impl RecvRing {
     }
 
     /// Submits everything queued, at most [`SEND_CHUNK`] SQEs per enter, taking completions
-    /// off the queue between enters (a full
+    /// off the queue between enters (and flushing any that overflowed it: a full
     /// completion queue answers `EBUSY`). An SQE that stayed queued could be submitted by a
     /// later enter after its socket was closed and the number reused, sending one client's
     /// bytes to another; a ring that takes no submissions at all is broken beyond that, so the
@@ -502,11 +510,27 @@ impl RecvRing {
             if self.ring.submission().is_empty() {
                 return;
             }
-            let n = self.ring.submission().len().min(SEND_CHUNK) as u32;
-            // SAFETY: a plain submit of `n` of the queued SQEs (n <= the queue's length): no
-            // flags and no argument, so the kernel reads nothing of ours but the queue.
-            if let Err(e) = unsafe { self.ring.submitter().enter::<libc::sigset_t>(n, 0, 0, None) } {
+            let (n, overflowed) = {
+                let sq = self.ring.submission();
+                (sq.len().min(SEND_CHUNK) as u32, sq.cq_overflow())
+            };
+            // Completions that overflowed the queue are only flushed back into it by an enter
+            // that asks for events (as `Submitter::submit` does).
+            let flags = if overflowed {
+                ENTER_GETEVENTS
+            } else {
+                0
+            };
+            // SAFETY: submits `n` of the queued SQEs (n <= the queue's length), with no wait and
+            // no argument. What those SQEs point at is kept valid by the invariants stated where
+            // each is pushed (`arm`: the socket and the buffer ring; `send_batch`: the batch).
+            let entered =
+                unsafe { self.ring.submitter().enter::<libc::sigset_t>(n, 0, flags, None) };
+            if let Err(e) = entered {
                 last = Some(e);
+                // A transient refusal (no memory, an interrupt): give the kernel a moment
+                // rather than spend the bound at once.
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
             self.collect_sends(batch, pending);
         }

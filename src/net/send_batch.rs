@@ -1,4 +1,4 @@
-//! The sends of one flush pass, for the core's ring (`--ws-send ring`): which socket gets which
+//! The sends of one flush pass, for the core's ring (`--ws-send auto`, the default, or `ring`): which socket gets which
 //! bytes, built by the flusher (`net/writer.rs`) and submitted by [`RecvRing::send_batch`].
 //!
 //! Owns: the bytes' keep-alive (the frames, by `Rc`, and copies of corked frames), and the

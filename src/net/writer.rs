@@ -611,7 +611,7 @@ pub struct Flusher {
     /// Called with a parked connection's slot when our side closes it or its outbox is shut
     /// (the owner of the poller hands that connection back to a task). Only on close paths.
     unparker: RefCell<Option<Unparker>>,
-    /// With `--ws-send ring`: the core's ring, which each pass's sends go through
+    /// With the send ring (`--ws-send auto` or `ring`): the core's ring, which each pass's sends go through
     /// ([`Flusher::send_through`]), and the batch they are built in.
     ring: RefCell<Option<Rc<RefCell<RecvRing>>>>,
     batch: RefCell<SendBatch>,
@@ -635,8 +635,8 @@ impl Flusher {
         })
     }
 
-    /// Sends through `ring` from now on: each pass's sends are submitted together
-    /// (`--ws-send ring`; see [`RecvRing::send_batch`]).
+    /// Sends through `ring` from now on: each pass's sends are submitted as SQEs, 16 per enter
+    /// (`--ws-send auto` or `ring`; see [`RecvRing::send_batch`]).
     pub fn send_through(&self, ring: Rc<RefCell<RecvRing>>) {
         *self.ring.borrow_mut() = Some(ring);
     }

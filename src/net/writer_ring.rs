@@ -1,7 +1,8 @@
-//! The flusher's sends through the core's ring (`--ws-send ring`; see `net/writer.rs` for the
-//! queue and the flusher, `net/send_batch.rs` and `RecvRing::send_batch` for the batch): each
-//! dirty outbox adds the send `sendmsg` would have made to one batch, the batch goes with one
-//! submit, and each outcome is taken as a `sendmsg`'s.
+//! The flusher's sends through the core's ring (`--ws-send auto`, the default, or `ring`; see
+//! `net/writer.rs` for the queue and the flusher, `net/send_batch.rs` and
+//! `RecvRing::send_batch` for the batch): each dirty outbox adds the send `sendmsg` would have
+//! made to one batch, the batch goes 16 SQEs per enter, and each outcome is taken as a
+//! `sendmsg`'s.
 
 use std::{cell::RefCell, io, os::fd::AsRawFd, os::fd::RawFd, rc::Rc};
 

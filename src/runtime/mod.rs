@@ -250,6 +250,9 @@ impl Builder {
             match ready_rx.recv() {
                 Ok(Ok((mode, recv, send))) => {
                     server.ws_recv = recv;
+                    if server.ring_mode != ring::RingMode::Auto && server.ws_send != send {
+                        tracing::warn!(first = %server.ws_send, other = %send, "cores send websocket frames in different modes");
+                    }
                     server.ws_send = send;
                     if server.ring_mode != ring::RingMode::Auto && server.ring_mode != mode {
                         tracing::warn!(first = %server.ring_mode, other = %mode, "cores run different ring modes");
