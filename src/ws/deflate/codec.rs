@@ -18,6 +18,18 @@
 //!   and never past `max_message_size + 1` bytes: the first byte over the limit stops the
 //!   inflater, so a small "bomb" costs at most the limit in memory and time, never its full
 //!   inflated size.
+//! - Relay without deflating: while a compressed message is being delivered (inside
+//!   [`inflate`]'s `deliver`), the codec keeps its compressed payload and its inflated bytes
+//!   ([`Inbound`]). A message the handler sends on from there (the echo, a relay, a broadcast
+//!   with `--persist false`) whose bytes equal the inbound message goes out as the client's own
+//!   compressed payload behind our RSV1 header, and deflate does not run. That is a valid
+//!   frame for the recipients because the client's message is a stream of its own (it agreed
+//!   to `client_no_context_takeover`) whose back-references reach at most 2^15 bytes (we never
+//!   restrict the client's window) and at most the message's length: so it is passed on when
+//!   every recipient allows a 2^15 window, or the message is no longer than the smallest
+//!   window allowed. A client stream that ended in a final block (BFINAL) is not passed on
+//!   (we ignore bytes after it; a recipient might not). A relay that happens later (after a
+//!   durable write) deflates as before.
 
 use std::{cell::Cell, cell::RefCell, rc::Rc};
 
@@ -67,6 +79,40 @@ struct Codec {
     deflated: Vec<u8>,
     /// Output of the inflater, lent to `inflate`'s caller for the message's delivery.
     inflated: Vec<u8>,
+    /// The compressed message being delivered, if any (module note: relay without deflating).
+    inbound: Inbound,
+}
+
+/// The compressed message that is being delivered: what a relay of it can send as is.
+#[derive(Default)]
+struct Inbound {
+    /// Set only inside [`inflate`]'s `deliver`, for a message that may be passed on.
+    active: bool,
+    /// The client's payload (all fragments, without the `00 00 FF FF` tail).
+    compressed: Vec<u8>,
+    /// What it inflated to (a copy: the inflater's buffer is lent to the handler meanwhile).
+    inflated: Vec<u8>,
+}
+
+impl Inbound {
+    /// The inbound message's payload as a frame to recipients whose smallest window is
+    /// 2^`bits`, if `payload` is that message and its stream fits the window (module note).
+    fn frame(&self, opcode: OpCode, payload: &[u8], bits: u8) -> Option<Rc<[u8]>> {
+        let fits = bits >= 15 || payload.len() <= 1usize << bits;
+        if !self.active
+            || !fits
+            || payload.len() != self.inflated.len()
+            || self.compressed.len() >= payload.len()
+            || payload != self.inflated.as_slice()
+        {
+            return None;
+        }
+        let body = &self.compressed;
+        let mut f = Vec::with_capacity(header_len(body.len()) + body.len());
+        write_header_rsv1(&mut f, opcode, body.len());
+        f.extend_from_slice(body);
+        Some(Rc::from(f))
+    }
 }
 
 /// Sets this core's threshold: messages shorter than `bytes` are not compressed. Called for
@@ -99,7 +145,25 @@ pub fn inflate<R>(
     });
     out.clear();
     let res = inflate_into(&mut inflater, payload, max, &mut out);
-    let r = res.map(|()| deliver(&out));
+    let r = res.map(|relayable| {
+        // Kept for a relay only when it saved bytes and is small enough to copy cheaply.
+        let keep = relayable && payload.len() < out.len() && out.len() <= RETAINED;
+        if keep {
+            CODEC.with(|c| {
+                let inbound = &mut c.borrow_mut().inbound;
+                inbound.compressed.clear();
+                inbound.compressed.extend_from_slice(payload);
+                inbound.inflated.clear();
+                inbound.inflated.extend_from_slice(&out);
+                inbound.active = true;
+            });
+        }
+        let r = deliver(&out);
+        if keep {
+            CODEC.with(|c| c.borrow_mut().inbound.active = false);
+        }
+        r
+    });
     CODEC.with(|c| {
         let mut c = c.borrow_mut();
         c.inflater = Some(inflater);
@@ -110,12 +174,14 @@ pub fn inflate<R>(
     r
 }
 
+/// Inflates `payload` and the tail into `out`. `Ok(true)`: the stream ran to its end without a
+/// final block, so the payload can be passed on as it is (module note).
 fn inflate_into(
     d: &mut Decompress,
     payload: &[u8],
     max: usize,
     out: &mut Vec<u8>,
-) -> Result<(), WsError> {
+) -> Result<bool, WsError> {
     d.reset(false);
     for input in [payload, &TAIL[..]] {
         let mut pos = 0;
@@ -139,7 +205,7 @@ fn inflate_into(
             }
             if status == Status::StreamEnd {
                 // A final block (BFINAL): anything after it is not part of the message.
-                return Ok(());
+                return Ok(false);
             }
             let room_left = out.len() < out.capacity();
             if pos == input.len() && room_left {
@@ -150,7 +216,7 @@ fn inflate_into(
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Compresses `payload` as one message with a window of 2^`window_bits` bytes and returns the
@@ -166,8 +232,12 @@ pub fn compressed_frame(opcode: OpCode, payload: &[u8], window_bits: u8) -> Opti
         let Codec {
             compressors,
             deflated,
+            inbound,
             ..
         } = &mut *c;
+        if let Some(f) = inbound.frame(opcode, payload, bits) {
+            return Some(f);
+        }
         let comp = compressors[usize::from(bits - MIN_COMPRESS_BITS)].get_or_insert_with(|| {
             Compress::new_with_window_bits(Compression::new(LEVEL), false, bits)
         });
@@ -372,6 +442,85 @@ mod tests {
             "nothing within 512 B"
         );
         round_trip(&m, 10);
+    }
+
+    /// A client's compressed payload for `m`: raw deflate at `level` (not ours, 1), ended with
+    /// a sync flush minus its tail, or with a final block when `final_block`.
+    fn client_payload(m: &[u8], level: u32, final_block: bool) -> Vec<u8> {
+        let mut c = Compress::new(Compression::new(level), false);
+        let mut out = Vec::with_capacity(m.len() + 64);
+        let flush = if final_block {
+            FlushCompress::Finish
+        } else {
+            FlushCompress::Sync
+        };
+        c.compress_vec(m, &mut out, flush).unwrap();
+        assert_eq!(c.total_in() as usize, m.len());
+        if !final_block {
+            out.truncate(out.strip_suffix(&TAIL[..]).unwrap().len());
+        }
+        out
+    }
+
+    /// A message sent on while it is delivered goes out as the client's own payload (no
+    /// deflate), only if it is the same bytes, fits the recipients' window, and the client's
+    /// stream had no final block; otherwise it is deflated as usual. Either way it inflates
+    /// to the message.
+    #[test]
+    fn a_relay_passes_the_clients_payload_on() {
+        let m = chat_json(1000);
+        let client = client_payload(m.as_bytes(), 9, false);
+        // The frame a handler would make from inside the delivery, from a copy of the bytes
+        // (as the main party does) at each recipient window.
+        let relay = |payload: &[u8], bits: u8, other: &[u8]| {
+            inflate(payload, 1 << 20, |got| {
+                assert_eq!(got, m.as_bytes());
+                let copy = got.to_vec();
+                (
+                    compressed_frame(OpCode::Text, &copy, bits).unwrap(),
+                    compressed_frame(OpCode::Text, other, bits).unwrap(),
+                )
+            })
+            .unwrap()
+        };
+        let other = chat_json(1001);
+        let (f, g) = relay(&client, 15, other.as_bytes());
+        assert_eq!(body(&f), client.as_slice(), "passed on as the client sent it");
+        assert_ne!(body(&g), client.as_slice(), "another message is deflated");
+        assert_eq!(inflate(body(&g), 1 << 20, |o| o.to_vec()).unwrap(), other.as_bytes());
+        // Outside a delivery: deflated by us (level 1 makes other bytes than the client's 9).
+        let ours = compressed_frame(OpCode::Text, m.as_bytes(), 15).unwrap();
+        assert_ne!(body(&ours), client.as_slice());
+        // A 2^9 window is smaller than the message: the client's back-references may reach
+        // further, so it is deflated with the window; 2^10 holds all 1000 bytes.
+        let (f9, _) = relay(&client, 9, other.as_bytes());
+        assert_ne!(body(&f9), client.as_slice());
+        round_trip(m.as_bytes(), 9);
+        let (f10, _) = relay(&client, 10, other.as_bytes());
+        assert_eq!(body(&f10), client.as_slice());
+        // A stream that ended in a final block is never passed on.
+        let fin = client_payload(m.as_bytes(), 9, true);
+        let (ff, _) = relay(&fin, 15, other.as_bytes());
+        assert_ne!(body(&ff), fin.as_slice());
+        assert_eq!(inflate(body(&ff), 1 << 20, |o| o.to_vec()).unwrap(), m.as_bytes());
+        // After the delivery the inbound message is forgotten.
+        let after = compressed_frame(OpCode::Text, m.as_bytes(), 15).unwrap();
+        assert_eq!(body(&after), body(&ours));
+    }
+
+    /// Through [`OutFrames`], as a broadcast does: compressed members get the client's
+    /// payload, plain members the plain frame.
+    #[test]
+    fn a_broadcast_from_the_delivery_relays_the_payload() {
+        let m = chat_json(700);
+        let client = client_payload(m.as_bytes(), 6, false);
+        let (c, p) = inflate(&client, 1 << 20, |got| {
+            let mut frames = OutFrames::new(OpCode::Text, got, 15);
+            (frames.frame_for(15), frames.frame_for(0))
+        })
+        .unwrap();
+        assert_eq!(body(&c), client.as_slice());
+        assert_eq!(&p[2 + 2..], m.as_bytes(), "plain frame, 126-length header");
     }
 
     #[test]
