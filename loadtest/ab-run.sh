@@ -17,9 +17,11 @@
 # round, and writes a ratio plot per shape (DIR/ratio-<shape>.svg).
 # The one-in-flight fan-out shapes (fanout-{100x16,1x1000,1000x10}-b1: --batch 1), the
 # immediate-send ones (fanout-{...}-imm: --send immediate) and the
-# permessage-deflate shapes (fanout-deflate-{on,off}-{512,4096}, echo-deflate-{on,off}-512)
+# permessage-deflate shapes (fanout-deflate-{on,off}-{512,2000,4096}, echo-deflate-{on,off}-512)
 # run only when --shapes names them, e.g. `--shapes fanout-deflate-on-512,fanout-deflate-off-512`;
-# DEFLATE_INFLATE_SAMPLE=N (passed on to compare) lets one receiver in N inflate on the `on' ones.
+# DEFLATE_INFLATE_SAMPLE=N (passed on to compare) lets one receiver in N inflate on the `on' ones;
+# DEFLATE_CLIENT=composed (passed on too) has the fanout generator compose its compressed
+# messages instead of deflating each (partyring-load --client-deflate).
 # Defaults: 5 rounds of 4 s (+1 s warm-up), every shape: ~25 minutes. --shapes picks some, e.g.
 # `--shapes wrk-get-c20,wrk-post-c20 --rounds 8` for many cheap rounds of the HTTP headline.
 # Fewer than 5 rounds is refused: the protocol's smallest sample. --no-old runs NEW against the
@@ -90,6 +92,8 @@ OPT_SHAPES=(
   "fanout-1000x10-imm|fanout|--rooms 1000 --members 10 --size 64 --publish ws --send immediate --room-prefix f10ki"
   "fanout-deflate-on-512|fanout-deflate-on-512|"
   "fanout-deflate-off-512|fanout-deflate-off-512|"
+  "fanout-deflate-on-2000|fanout-deflate-on-2000|"
+  "fanout-deflate-off-2000|fanout-deflate-off-2000|"
   "fanout-deflate-on-4096|fanout-deflate-on-4096|"
   "fanout-deflate-off-4096|fanout-deflate-off-4096|"
   "echo-deflate-on-512|echo-deflate-on-512|"

@@ -147,6 +147,57 @@ impl Deflater {
     }
 }
 
+/// `--client-deflate composed`: a message made of a varying head and a fixed tail, compressed
+/// without running deflate per message. The stream is a stored block holding the head (its
+/// bytes as they are) and then the tail, deflated once at the start with a sync flush. A
+/// sync flush ends on a byte boundary and a stored block is byte-aligned, and the tail's
+/// back-references reach only inside the tail, so the two concatenate into one valid raw
+/// deflate stream of the whole message (RFC 1951 §3.2.4; the receiver appends `00 00 FF FF`).
+pub struct Composed {
+    split: usize,
+    tail_src: Vec<u8>,
+    /// The tail, deflated, without the sync flush's `00 00 FF FF`.
+    tail: Vec<u8>,
+}
+
+impl Composed {
+    /// # Errors
+    /// A head longer than a stored block holds, or a failing compressor.
+    pub fn new(split: usize, tail_src: &[u8]) -> Result<Composed, String> {
+        if split > 0xFFFF {
+            return Err(format!("a composed head of {split} bytes (at most 65535)"));
+        }
+        let mut d = Deflater::default();
+        d.compress(tail_src, 15)?;
+        Ok(Composed {
+            split,
+            tail_src: tail_src.to_vec(),
+            tail: d.out,
+        })
+    }
+
+    /// The compressed body of `msg` for a peer that allows 2^`bits`-byte windows, or `None`
+    /// if `msg` does not end in the tail (or the tail is longer than that window).
+    pub fn message(&self, msg: &[u8], bits: u8) -> Option<Vec<u8>> {
+        let fits = bits >= 15 || self.tail_src.len() <= 1usize << bits;
+        if !fits
+            || msg.len() != self.split + self.tail_src.len()
+            || msg[self.split..] != self.tail_src[..]
+        {
+            return None;
+        }
+        let len = self.split as u16;
+        let mut out = Vec::with_capacity(5 + self.split + self.tail.len());
+        // BFINAL 0, BTYPE 00 (stored), padded to the byte; then LEN and NLEN, little-endian.
+        out.push(0);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(&msg[..self.split]);
+        out.extend_from_slice(&self.tail);
+        Some(out)
+    }
+}
+
 /// Inflates one compressed message (`payload` is its body without the tail) into `out`
 /// (cleared first); `reset` starts from an empty window (the server keeps no context).
 ///
@@ -314,5 +365,27 @@ mod tests {
         ] {
             assert!(parse_answer(&[bad]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_composed_message_inflates_to_the_message() {
+        let msg = b"{\"type\":\"chat\",\"id\":\"0123456789abcdef0123456789abcdef\",\"text\":\"the meeting is moved to three the meeting is moved\"}".to_vec();
+        let split = 52;
+        let c = Composed::new(split, &msg[split..]).unwrap();
+        let body = c.message(&msg, 15).unwrap();
+        let mut d = Decompress::new(false);
+        let mut out = Vec::new();
+        inflate(&mut d, true, &body, &mut out).unwrap();
+        assert_eq!(out, msg);
+        // Another head, the same tail.
+        let mut other = msg.clone();
+        other[30] = b'f';
+        inflate(&mut d, true, &c.message(&other, 15).unwrap(), &mut out).unwrap();
+        assert_eq!(out, other);
+        // A message with another tail is not composed.
+        let mut wrong = msg.clone();
+        *wrong.last_mut().unwrap() = b']';
+        assert!(c.message(&wrong, 15).is_none());
+        assert!(c.message(&msg[..10], 15).is_none());
     }
 }

@@ -284,6 +284,11 @@ impl Handler for Fanout<'_> {
     }
 }
 
+fn f_note_composed(part: &mut Part, e: String) {
+    part.bad += 1;
+    part.note(format!("--client-deflate composed: {e}"));
+}
+
 pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
     let mut part = Part::default();
     if a.members < 1 || (a.members < 2 && a.publish == Publish::Ws) || a.rooms < 1 {
@@ -315,6 +320,13 @@ pub fn run(ctx: &mut Ctx, a: &FanoutArgs) -> std::io::Result<Part> {
     let m = a.members;
     let mut net = ctx.net(my_rooms.start * (m + 1))?;
     net.set_send(a.send);
+    if ctx.common.deflate && ctx.common.client_deflate == crate::ClientDeflate::Composed {
+        let (split, tail) = payload.fixed_tail();
+        if let Err(e) = net.out.set_composed(split, tail) {
+            f_note_composed(&mut part, e);
+            return Ok(part);
+        }
+    }
     let mut f = Fanout {
         a,
         rooms: Vec::new(),

@@ -125,9 +125,29 @@ pub struct Common {
     #[arg(long, global = true, default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub inflate_sample: u32,
+    /// With --deflate, fanout: how each sent message is compressed. `full` (default): the
+    /// whole message through deflate at zlib's default level, as a browser does; that costs
+    /// the one generator CPU about 7 µs per 512-byte message, so a server that relays cheaply
+    /// cannot be saturated. `composed`: the fixed part of the message (everything after its
+    /// 32-byte header) is deflated once at the start, at the same level, and each message is
+    /// a stored block (its JSON head and header, ~54 bytes, uncompressed) followed by that
+    /// precompressed part: a valid deflate stream of the same message, made with a memcpy,
+    /// and ~20 bytes longer than `full`'s. The server still inflates every message, dynamic
+    /// Huffman tables included.
+    #[arg(long, global = true, value_enum, default_value_t = ClientDeflate::Full)]
+    pub client_deflate: ClientDeflate,
     /// Internal: this process is child K of --procs.
     #[arg(long, global = true, hide = true)]
     pub child: Option<usize>,
+}
+
+/// How the generator compresses what it sends (`--client-deflate`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientDeflate {
+    #[default]
+    Full,
+    Composed,
 }
 
 impl Common {

@@ -35,7 +35,7 @@ use socket2::{Domain, Socket, Type};
 
 use flate2::Decompress;
 
-use crate::deflate::{self, Agreed, Deflater};
+use crate::deflate::{self, Agreed, Composed, Deflater};
 use crate::stats::now_ns;
 
 /// When queued bytes leave (see the module note).
@@ -127,6 +127,10 @@ pub struct Out {
     /// Per connection: our compressor's window bits, 0 to send plain.
     compress_bits: Vec<u8>,
     deflater: Deflater,
+    /// `--client-deflate composed`: messages whose bytes from `split` on are `tail_src` are
+    /// sent as a stored block of their first `split` bytes and then `tail` (module
+    /// `deflate`'s [`Composed`]).
+    composed: Option<Composed>,
     /// `Immediate` mode: the connections a callback queued bytes for, written when it returns.
     touched: Option<Vec<usize>>,
 }
@@ -150,6 +154,14 @@ impl Out {
     pub fn ws_frame(&mut self, id: usize, opcode: u8, payload: &[u8]) {
         let bits = self.compress_bits[id];
         if bits != 0 && (opcode == 1 || opcode == 2) {
+            if let Some(body) = self
+                .composed
+                .as_ref()
+                .and_then(|c| c.message(payload, bits))
+            {
+                self.put_frame(id, 0xC0 | opcode, &body);
+                return;
+            }
             let mut d = std::mem::take(&mut self.deflater);
             if d.compress(payload, bits).is_ok() {
                 self.put_frame(id, 0xC0 | opcode, &d.out);
@@ -186,6 +198,13 @@ impl Out {
             *x ^= key[i & 3];
         }
         self.mark(id);
+    }
+
+    /// `--client-deflate composed`: messages that end in `tail_src` are compressed by
+    /// composition from now on (see [`Composed`]).
+    pub fn set_composed(&mut self, split: usize, tail_src: &[u8]) -> Result<(), String> {
+        self.composed = Some(Composed::new(split, tail_src)?);
+        Ok(())
     }
 
     pub fn raw(&mut self, id: usize, bytes: &[u8]) {
@@ -297,6 +316,7 @@ impl Net {
                 closing: Vec::new(),
                 compress_bits: Vec::new(),
                 deflater: Deflater::default(),
+                composed: None,
                 touched: None,
             },
             scratch: vec![0; SCRATCH],
@@ -1061,6 +1081,7 @@ mod tests {
             closing: Vec::new(),
             compress_bits: vec![0; n],
             deflater: Deflater::default(),
+            composed: None,
             touched: None,
         }
     }

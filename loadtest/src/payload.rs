@@ -101,6 +101,13 @@ impl Payload {
         self.template.len()
     }
 
+    /// Where the part that is the same in every message starts (after the header), and that
+    /// part.
+    pub fn fixed_tail(&self) -> (usize, &[u8]) {
+        let at = self.at + HEADER;
+        (at, &self.template[at..])
+    }
+
     /// The message for (`publisher`, `seq`, `ts`) into `out` (cleared first).
     pub fn fill(&self, out: &mut Vec<u8>, publisher: u32, seq: u32, ts: u64) {
         out.clear();

@@ -145,24 +145,29 @@ pub fn inflate<R>(
     });
     out.clear();
     let res = inflate_into(&mut inflater, payload, max, &mut out);
-    let r = res.map(|relayable| {
-        // Kept for a relay only when it saved bytes and is small enough to copy cheaply.
-        let keep = relayable && payload.len() < out.len() && out.len() <= RETAINED;
-        if keep {
+    let r = res.map(|clean| {
+        // Kept for a relay only when it saved bytes, is small enough to copy cheaply, and its
+        // stream ended where a sync flush ends (see `ends_on_a_block_boundary`).
+        let keep = clean
+            && payload.len() < out.len()
+            && out.len() <= RETAINED
+            && ends_on_a_block_boundary(&mut inflater);
+        let _active = keep.then(|| {
             CODEC.with(|c| {
                 let inbound = &mut c.borrow_mut().inbound;
-                inbound.compressed.clear();
-                inbound.compressed.extend_from_slice(payload);
-                inbound.inflated.clear();
-                inbound.inflated.extend_from_slice(&out);
+                for (v, from) in [
+                    (&mut inbound.compressed, payload),
+                    (&mut inbound.inflated, &out[..]),
+                ] {
+                    v.clear();
+                    v.reserve_exact(from.len()); // capacity stays <= RETAINED
+                    v.extend_from_slice(from);
+                }
                 inbound.active = true;
             });
-        }
-        let r = deliver(&out);
-        if keep {
-            CODEC.with(|c| c.borrow_mut().inbound.active = false);
-        }
-        r
+            InboundActive
+        });
+        deliver(&out)
     });
     CODEC.with(|c| {
         let mut c = c.borrow_mut();
@@ -172,6 +177,38 @@ pub fn inflate<R>(
         }
     });
     r
+}
+
+/// Clears [`Inbound::active`] when dropped: at the end of the delivery, and also if it unwinds.
+struct InboundActive;
+
+impl Drop for InboundActive {
+    fn drop(&mut self) {
+        // `try_with`: nothing to clear while the thread's locals are being destroyed.
+        let _ = CODEC.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c.inbound.active = false;
+            }
+        });
+    }
+}
+
+/// Whether the inflater, after a message and its `00 00 FF FF` tail, stands where a sync
+/// flush leaves a stream: between blocks, on a byte boundary. Our inflater also accepts a
+/// payload that ends inside a block (the tail then read as block data), which must not be
+/// passed on: a recipient that keeps its inflater between messages (RFC 7692 allows that)
+/// would be left inside the block. Probed by feeding `03 00`, an empty final block with fixed
+/// codes: from a clean boundary it ends the stream, consuming both bytes and producing
+/// nothing; inside a stored block it is data; inside a Huffman block its bits are codes that
+/// cannot complete a final block within 16 bits; after stray bits it makes a bad block type.
+fn ends_on_a_block_boundary(d: &mut Decompress) -> bool {
+    const PROBE: [u8; 2] = [0x03, 0x00];
+    let mut scratch = Vec::with_capacity(16);
+    let (in0, out0) = (d.total_in(), d.total_out());
+    let status = d.decompress_vec(&PROBE, &mut scratch, FlushDecompress::Finish);
+    matches!(status, Ok(Status::StreamEnd))
+        && d.total_in() - in0 == PROBE.len() as u64
+        && d.total_out() == out0
 }
 
 /// Inflates `payload` and the tail into `out`. `Ok(true)`: the stream ran to its end without a
@@ -506,6 +543,40 @@ mod tests {
         // After the delivery the inbound message is forgotten.
         let after = compressed_frame(OpCode::Text, m.as_bytes(), 15).unwrap();
         assert_eq!(body(&after), body(&ours));
+    }
+
+    /// A payload that ends inside a stored block is accepted (our tail is read as its last 4
+    /// bytes of data), but it is not passed on: a recipient that keeps its inflater would be
+    /// left inside the block.
+    #[test]
+    fn a_payload_ending_inside_a_block_is_not_passed_on() {
+        let head = vec![b'a'; 1000];
+        let mut c = Compress::new(Compression::new(6), false);
+        let mut payload = Vec::with_capacity(2000);
+        c.compress_vec(&head, &mut payload, FlushCompress::Sync)
+            .unwrap();
+        assert!(payload.ends_with(&TAIL));
+        // A stored block of 12 bytes with only 4 of them here: the tail's 4 are read as the
+        // next 4, and the block still wants 4 more.
+        payload.extend_from_slice(&[0x00, 0x0C, 0x00, 0xF3, 0xFF, b'w', b'x', b'y', b'z']);
+        let mut want = head.clone();
+        want.extend_from_slice(b"wxyz");
+        want.extend_from_slice(&TAIL);
+        let f = inflate(&payload, 1 << 20, |got| {
+            assert_eq!(got, want.as_slice());
+            compressed_frame(OpCode::Binary, got, 15).unwrap()
+        })
+        .unwrap();
+        assert_ne!(body(&f), payload.as_slice(), "deflated by us, not passed on");
+        assert_eq!(inflate(body(&f), 1 << 20, |o| o.to_vec()).unwrap(), want);
+        // The same message ended as a sync flush ends is passed on.
+        let mut clean = payload[..payload.len() - 9].to_vec();
+        clean.truncate(clean.len() - TAIL.len());
+        let g = inflate(&clean, 1 << 20, |got| {
+            compressed_frame(OpCode::Binary, got, 15).unwrap()
+        })
+        .unwrap();
+        assert_eq!(body(&g), clean.as_slice());
     }
 
     /// Through [`OutFrames`], as a broadcast does: compressed members get the client's
