@@ -432,6 +432,39 @@ fn echo_compressed_both_ways() {
     assert_eq!(frame(&mut c), (0x82, noise));
 }
 
+/// A compressed message sent on while it is delivered (the echo; a room's relay without a
+/// durable write) goes out as the client's own compressed bytes: deflate does not run again.
+/// Not when a recipient's window is smaller than the message (the client's stream may reach
+/// 32 KiB back): then it is deflated with that window.
+#[test]
+fn a_relayed_message_is_the_clients_own_payload() {
+    let srv = start_with(1, |c| c.persist = false);
+    let msg = chat_json(3000);
+    let z = deflate(msg.as_bytes(), 9);
+    let mut c = ws(srv.addr, "/parties/echo/relay", Some(OFFER));
+    c.send(&raw_frame(0x80 | 0x40 | 0x1, true, &z));
+    assert_eq!(frame(&mut c), (0xC1, z.clone()), "echoed as sent");
+    let mut w = ws(
+        srv.addr,
+        "/parties/echo/relay",
+        Some("permessage-deflate; server_max_window_bits=9"),
+    );
+    w.send(&raw_frame(0xC1, true, &z));
+    let (b0, body) = frame(&mut w);
+    assert_eq!(b0, 0xC1);
+    assert_ne!(body, z, "deflated again, with the 512-byte window");
+    assert_eq!(inflate(&body, 9), msg.as_bytes());
+    // The main party without durable history relays at once: the other compressing member
+    // gets the sender's bytes, the plain member the message.
+    let room = "/parties/main/relay";
+    let mut sender = ws(srv.addr, room, Some(OFFER));
+    let mut zipped = ws(srv.addr, room, Some(OFFER));
+    let mut plain = ws(srv.addr, room, None);
+    sender.send(&raw_frame(0xC1, true, &z));
+    assert_eq!(frame(&mut zipped), (0xC1, z.clone()));
+    assert_eq!(text_message(&mut plain, 15), (false, msg));
+}
+
 #[test]
 fn server_max_window_bits_is_honoured() {
     let srv = start(1);
