@@ -465,6 +465,48 @@ fn a_relayed_message_is_the_clients_own_payload() {
     assert_eq!(text_message(&mut plain, 15), (false, msg));
 }
 
+/// With durable history the `main` party broadcasts after the write, outside the delivery:
+/// the message it held keeps its sender's compressed payload, and that is what the members
+/// that compress get.
+#[test]
+fn a_message_held_for_its_write_is_relayed_as_sent() {
+    let dir = TempDir::new("deflate-relay");
+    let srv = start_with(1, |c| {
+        c.persist = true;
+        c.data_dir = dir.path().to_path_buf();
+    });
+    let msg = chat_json(3000);
+    let z = deflate(msg.as_bytes(), 9);
+    let room = "/parties/main/held";
+    let mut sender = ws(srv.addr, room, Some(OFFER));
+    let mut zipped = ws(srv.addr, room, Some(OFFER));
+    let mut plain = ws(srv.addr, room, None);
+    sender.send(&raw_frame(0xC1, true, &z));
+    assert_eq!(frame(&mut zipped), (0xC1, z.clone()), "the sender's bytes");
+    assert_eq!(text_message(&mut plain, 15), (false, msg.clone()));
+    // A member whose window is 2^9 cannot take a stream that may reach 2^15 back: the one
+    // compressed frame of the broadcast is then ours, deflated with that window.
+    let mut small = ws(
+        srv.addr,
+        room,
+        Some("permessage-deflate; server_max_window_bits=9"),
+    );
+    sender.send(&raw_frame(0xC1, true, &z));
+    for c in [&mut zipped, &mut small] {
+        let (b0, body) = frame(c);
+        assert_eq!(b0, 0xC1);
+        assert_ne!(body, z, "deflated with the 512-byte window instead");
+        assert_eq!(inflate(&body, 9), msg.as_bytes());
+    }
+    assert_eq!(text_message(&mut plain, 15), (false, msg.clone()));
+    // A message that did not come compressed is deflated by us, as before.
+    plain.ws_send(OpCode::Text, msg.as_bytes());
+    let (b0, body) = frame(&mut sender);
+    assert_eq!(b0, 0xC1);
+    assert_ne!(body, z);
+    assert_eq!(inflate(&body, 9), msg.as_bytes());
+}
+
 #[test]
 fn server_max_window_bits_is_honoured() {
     let srv = start(1);

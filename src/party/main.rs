@@ -19,7 +19,9 @@
 //! message in one order. One task per room drains the gate while it is non-empty; it wakes when
 //! the writer finishes a batch, so every message of one batch is released after the batch's
 //! single fsync (group commit). Without a log (`persist: false`) writes are done at once and
-//! nothing is held.
+//! nothing is held. A held message that arrived compressed keeps its sender's compressed
+//! payload (`ws::deflate::inbound_payload`), so its broadcast after the write sends those
+//! bytes to the members that compress instead of deflating it again.
 //!
 //! A room of this party stays in memory while it has history or held messages (its party
 //! state is set exactly then), so a stream of GETs for random room names costs nothing.
@@ -175,6 +177,9 @@ struct Held {
     message: HeldMessage,
     /// Who sent it: not sent back to them, and closed with 1013 if the write fails.
     sender: Option<Connection>,
+    /// The sender's compressed payload of it, if it came compressed
+    /// (`ws::deflate::inbound_payload`): sent on as it is, instead of deflating it again.
+    relay: Option<Rc<[u8]>>,
 }
 
 enum HeldMessage {
@@ -324,6 +329,7 @@ pub(crate) fn publish(
         let held = Held {
             durable: Some(durable.clone()),
             seq,
+            relay: ws::deflate::inbound_payload(message.as_bytes()),
             message: HeldMessage::Text(message),
             sender: sender.cloned(),
         };
@@ -357,6 +363,7 @@ pub(crate) fn relay(
             seq: 0,
             message: HeldMessage::Relay(opcode, payload.to_vec()),
             sender: sender.cloned(),
+            relay: ws::deflate::inbound_payload(payload),
         }),
         _ => room.broadcast_except_conn(opcode, payload, sender),
     }
@@ -422,12 +429,18 @@ impl History {
     fn settle(&mut self, room: &Room, held: Held, result: Result<(), StorageError>) {
         match (held.message, result) {
             (HeldMessage::Relay(opcode, payload), _) => {
-                room.broadcast_except_conn(opcode, &payload, held.sender.as_ref());
+                room.broadcast_relay_except_conn(
+                    opcode,
+                    &payload,
+                    held.relay,
+                    held.sender.as_ref(),
+                );
             }
             (HeldMessage::Text(message), Ok(())) => {
-                room.broadcast_except_conn(
+                room.broadcast_relay_except_conn(
                     ws::OpCode::Text,
                     message.as_bytes(),
+                    held.relay,
                     held.sender.as_ref(),
                 );
                 self.push(room, held.seq, message);

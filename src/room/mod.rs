@@ -250,6 +250,20 @@ impl Room {
         compress: bool,
         to: impl Fn(usize, &Connection) -> bool,
     ) {
+        self.broadcast_relaying(opcode, payload, compress, None, to);
+    }
+
+    /// [`Room::broadcast_to`] of a message whose sender's compressed payload is `relay`
+    /// (`ws::deflate::inbound_payload`, kept from its delivery): members that compress get
+    /// those bytes where their window allows, and deflate does not run.
+    fn broadcast_relaying(
+        &self,
+        opcode: ws::OpCode,
+        payload: &[u8],
+        compress: bool,
+        relay: Option<Rc<[u8]>>,
+        to: impl Fn(usize, &Connection) -> bool,
+    ) {
         // The compressed frame must be readable by every member it goes to and use no more
         // window than any of them allowed: the smallest agreed window among the recipients
         // (in practice all 15, the RFC's default; Autobahn asks for less). Members that agreed
@@ -266,7 +280,7 @@ impl Room {
         } else {
             0
         };
-        let mut frames = ws::deflate::OutFrames::new(opcode, payload, window);
+        let mut frames = ws::deflate::OutFrames::new(opcode, payload, window).relaying(relay);
         for (slot, conn) in &self.conns {
             if to(slot, conn) {
                 conn.send_frame(frames.frame_for(conn.deflate_window()));
@@ -376,6 +390,21 @@ impl Room {
         except: Option<&Connection>,
     ) {
         self.broadcast_to(opcode, payload, true, |_, c| {
+            !except.is_some_and(|e| Rc::ptr_eq(e, c))
+        });
+    }
+
+    /// [`Room::broadcast_except_conn`] of a message that a member sent compressed, with its
+    /// compressed payload as sent (`ws::deflate::inbound_payload`, taken while it was
+    /// delivered): passed on instead of deflating again where the members' windows allow.
+    pub fn broadcast_relay_except_conn(
+        &self,
+        opcode: ws::OpCode,
+        payload: &[u8],
+        relay: Option<Rc<[u8]>>,
+        except: Option<&Connection>,
+    ) {
+        self.broadcast_relaying(opcode, payload, true, relay, |_, c| {
             !except.is_some_and(|e| Rc::ptr_eq(e, c))
         });
     }

@@ -28,8 +28,9 @@
 //!   restrict the client's window) and at most the message's length: so it is passed on when
 //!   every recipient allows a 2^15 window, or the message is no longer than the smallest
 //!   window allowed. A client stream that ended in a final block (BFINAL) is not passed on
-//!   (we ignore bytes after it; a recipient might not). A relay that happens later (after a
-//!   durable write) deflates as before.
+//!   (we ignore bytes after it; a recipient might not). A handler that sends the message on
+//!   later (the `main` party, after its history write is durable) takes the compressed payload
+//!   during the delivery with [`inbound_payload`] and hands it to [`OutFrames::relaying`].
 
 use std::{cell::Cell, cell::RefCell, rc::Rc};
 
@@ -95,24 +96,49 @@ struct Inbound {
 }
 
 impl Inbound {
+    /// Whether `payload` is the message being delivered (and worth passing on).
+    fn is(&self, payload: &[u8]) -> bool {
+        self.active
+            && payload.len() == self.inflated.len()
+            && self.compressed.len() < payload.len()
+            && payload == self.inflated.as_slice()
+    }
+
     /// The inbound message's payload as a frame to recipients whose smallest window is
     /// 2^`bits`, if `payload` is that message and its stream fits the window (module note).
     fn frame(&self, opcode: OpCode, payload: &[u8], bits: u8) -> Option<Rc<[u8]>> {
-        let fits = bits >= 15 || payload.len() <= 1usize << bits;
-        if !self.active
-            || !fits
-            || payload.len() != self.inflated.len()
-            || self.compressed.len() >= payload.len()
-            || payload != self.inflated.as_slice()
-        {
+        if !self.is(payload) {
             return None;
         }
-        let body = &self.compressed;
-        let mut f = Vec::with_capacity(header_len(body.len()) + body.len());
-        write_header_rsv1(&mut f, opcode, body.len());
-        f.extend_from_slice(body);
-        Some(Rc::from(f))
+        relay_frame(opcode, &self.compressed, payload.len(), bits)
     }
+}
+
+/// A client's compressed `body` of a `len`-byte message as our RSV1 frame, for recipients
+/// whose smallest window is 2^`bits`: `None` if the client's stream might reach further back
+/// than that (it may use 2^15) or the body is not smaller than the message.
+fn relay_frame(opcode: OpCode, body: &[u8], len: usize, bits: u8) -> Option<Rc<[u8]>> {
+    let fits = bits >= 15 || len <= 1usize << bits;
+    if !fits || body.len() >= len {
+        return None;
+    }
+    let mut f = Vec::with_capacity(header_len(body.len()) + body.len());
+    write_header_rsv1(&mut f, opcode, body.len());
+    f.extend_from_slice(body);
+    Some(Rc::from(f))
+}
+
+/// The compressed payload of the message being delivered, if `payload` is that message: for
+/// a handler that sends it on later, after the delivery (the `main` party, once its history
+/// write is durable), through [`OutFrames::relaying`]. `None` outside a delivery, for other
+/// bytes, and for a payload that may not be passed on (module note).
+pub fn inbound_payload(payload: &[u8]) -> Option<Rc<[u8]>> {
+    CODEC.with(|c| {
+        let c = c.try_borrow().ok()?;
+        c.inbound
+            .is(payload)
+            .then(|| Rc::from(c.inbound.compressed.as_slice()))
+    })
 }
 
 /// Sets this core's threshold: messages shorter than `bytes` are not compressed. Called for
@@ -328,6 +354,9 @@ pub struct OutFrames<'a> {
     plain: Option<Rc<[u8]>>,
     /// `Some(None)`: tried, and not worth it (the output was not smaller).
     compressed: Option<Option<Rc<[u8]>>>,
+    /// The client's compressed payload of this message, kept from its delivery
+    /// ([`inbound_payload`]): used instead of deflating where the recipients' window allows.
+    relay: Option<Rc<[u8]>>,
 }
 
 impl<'a> OutFrames<'a> {
@@ -346,7 +375,16 @@ impl<'a> OutFrames<'a> {
             window: if compress { window.min(15) } else { 0 },
             plain: None,
             compressed: None,
+            relay: None,
         }
+    }
+
+    /// The same message, whose compressed payload as its sender sent it is `relay` (from
+    /// [`inbound_payload`]): recipients get that instead of a deflate of ours, where the
+    /// window allows.
+    pub fn relaying(mut self, relay: Option<Rc<[u8]>>) -> Self {
+        self.relay = relay;
+        self
     }
 
     /// A message that is never compressed, whoever receives it.
@@ -361,9 +399,12 @@ impl<'a> OutFrames<'a> {
         // A peer whose window is smaller than the one we compress with gets the plain frame.
         if self.window != 0 && peer_window >= self.window {
             let (opcode, payload, window) = (self.opcode, self.payload, self.window);
-            let compressed = self
-                .compressed
-                .get_or_insert_with(|| compressed_frame(opcode, payload, window));
+            let relay = self.relay.as_deref();
+            let compressed = self.compressed.get_or_insert_with(|| {
+                relay
+                    .and_then(|body| relay_frame(opcode, body, payload.len(), window))
+                    .or_else(|| compressed_frame(opcode, payload, window))
+            });
             if let Some(f) = compressed {
                 return f.clone();
             }
@@ -577,6 +618,28 @@ mod tests {
         })
         .unwrap();
         assert_eq!(body(&g), clean.as_slice());
+    }
+
+    /// Taken during the delivery, used after it: [`inbound_payload`] and
+    /// [`OutFrames::relaying`], as the `main` party does across its history write.
+    #[test]
+    fn a_payload_kept_from_the_delivery_is_relayed_later() {
+        let m = chat_json(1000);
+        let client = client_payload(m.as_bytes(), 6, false);
+        let kept = inflate(&client, 1 << 20, inbound_payload).unwrap();
+        let kept = kept.expect("taken during the delivery");
+        assert_eq!(&kept[..], client.as_slice());
+        assert!(inbound_payload(m.as_bytes()).is_none(), "not after it");
+        let later = |window: u8| {
+            OutFrames::new(OpCode::Text, m.as_bytes(), window)
+                .relaying(Some(kept.clone()))
+                .frame_for(window)
+        };
+        assert_eq!(body(&later(15)), client.as_slice());
+        assert_eq!(body(&later(10)), client.as_slice(), "1000 bytes fit 2^10");
+        let f = later(9);
+        assert_ne!(body(&f), client.as_slice(), "deflated with the 512-byte window");
+        assert_eq!(inflate(body(&f), 1 << 20, |o| o.to_vec()).unwrap(), m.as_bytes());
     }
 
     /// Through [`OutFrames`], as a broadcast does: compressed members get the client's

@@ -20,7 +20,7 @@
 pub mod codec;
 pub mod offer;
 
-pub use codec::{inflate, set_threshold, OutFrames, DEFAULT_THRESHOLD};
+pub use codec::{inbound_payload, inflate, set_threshold, OutFrames, DEFAULT_THRESHOLD};
 #[cfg(feature = "internals")]
 pub use codec::compressed_frame;
 pub use offer::{negotiate, Agreed, Malformed};
