@@ -11,6 +11,11 @@ markdown:
      side (RES IPIs on its CPU, context switches, cycles where perf counts them), and the
      bytes on the wire per op the generator received (what the server sent: the
      permessage-deflate shapes compare these);
+  1b. per shape and side: where the server's CPU went, µs per op (medians over the saturated
+     rounds): its own code (utime) and the kernel's (stime, ksoftirqd), and for NEW against each
+     peer the ratio NEW could reach if its own code took no time at all (peer's total over
+     NEW's kernel time): when two servers make the same syscalls per op, their kernel time
+     per op is about equal, and that ratio is the ceiling (PERF.md §1p);
   2. per shape: NEW/OLD, NEW/Bun (and NEW/floor) as the ratio of the medians, the spread of the
      per-round ratios (rounds where both sides were saturated), and for NEW/OLD how many rounds
      NEW won and the verdict: "NEW faster" only if NEW won every paired round (with 5 rounds a
@@ -112,6 +117,28 @@ def main():
                   f"{spread([v['wire_in'] for v in by_round.values() if v.get('wire_in') is not None], f0)} |")
 
     peers = [s for s in ("old", "bun", "floor", "flooru") if s in sides]
+    split = [(shape, side) for (shape, side), good in sat.items()
+             if any(v.get("user_us") is not None for v in good.values())]
+    if split:
+        print("\nWhere the server's CPU went, µs per op (medians over the saturated rounds): its own "
+              "code (user) and the kernel's (kernel: syscalls, the softirqs they run, ksoftirqd). "
+              "\"new/peer at user 0\": the peer's total over NEW's kernel time, the ratio NEW could "
+              "reach if its own code cost nothing.\n")
+        print("| shape | side | user µs/op | kernel µs/op | total µs/op | new/side at user 0 |")
+        print("|---|---|---|---|---|---|")
+        f2 = lambda v: fmt(v, 2)
+        for shape, side in split:
+            good = sat[(shape, side)]
+            user = median_or_none([v.get("user_us") for v in good.values()])
+            kern = median_or_none([v.get("kernel_us") for v in good.values()])
+            total = median_or_none([v["user_us"] + v["kernel_us"] for v in good.values()
+                                    if v.get("user_us") is not None and v.get("kernel_us") is not None])
+            new_kern = median_or_none([v.get("kernel_us") for v in sat.get((shape, "new"), {}).values()])
+            ceiling = "-"
+            if side != "new" and total is not None and new_kern:
+                ceiling = f"{total / new_kern:.2f}"
+            print(f"| {shape} | {side} | {f2(user)} | {f2(kern)} | {f2(total)} | {ceiling} |")
+
     print("\nRatios of the medians; per-round ratios (min-max) over rounds where both sides were "
           "saturated; NEW/OLD verdict by the sign of every paired round.\n")
     head = ["shape"] + [f"new/{p}" for p in peers] + ["new won (rounds)", "verdict"]

@@ -165,7 +165,8 @@ else:
     flag = "" if saturated(r, min_cpu) else "  UNSATURATED"
     flag += "" if r["ok"] else "  INTEGRITY FAILED"
     print(f"round {rnd} {side:5} {name}: {fmt(r['per_cpu'])}/server-CPU-s, server CPU {fmt(r['srv_pct'], 0)}% (ksoftirqd {fmt(r['softirqd_pct'], 0)}%), "
-          f"per op: RES {fmt(r['res'], 3)}, cs {fmt(r['cs'], 3)}, cycles {fmt(r['cycles'], 0)}, syscalls {fmt(r['syscalls'], 3)}{flag}")
+          f"per op: RES {fmt(r['res'], 3)}, cs {fmt(r['cs'], 3)}, cycles {fmt(r['cycles'], 0)}, syscalls {fmt(r['syscalls'], 3)}, "
+          f"CPU us user {fmt(r['user_us'])} kernel {fmt(r['kernel_us'])}{flag}")
 PY
     done
   done

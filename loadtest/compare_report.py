@@ -50,6 +50,9 @@ def load_run(path):
         "cs": num("ctx_switches_per_op"),
         "cycles": num("cycles_per_op"),
         "syscalls": num("syscalls_per_op"),
+        # The server's CPU per op, µs: its own code (utime) and the kernel's (the rest).
+        "user_us": num("user_us_per_op"),
+        "kernel_us": num("kernel_us_per_op"),
         "wire_in": num("wire_in_per_op"),
         "wire_out": num("wire_out_per_op"),
         "rss_per_conn": num("server_rss_bytes_per_conn", d.get("memory")),

@@ -16,11 +16,13 @@ from compare_report import load_run, saturated  # noqa: E402
 from svgplot import PERCENTILE_DASHES, colour_of, line_plot  # noqa: E402
 
 
-def result(per_cpu, srv_pct, ok=True, res=0.5, wire_in=None):
+def result(per_cpu, srv_pct, ok=True, res=0.5, wire_in=None, user_us=None):
+    # user_us: the server's own µs per op; the kernel has the rest of 1e6 / per_cpu.
     return {"per_server_cpu_sec": per_cpu, "rate": per_cpu * srv_pct / 100, "unit": "operations",
             "server_cpu_pct": srv_pct, "res_per_op": res, "ctx_switches_per_op": 0.01,
             "cycles_per_op": None, "integrity": {"ok": ok}, "wire_in_per_op": wire_in,
-            "wire_out_per_op": None,
+            "wire_out_per_op": None, "user_us_per_op": user_us,
+            "kernel_us_per_op": None if user_us is None else 1e6 / per_cpu - user_us,
             "steps": [{"gen_cpu_pct": 50, "kernel": {"res_cpu": 0}}]}
 
 
@@ -79,14 +81,15 @@ class CompareReport(unittest.TestCase):
 
 
 class AbReport(unittest.TestCase):
-    def report(self, rounds, wire_in=None):
+    def report(self, rounds, wire_in=None, user_us=None):
         """rounds: list of {side: (per_cpu, srv_pct)} for one shape."""
         with tempfile.TemporaryDirectory() as d:
             for i, sides in enumerate(rounds, 1):
                 for side, (v, pct) in sides.items():
                     server = "bun" if side == "bun" else "partyring"
                     write(os.path.join(d, f"r{i}", side, "wrk-get-c20", f"{server}-wrk-get-c20.json"),
-                          result(v, pct, wire_in=wire_in and wire_in[side] + i))
+                          result(v, pct, wire_in=wire_in and wire_in[side] + i,
+                                 user_us=user_us and user_us[side]))
             return subprocess.run([sys.executable, os.path.join(HERE, "ab-report.py"), d],
                                   capture_output=True, text=True, check=True).stdout
 
@@ -116,6 +119,15 @@ class AbReport(unittest.TestCase):
         self.assertRegex(out, r"\| wrk-get-c20 \| bun \| 5/5 \|.*\| 203 \(201-205\) \|")
         out = self.report(rounds)
         self.assertRegex(out, r"\| wrk-get-c20 \| new \| 5/5 \|.*\| - \|")
+
+    def test_cpu_split_and_the_ceiling_at_user_zero(self):
+        # NEW: 10 µs per op, 2 of them its own; Bun: 16 µs, 8 its own. With no user time
+        # NEW would take 8 µs: 16 / 8 = 2.00x Bun at most.
+        rounds = [{"new": (100e3, 95), "bun": (62.5e3, 95)} for _ in range(5)]
+        out = self.report(rounds, user_us={"new": 2.0, "bun": 8.0})
+        self.assertIn("| wrk-get-c20 | new | 2.00 | 8.00 | 10.00 | - |", out)
+        self.assertIn("| wrk-get-c20 | bun | 8.00 | 8.00 | 16.00 | 2.00 |", out)
+        self.assertNotIn("user µs/op", self.report(rounds))
 
     def test_too_few_saturated_rounds_give_no_ratio(self):
         rounds = [{"old": (100e3, 95), "new": (110e3, 60 if i < 3 else 95)} for i in range(5)]

@@ -64,6 +64,12 @@ struct Kernel {
     /// Syscalls the server entered (`perf stat -e raw_syscalls:sys_enter`), when perf ran.
     syscalls: Option<u64>,
     syscalls_per_op: Option<f64>,
+    /// The server's CPU time per counted unit, µs, split into its own code (utime) and the
+    /// kernel's (stime, and its CPU's `ksoftirqd` when counted): two servers that make the
+    /// same syscalls per op pay about the same kernel time, so the user part is what one
+    /// can win over the other (PERF.md §1p).
+    user_us_per_op: Option<f64>,
+    kernel_us_per_op: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -126,6 +132,8 @@ struct Report<'a> {
     ctx_switches_per_op: Option<f64>,
     cycles_per_op: Option<f64>,
     syscalls_per_op: Option<f64>,
+    user_us_per_op: Option<f64>,
+    kernel_us_per_op: Option<f64>,
     /// The scenario's main rate of the last step, per second of server CPU time (what
     /// `loadtest/compare` tabulates): deliveries for fanout, operations otherwise.
     per_server_cpu_sec: Option<f64>,
@@ -170,6 +178,12 @@ struct Deflate {
 /// its CPU's `ksoftirqd` (the loopback work its sends leave there; PERF.md §1m).
 fn diff(a: &Snap, b: &Snap) -> Option<f64> {
     Some(b.server_cpu_secs? - a.server_cpu_secs? + softirqd_diff(a, b).unwrap_or(0.0))
+}
+
+/// The server's own CPU seconds (utime) between two snapshots: the rest of [`diff`] is the
+/// kernel's.
+fn user_diff(a: &Snap, b: &Snap) -> Option<f64> {
+    Some(b.server_user_cpu_secs? - a.server_user_cpu_secs?)
 }
 
 fn softirqd_diff(a: &Snap, b: &Snap) -> Option<f64> {
@@ -256,6 +270,11 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
         let res = delta(&|x: &Snap| x.res_on(d.server_cpu));
         let ctx = delta(&|x: &Snap| x.server_ctx_switches);
         let pc = d.perf_counts.get(i).copied().flatten().unwrap_or_default();
+        let user = a.zip(b).and_then(|(a, b)| user_diff(a, b));
+        let us_per_op = |secs: Option<f64>| {
+            secs.filter(|_| unit_count > 0)
+                .map(|t| t * 1e6 / unit_count as f64)
+        };
         let kernel = Kernel {
             res_cpu: d.server_cpu,
             res_irqs: res,
@@ -267,6 +286,8 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
             cycles_per_op: per_op(pc.cycles),
             syscalls: pc.syscalls,
             syscalls_per_op: per_op(pc.syscalls),
+            user_us_per_op: us_per_op(user),
+            kernel_us_per_op: us_per_op(user.and_then(|u| Some(server_cpu? - u))),
         };
         let per_unit = |n: u64| (unit_count > 0).then(|| n as f64 / unit_count as f64);
         let wire = Wire {
@@ -407,13 +428,16 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
         for s in &steps {
             let k = &s.kernel;
             println!(
-                "  {}: per {unit}: RES IPIs on {} {}, context switches {}, cycles {}, syscalls {}",
+                "  {}: per {unit}: RES IPIs on {} {}, context switches {}, cycles {}, syscalls {}, \
+                 server CPU us: user {}, kernel {}",
                 s.label,
                 k.res_cpu.map_or("all CPUs".into(), |c| format!("CPU{c}")),
                 fmt_opt(k.res_per_op, 3),
                 fmt_opt(k.ctx_switches_per_op, 3),
                 fmt_opt(k.cycles_per_op, 0),
                 fmt_opt(k.syscalls_per_op, 3),
+                fmt_opt(k.user_us_per_op, 2),
+                fmt_opt(k.kernel_us_per_op, 2),
             );
         }
     }
@@ -519,6 +543,8 @@ pub fn finish(cli: &Cli, part: Part, d: &Driver, elapsed: Duration, cpu0: f64) -
         ctx_switches_per_op: last.and_then(|s| s.kernel.ctx_switches_per_op),
         cycles_per_op: last.and_then(|s| s.kernel.cycles_per_op),
         syscalls_per_op: last.and_then(|s| s.kernel.syscalls_per_op),
+        user_us_per_op: last.and_then(|s| s.kernel.user_us_per_op),
+        kernel_us_per_op: last.and_then(|s| s.kernel.kernel_us_per_op),
         per_server_cpu_sec: last.and_then(|s| {
             if fanout {
                 s.delivered_per_server_cpu_sec
@@ -596,5 +622,22 @@ mod tests {
         let d = diff(&snap(10.0, None), &snap(12.5, None)).unwrap();
         assert!((d - 2.5).abs() < 1e-9, "{d}");
         assert!(diff(&Snap::default(), &snap(1.0, None)).is_none());
+    }
+
+    #[test]
+    fn user_time_is_the_servers_own_and_softirqd_is_the_kernels() {
+        let at = |user: f64| Snap {
+            server_user_cpu_secs: Some(user),
+            ..snap(10.0 + user, Some(2.0 + user))
+        };
+        let (a, b) = (at(1.0), at(1.5));
+        assert_eq!(user_diff(&a, &b), Some(0.5));
+        // 0.5 s of the server's own code, 0.5 s of its ksoftirqd: the kernel's share is the
+        // rest of the total.
+        assert_eq!(
+            diff(&a, &b).zip(user_diff(&a, &b)).map(|(t, u)| t - u),
+            Some(0.5)
+        );
+        assert_eq!(user_diff(&snap(1.0, None), &b), None);
     }
 }

@@ -29,14 +29,25 @@ fn clock_ticks() -> f64 {
 
 /// utime + stime of a process (all its threads) in seconds, from `/proc/<pid>/stat`.
 pub fn proc_cpu_secs(pid: &str) -> Option<f64> {
+    proc_user_sys_secs(pid).map(|(u, s)| u + s)
+}
+
+/// (utime, stime) of a process (all its threads) in seconds, from `/proc/<pid>/stat`: the
+/// time it ran its own code and the time the kernel ran on its behalf (syscalls, and the
+/// softirqs they ran inline, e.g. loopback delivery).
+pub fn proc_user_sys_secs(pid: &str) -> Option<(f64, f64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_user_sys(&s)
+}
+
+fn parse_user_sys(stat: &str) -> Option<(f64, f64)> {
     // The command name (field 2) may hold spaces; fields after the last ')' are fixed.
-    let rest = &s[s.rfind(')')? + 2..];
+    let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state): utime is field 14, stime field 15.
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / clock_ticks())
+    Some((utime / clock_ticks(), stime / clock_ticks()))
 }
 
 /// VmRSS in KiB from `/proc/<pid>/status`.
@@ -195,6 +206,9 @@ pub fn proc_single_cpu(pid: &str) -> Option<u32> {
 pub struct Snap {
     pub at_ns: u64,
     pub server_cpu_secs: Option<f64>,
+    /// Of `server_cpu_secs`, the server's own code (utime); the rest is the kernel's.
+    #[serde(default)]
+    pub server_user_cpu_secs: Option<f64>,
     /// CPU seconds of `ksoftirqd/N` for the server's CPU (pinned servers only, see
     /// [`ksoftirqd_pid`]).
     #[serde(default)]
@@ -232,9 +246,11 @@ impl Snap {
     pub fn take(pid: Option<u32>, softirqd: Option<u32>) -> Snap {
         let pid = pid.map(|p| p.to_string());
         let ss = sockstat();
+        let cpu = pid.as_deref().and_then(proc_user_sys_secs);
         Snap {
             at_ns: now_ns(),
-            server_cpu_secs: pid.as_deref().and_then(proc_cpu_secs),
+            server_cpu_secs: cpu.map(|(u, s)| u + s),
+            server_user_cpu_secs: cpu.map(|(u, _)| u),
             softirqd_cpu_secs: softirqd.and_then(|k| proc_cpu_secs(&k.to_string())),
             server_rss_kb: pid.as_deref().and_then(proc_rss_kb),
             server_heap_bytes: server_heap_bytes(),
@@ -479,6 +495,19 @@ mod tests {
         assert_eq!(snap.res_on(Some(1)), Some(7276));
         assert_eq!(snap.res_on(None), Some(8516 + 7276));
         assert_eq!(snap.res_on(Some(5)), None);
+    }
+
+    #[test]
+    fn user_and_system_time_are_fields_14_and_15() {
+        // A command name with spaces and a ')' in it; utime 250 and stime 750 ticks.
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 750 0 0 20 0 2 0 5 0 0";
+        let (u, s) = parse_user_sys(stat).unwrap();
+        assert_eq!(u, 250.0 / clock_ticks());
+        assert_eq!(s, 750.0 / clock_ticks());
+        assert_eq!(parse_user_sys("42 (x) S 1"), None);
+        let me = std::process::id().to_string();
+        let (u, s) = proc_user_sys_secs(&me).unwrap();
+        assert_eq!(proc_cpu_secs(&me).map(|t| t >= u + s), Some(true));
     }
 
     #[test]
