@@ -19,7 +19,8 @@
 //! message in one order. One task per room drains the gate while it is non-empty; it wakes when
 //! the writer finishes a batch, so every message of one batch is released after the batch's
 //! single fsync (group commit). Without a log (`persist: false`) writes are done at once and
-//! nothing is held. A held message that arrived compressed keeps its sender's compressed
+//! nothing is held; a POST whose write is already done is answered at once, the others when
+//! their write is (a deferred reply). A held message that arrived compressed keeps its sender's compressed
 //! payload (`ws::deflate::inbound_payload`), so its broadcast after the write sends those
 //! bytes to the members that compress instead of deflating it again.
 //!
@@ -80,8 +81,16 @@ impl Party for MainParty {
             Method::Post => match serde_json::from_slice::<PostBody>(req.body) {
                 Ok(post) => {
                     let durable = publish(room, self.history_limit, post.message, None);
-                    if let Some(Err(e)) = durable.status() {
-                        return storage_unavailable(&e).into();
+                    match durable.status() {
+                        Some(Err(e)) => return storage_unavailable(&e).into(),
+                        // Stored already (`persist: false`, or a write that completed at
+                        // once): shown now and answered without a deferred reply, which
+                        // would cost a boxed future and a timer per request.
+                        Some(Ok(())) => {
+                            release_gate(room);
+                            return Response::text(200, "OK").into();
+                        }
+                        None => {}
                     }
                     let handle = room.handle();
                     Reply::later(async move {
