@@ -20,9 +20,9 @@
 //! the writer finishes a batch, so every message of one batch is released after the batch's
 //! single fsync (group commit). Without a log (`persist: false`) writes are done at once and
 //! nothing is held; a POST whose write is already done is answered at once, the others when
-//! their write is (a deferred reply). A held message that arrived compressed keeps its sender's compressed
-//! payload (`ws::deflate::inbound_payload`), so its broadcast after the write sends those
-//! bytes to the members that compress instead of deflating it again.
+//! their write is (a deferred reply). A held message that arrived compressed keeps its
+//! sender's compressed payload (`ws::deflate::inbound_payload`), so its broadcast after the
+//! write sends those bytes to the members that compress instead of deflating it again.
 //!
 //! A room of this party stays in memory while it has history or held messages (its party
 //! state is set exactly then), so a stream of GETs for random room names costs nothing.
