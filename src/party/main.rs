@@ -335,16 +335,23 @@ pub(crate) fn publish(
         } else {
             Durable::ready(Ok(()))
         };
+        // Shown now, inside the delivery, where the codec relays the sender's payload itself;
+        // or later, outside it: then the sender's payload is kept to relay.
+        let now = durable.status().filter(|_| h.gate.is_empty());
+        let relay = match now {
+            Some(_) => None,
+            None => ws::deflate::inbound_payload(message.as_bytes()),
+        };
         let held = Held {
             durable: Some(durable.clone()),
             seq,
-            relay: ws::deflate::inbound_payload(message.as_bytes()),
+            relay,
             message: HeldMessage::Text(message),
             sender: sender.cloned(),
         };
-        match durable.status() {
-            Some(result) if h.gate.is_empty() => h.settle(room, held, result),
-            _ => {
+        match now {
+            Some(result) => h.settle(room, held, result),
+            None => {
                 h.gate.push_back(held);
                 h.start_gate(room);
             }

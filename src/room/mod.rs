@@ -389,9 +389,7 @@ impl Room {
         payload: &[u8],
         except: Option<&Connection>,
     ) {
-        self.broadcast_to(opcode, payload, true, |_, c| {
-            !except.is_some_and(|e| Rc::ptr_eq(e, c))
-        });
+        self.broadcast_relay_except_conn(opcode, payload, None, except);
     }
 
     /// [`Room::broadcast_except_conn`] of a message that a member sent compressed, with its
