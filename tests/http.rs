@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -249,6 +249,44 @@ fn header_timeout_and_idle_timeout() {
     // An idle keep-alive connection is closed silently after the idle timeout.
     let mut idle = srv.connect();
     assert_eq!(idle.request(get("/party/t").as_bytes()).status, 200);
+    assert!(idle.closed_by_server());
+    assert!(idle.buf.is_empty());
+}
+
+/// The deadlines of a keep-alive connection's later requests (its read timer is kept and moved
+/// from the second wait on, `runtime::http_conn`): each request restarts the idle timeout, a
+/// head started after several requests still gets the (earlier) header deadline, and an idle
+/// connection is still closed.
+#[test]
+fn a_keep_alive_connections_deadlines_move_with_each_request() {
+    let srv = start_with(1, |c| {
+        c.header_timeout = Duration::from_millis(300);
+        c.idle_timeout = Duration::from_millis(800);
+    });
+    // Requests 400 ms apart for 2.4 s: three idle timeouts' worth, each gap half of one.
+    let mut steady = srv.connect();
+    let started = Instant::now();
+    for _ in 0..7 {
+        assert_eq!(steady.request(get("/party/k").as_bytes()).status, 200);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert!(started.elapsed() > Duration::from_millis(2400));
+    assert_eq!(steady.request(get("/party/k").as_bytes()).status, 200);
+    // After those, a head that never ends: 408 at the header deadline, well before the idle one.
+    steady.send(b"GET /party/k HTTP/1.1\r\nHost: a\r\n");
+    let sent = Instant::now();
+    assert_eq!(steady.response().status, 408);
+    assert!(
+        sent.elapsed() < Duration::from_millis(750),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(steady.closed_by_server());
+    // And a connection that goes quiet after a few requests is closed.
+    let mut idle = srv.connect();
+    for _ in 0..3 {
+        assert_eq!(idle.request(get("/party/k").as_bytes()).status, 200);
+    }
     assert!(idle.closed_by_server());
     assert!(idle.buf.is_empty());
 }

@@ -67,6 +67,8 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>, hooked: bo
         },
         stream,
         session: Session::new(bytes, hooked),
+        timer: None,
+        waited: false,
     };
     match conn.run().await {
         Action::Linger => conn.linger().await,
@@ -97,6 +99,14 @@ struct HttpConn {
     io: Io,
     stream: TcpStream,
     session: Session,
+    /// The read deadline's timer, kept from the second wait for a request on (a keep-alive
+    /// connection): moved to each new deadline in place (monoio's `Sleep::reset` only
+    /// records a later deadline), where a timeout per wait would read the clock and add and
+    /// remove a timer-wheel entry for every request. Boxed: a `Sleep` is 640 bytes, and a
+    /// connection that sends one request (a WebSocket upgrade) never needs it.
+    timer: Option<Pin<Box<monoio::time::Sleep>>>,
+    /// Whether a read has waited once already (the next wait gets [`HttpConn::timer`]).
+    waited: bool,
 }
 
 impl session::Service for Io {
@@ -177,9 +187,13 @@ impl HttpConn {
     /// (`Close`, `Linger`, `Handoff` or `Upgrade`), with the output already sent.
     async fn run(&mut self) -> Action {
         loop {
-            let action = self.session.advance(Instant::now(), &mut self.io);
-            if self.flush().await.is_err() {
-                return Action::Close;
+            let mut now = Instant::now();
+            let action = self.session.advance(now, &mut self.io);
+            match self.flush().await {
+                Ok(false) => {}
+                // It waited for room: the next read's deadline counts from now.
+                Ok(true) => now = Instant::now(),
+                Err(_) => return Action::Close,
             }
             match action {
                 Action::Read => {}
@@ -220,7 +234,7 @@ impl HttpConn {
                 }
                 exit => return exit,
             }
-            match self.read().await {
+            match self.read(now).await {
                 Ok(0) => return self.session.eof(),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -233,16 +247,32 @@ impl HttpConn {
         }
     }
 
-    /// Reads more bytes, waiting for readiness until the session's deadline.
-    async fn read(&mut self) -> io::Result<usize> {
+    /// Reads more bytes, waiting for readiness until the session's deadline (counted from
+    /// `now`, the time the session last advanced: the requests before were answered since).
+    async fn read(&mut self, now: Instant) -> io::Result<usize> {
+        let deadline = self.session.deadline(now, &self.io.core.config);
+        let at = monoio::time::Instant::from_std(deadline);
         loop {
-            let now = Instant::now();
-            let deadline = self.session.deadline(now, &self.io.core.config);
-            let wait = deadline.saturating_duration_since(now);
-            match monoio::time::timeout(wait, self.stream.readable(false)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            let ready = match &mut self.timer {
+                Some(timer) => {
+                    timer.as_mut().reset(at);
+                    until(timer.as_mut(), self.stream.readable(false)).await
+                }
+                None if self.waited => {
+                    self.timer = Some(Box::pin(monoio::time::sleep_until(at)));
+                    continue;
+                }
+                None => {
+                    self.waited = true;
+                    let wait = deadline.saturating_duration_since(now);
+                    let readable = self.stream.readable(false);
+                    monoio::time::timeout(wait, readable).await.ok()
+                }
+            };
+            match ready {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Err(io::ErrorKind::TimedOut.into()),
             }
             match sock::recv_into_vec(sock::fd_of(&self.stream), self.session.read_buf(), READ_CHUNK) {
                 Ok(n) => {
@@ -255,13 +285,13 @@ impl HttpConn {
         }
     }
 
-    /// Sends the session's output, if any.
-    async fn flush(&mut self) -> io::Result<()> {
+    /// Sends the session's output, if any; true if it had to wait for room in the socket.
+    async fn flush(&mut self) -> io::Result<bool> {
         if self.session.output().is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let core = &self.io.core;
-        flush_all(
+        let waited = flush_all(
             &self.stream,
             self.session.output(),
             core.config.idle_timeout,
@@ -269,7 +299,7 @@ impl HttpConn {
         )
         .await?;
         self.session.sent();
-        Ok(())
+        Ok(waited)
     }
 
     /// After an error response: stop sending, and read (and drop) what the client is still
@@ -472,16 +502,30 @@ fn route_request(
     }))
 }
 
+/// `fut`'s output, or `None` once `timer` fires first (readiness is polled first, as
+/// `monoio::time::timeout` does).
+async fn until<F: Future>(mut timer: Pin<&mut monoio::time::Sleep>, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(v));
+        }
+        timer.as_mut().poll(cx).map(|()| None)
+    })
+    .await
+}
+
 /// Writes all of `bytes`, waiting for room in the socket at most `timeout` at a time; counts
-/// what is sent in `metrics`.
+/// what is sent in `metrics`. True if it had to wait.
 pub async fn flush_all(
     stream: &TcpStream,
     bytes: &[u8],
     timeout: Duration,
     metrics: &Metrics,
-) -> io::Result<()> {
+) -> io::Result<bool> {
     let fd = sock::fd_of(stream);
     let mut sent = 0;
+    let mut waited = false;
     while sent < bytes.len() {
         match sock::send(fd, &bytes[sent..]) {
             Ok(n) => {
@@ -489,6 +533,7 @@ pub async fn flush_all(
                 metrics.sent_bytes.add(n as u64);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                waited = true;
                 // Boxed: monoio's `Sleep` is 640 bytes (128-aligned), and inline it would sit in
                 // every HTTP connection's task for a wait that only a full socket needs.
                 match Box::pin(monoio::time::timeout(timeout, stream.writable(false))).await {
@@ -500,5 +545,5 @@ pub async fn flush_all(
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(waited)
 }
