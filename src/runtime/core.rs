@@ -306,7 +306,10 @@ impl Core {
             self.parties.start(party, room);
         }
         let r = f(room);
-        rooms.remove_if_empty(party, id);
+        // Looked up again (hashing the id) only to drop a room that is now empty.
+        if room.is_empty() {
+            rooms.remove_if_empty(party, id);
+        }
         Some(r)
     }
 
@@ -318,9 +321,12 @@ impl Core {
         f: impl FnOnce(&mut Room) -> R,
     ) -> Option<R> {
         let mut rooms = self.rooms.borrow_mut();
-        let r = rooms.get_mut(party, id).map(f);
-        rooms.remove_if_empty(party, id);
-        r
+        let room = rooms.get_mut(party, id)?;
+        let r = f(room);
+        if room.is_empty() {
+            rooms.remove_if_empty(party, id);
+        }
+        Some(r)
     }
 
     /// Counts a connection as held by this core until the guard drops.
