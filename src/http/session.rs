@@ -257,7 +257,7 @@ impl Session {
         UpgradeParts {
             head: &raw[..u.head.len],
             // Checked when the head was routed.
-            target: std::str::from_utf8(&raw[u.head.target.clone()]).unwrap_or(""),
+            target: super::parse::text(&raw[u.head.target.clone()]).unwrap_or(""),
             leftover: &raw[u.head.len..],
         }
     }
@@ -669,8 +669,7 @@ impl Session {
 /// The request target of the head at `head_at` in `buf`.
 fn target<'b>(buf: &'b [u8], head: &Head, head_at: usize) -> Result<&'b str, HttpError> {
     let range = head_at + head.target.start..head_at + head.target.end;
-    std::str::from_utf8(&buf[range])
-        .map_err(|_| HttpError::Malformed("Request target is not UTF-8"))
+    super::parse::text(&buf[range]).map_err(|_| HttpError::Malformed("Request target is not UTF-8"))
 }
 
 /// The answer when a hook sets a header that could break the request's framing.

@@ -65,9 +65,18 @@ impl MainParty {
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 struct PostBody {
     message: String,
+}
+
+/// A POST's body: as text when it is ASCII (`http::parse::text`), so serde_json does not
+/// validate its strings as UTF-8 a second time; else as bytes (the same result and errors).
+fn parse_post(body: &[u8]) -> serde_json::Result<PostBody> {
+    match crate::http::parse::text(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    }
 }
 
 impl Party for MainParty {
@@ -78,7 +87,7 @@ impl Party for MainParty {
     fn on_request(&self, room: &mut Room, req: &Request<'_>) -> Reply {
         match req.method {
             Method::Get => Response::json(200, history_json(room).to_vec()).into(),
-            Method::Post => match serde_json::from_slice::<PostBody>(req.body) {
+            Method::Post => match parse_post(req.body) {
                 Ok(post) => {
                     let durable = publish(room, self.history_limit, post.message, None);
                     match durable.status() {

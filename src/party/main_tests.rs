@@ -137,3 +137,22 @@ async fn lost_messages_leave_the_history() {
     drop((room, storage));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_post_body_is_read_as_text_or_as_bytes_alike() {
+    assert_eq!(parse_post(br#"{"message":"hi"}"#).unwrap().message, "hi");
+    let utf8 = r#"{"message":"caf\u00e9 é ✓"}"#;
+    assert_eq!(parse_post(utf8.as_bytes()).unwrap().message, "café é ✓");
+    // Not UTF-8 inside the string, or outside it: refused, as serde_json refuses the bytes.
+    for bad in [
+        &b"{\"message\":\"\xff\"}"[..],
+        b"\xff{\"message\":\"x\"}",
+        b"{\"message\":1}",
+    ] {
+        let ours = parse_post(bad).unwrap_err().to_string();
+        let bytes = serde_json::from_slice::<PostBody>(bad)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(ours, bytes);
+    }
+}
