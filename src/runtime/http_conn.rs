@@ -68,7 +68,6 @@ pub async fn serve(core: Rc<Core>, stream: TcpStream, bytes: Vec<u8>, hooked: bo
         stream,
         session: Session::new(bytes, hooked),
         timer: None,
-        waited: false,
     };
     match conn.run().await {
         Action::Linger => conn.linger().await,
@@ -99,14 +98,12 @@ struct HttpConn {
     io: Io,
     stream: TcpStream,
     session: Session,
-    /// The read deadline's timer, kept from the second wait for a request on (a keep-alive
-    /// connection): moved to each new deadline in place (monoio's `Sleep::reset` only
-    /// records a later deadline), where a timeout per wait would read the clock and add and
-    /// remove a timer-wheel entry for every request. Boxed: a `Sleep` is 640 bytes, and a
-    /// connection that sends one request (a WebSocket upgrade) never needs it.
+    /// The read deadline's timer, made at the connection's first wait for bytes and kept:
+    /// moved to each new deadline in place (monoio's `Sleep::reset` only records a later
+    /// deadline), where a timeout per wait would read the clock and add and remove a
+    /// timer-wheel entry for every request. Boxed: a `Sleep` is 640 bytes, and a connection
+    /// whose request came with its accept (most WebSocket upgrades) never waits.
     timer: Option<Pin<Box<monoio::time::Sleep>>>,
-    /// Whether a read has waited once already (the next wait gets [`HttpConn::timer`]).
-    waited: bool,
 }
 
 impl session::Service for Io {
@@ -253,22 +250,16 @@ impl HttpConn {
         let deadline = self.session.deadline(now, &self.io.core.config);
         let at = monoio::time::Instant::from_std(deadline);
         loop {
-            let ready = match &mut self.timer {
+            let timer = match &mut self.timer {
                 Some(timer) => {
                     timer.as_mut().reset(at);
-                    until(timer.as_mut(), self.stream.readable(false)).await
+                    timer
                 }
-                None if self.waited => {
-                    self.timer = Some(Box::pin(monoio::time::sleep_until(at)));
-                    continue;
-                }
-                None => {
-                    self.waited = true;
-                    let wait = deadline.saturating_duration_since(now);
-                    let readable = self.stream.readable(false);
-                    monoio::time::timeout(wait, readable).await.ok()
-                }
+                None => self
+                    .timer
+                    .insert(Box::pin(monoio::time::sleep_until(at))),
             };
+            let ready = until(timer.as_mut(), self.stream.readable(false)).await;
             match ready {
                 Some(Ok(())) => {}
                 Some(Err(e)) => return Err(e),
