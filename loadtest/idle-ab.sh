@@ -55,12 +55,21 @@ run() {
     >"$OUT/$tag.out" 2>"$OUT/$tag.err" || true
   N=$((N + 1))
   kill "$pid" 2>/dev/null || true
+  for i in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   grep -q 'ok=19000 failed=0' "$OUT/$tag.out" || {
     echo "idle-ab: $tag: not every connection opened (see $OUT/$tag.out)" >&2
     exit 1
   }
-  bytes="$(grep -o 'server RSS: .*(\([0-9]*\) bytes/conn)' "$OUT/$tag.out" | grep -o '([0-9]*' | tr -d '(')"
+  bytes="$(grep -o 'server RSS: .*([0-9]* bytes/conn)' "$OUT/$tag.out" | grep -o '([0-9]*' | tr -d '(' || true)"
+  [ -n "$bytes" ] || {
+    echo "idle-ab: $tag: no server RSS line (see $OUT/$tag.out)" >&2
+    exit 1
+  }
   printf '%s\t%s\t%s\t%s\n' "$round" "$name" "$rooms" "$bytes" | tee -a "$OUT/runs.tsv"
 }
 

@@ -25,6 +25,9 @@ mkdir -p "$OUT"
 PORT="${PORT:-4190}"
 CLIENT="$ROOT/loadtest/instr_client.py"
 
+vg=""
+# The server under valgrind is ours: never left running, whatever stops the script.
+trap 'if [ -n "$vg" ]; then kill -9 "$vg" 2>/dev/null || true; fi' EXIT
 n=0
 for bin in "$@"; do
   n=$((n + 1))
@@ -35,6 +38,7 @@ for bin in "$@"; do
     vg=$!
     up=""
     for _ in $(seq 150); do
+      kill -0 "$vg" 2>/dev/null || break # it exited (the port taken, a bad binary)
       if curl -s -m 1 -o /dev/null "http://127.0.0.1:$PORT/parties/main/r1"; then up=1; break; fi
       sleep 0.2
     done
@@ -60,6 +64,11 @@ for bin in "$@"; do
     done
     kill -9 "$vg" 2>/dev/null || true
     wait "$vg" 2>/dev/null || true
+    vg=""
+    if [ -z "$dump" ] || ! grep -q '^totals:' "$dump"; then
+      echo "instr-per-req: no callgrind dump for $bin $method (see $OUT/$tag.log)" >&2
+      exit 1
+    fi
     ir="$(grep -h '^totals:' "$dump" | head -1 | awk '{print $2}')"
     printf '%s\t%s\t%s\n' "$method" "$(python3 -c "print(round($ir / ($ROUNDS * 20)))")" "$bin" |
       tee -a "$OUT/instr.tsv"
