@@ -98,11 +98,12 @@ struct HttpConn {
     io: Io,
     stream: TcpStream,
     session: Session,
-    /// The read deadline's timer, made at the connection's first wait for bytes and kept:
-    /// moved to each new deadline in place (monoio's `Sleep::reset` only records a later
-    /// deadline), where a timeout per wait would read the clock and add and remove a
-    /// timer-wheel entry for every request. Boxed: a `Sleep` is 640 bytes, and a connection
-    /// whose request came with its accept (most WebSocket upgrades) never waits.
+    /// The read deadline's timer, made at the connection's first wait for bytes (a fresh
+    /// accept's first read; a handed-off connection may never wait) and kept: moved to each
+    /// new deadline in place (monoio's `Sleep::reset` only records a later deadline), where a
+    /// timeout per wait would read the clock and add and remove a timer-wheel entry for every
+    /// request. Boxed: a `Sleep` is 640 bytes, kept out of every connection's task (a
+    /// WebSocket upgrade frees it when its HTTP task ends).
     timer: Option<Pin<Box<monoio::time::Sleep>>>,
 }
 
