@@ -251,15 +251,10 @@ impl HttpConn {
         let deadline = self.session.deadline(now, &self.io.core.config);
         let at = monoio::time::Instant::from_std(deadline);
         loop {
-            let timer = match &mut self.timer {
-                Some(timer) => {
-                    timer.as_mut().reset(at);
-                    timer
-                }
-                None => self
-                    .timer
-                    .insert(Box::pin(monoio::time::sleep_until(at))),
-            };
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(monoio::time::sleep_until(at)));
+            timer.as_mut().reset(at);
             let ready = until(timer.as_mut(), self.stream.readable(false)).await;
             match ready {
                 Some(Ok(())) => {}
